@@ -1,0 +1,90 @@
+"""Checkpoints that load under ``torch.load(weights_only=True)``.
+
+torch>=2.6 loads with ``weights_only=True`` by default, which refuses mmengine's own
+checkpoints: their ``message_hub`` holds :class:`~mmengine.logging.HistoryBuffer` objects
+and numpy values. Rather than allow-listing classes (or turning the safe loader off for
+every file, trusted or not), FULLER writes checkpoints made only of tensors and plain
+Python containers: this hook turns those objects into tagged plain data before saving and
+back after loading. Every checkpoint is then loaded with the safe unpickler, so loading a
+file from an untrusted source can never execute code.
+"""
+
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+
+from fuller.registry import HOOKS
+
+_HB_TAG = '__fuller_history_buffer__'
+_ND_TAG = '__fuller_ndarray__'
+
+
+def to_plain(obj: Any) -> Any:
+    """Recursively convert ``obj`` to tensors and plain Python data.
+
+    Args:
+        obj: Any nesting of dicts, lists, tuples, numpy values, tensors and
+            :class:`HistoryBuffer`.
+
+    Returns:
+        The same structure with :class:`HistoryBuffer` and numpy arrays replaced by tagged
+        dicts and numpy scalars by Python scalars.
+    """
+    if isinstance(obj, HistoryBuffer):
+        return {
+            _HB_TAG: {
+                'log': [float(v) for v in obj._log_history],
+                'count': [float(v) for v in obj._count_history],
+                'max_length': int(obj.max_length),
+            }
+        }
+    if isinstance(obj, np.ndarray):
+        return {_ND_TAG: torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k, to_plain(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
+
+
+def from_plain(obj: Any) -> Any:
+    """Invert :func:`to_plain`."""
+    if isinstance(obj, dict):
+        if set(obj) == {_HB_TAG}:
+            data = obj[_HB_TAG]
+            buf = HistoryBuffer(max_length=data['max_length'])
+            buf._log_history = np.asarray(data['log'])
+            buf._count_history = np.asarray(data['count'])
+            return buf
+        if set(obj) == {_ND_TAG}:
+            return obj[_ND_TAG].numpy()
+        return type(obj)((k, from_plain(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(from_plain(v) for v in obj)
+    return obj
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(Hook):
+    """Make saved checkpoints loadable with ``weights_only=True`` (see module docstring).
+
+    Runs with the highest priority on save so that other hooks see plain data last, and on
+    load before mmengine restores the message hub.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in ('message_hub', 'meta'):
+            if key in checkpoint:
+                checkpoint[key] = to_plain(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in ('message_hub', 'meta'):
+            if key in checkpoint:
+                checkpoint[key] = from_plain(checkpoint[key])
