@@ -1,0 +1,159 @@
+"""Info files (mmdet3d 1.x layout, ``info_version`` 1.1) for nuScenes and the demo dataset.
+
+Each sample's info carries what mmdet3d's loaders expect (``lidar_points``,
+``lidar_sweeps``, ``images`` with ``cam2img``/``lidar2cam``/``cam2ego``, ``instances`` with
+boxes in the LiDAR frame) plus what map segmentation needs: the map ``location`` and
+``ego2global``/``lidar2ego`` to rasterize the map around the LiDAR.
+"""
+
+import os.path as osp
+import pickle
+
+import numpy as np
+from nuscenes.nuscenes import NuScenes
+from nuscenes.utils.splits import create_splits_scenes
+from pyquaternion import Quaternion
+from tqdm import tqdm
+
+CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
+           'traffic_cone', 'barrier')
+INFO_VERSION = '1.1'
+CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
+
+# nuScenes category -> detection class (the devkit's mapping for the detection challenge).
+CATEGORY_TO_CLASS = {
+    'vehicle.car': 'car', 'vehicle.truck': 'truck', 'vehicle.trailer': 'trailer', 'vehicle.bus.bendy': 'bus',
+    'vehicle.bus.rigid': 'bus', 'vehicle.construction': 'construction_vehicle', 'vehicle.bicycle': 'bicycle',
+    'vehicle.motorcycle': 'motorcycle', 'human.pedestrian.adult': 'pedestrian', 'human.pedestrian.child': 'pedestrian',
+    'human.pedestrian.construction_worker': 'pedestrian', 'human.pedestrian.police_officer': 'pedestrian',
+    'movable_object.trafficcone': 'traffic_cone', 'movable_object.barrier': 'barrier',
+}
+
+
+def _mat(translation, rotation) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = Quaternion(rotation).rotation_matrix
+    m[:3, 3] = translation
+    return m
+
+
+def _sensor_poses(nusc: NuScenes, sd_token: str) -> tuple[np.ndarray, np.ndarray]:
+    sd = nusc.get('sample_data', sd_token)
+    cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
+    ep = nusc.get('ego_pose', sd['ego_pose_token'])
+    return _mat(cs['translation'], cs['rotation']), _mat(ep['translation'], ep['rotation'])
+
+
+def sample_info(nusc: NuScenes, sample: dict, max_sweeps: int) -> dict:
+    """Build the info dict of one keyframe."""
+    lidar_token = sample['data']['LIDAR_TOP']
+    lidar_sd = nusc.get('sample_data', lidar_token)
+    lidar2ego, ego2global = _sensor_poses(nusc, lidar_token)
+    lidar2global = ego2global @ lidar2ego
+    global2lidar = np.linalg.inv(lidar2global)
+    scene = nusc.get('scene', sample['scene_token'])
+    location = nusc.get('log', scene['log_token'])['location']
+    info = {
+        'token': sample['token'],
+        'timestamp': sample['timestamp'] / 1e6,
+        'scene_token': sample['scene_token'],
+        'location': location,
+        'ego2global': ego2global.tolist(),
+        'lidar_points': {
+            'num_pts_feats': 5,
+            'lidar_path': osp.basename(lidar_sd['filename']),
+            'lidar2ego': lidar2ego.tolist(),
+        },
+        'images': {},
+        'lidar_sweeps': [],
+        'instances': [],
+    }
+    for cam in CAMERAS:
+        if cam not in sample['data']:
+            continue
+        sd = nusc.get('sample_data', sample['data'][cam])
+        cam2ego, cam_ego2global = _sensor_poses(nusc, sd['token'])
+        cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
+        cam2global = cam_ego2global @ cam2ego
+        info['images'][cam] = {
+            'img_path': osp.basename(sd['filename']),
+            'cam2img': cs['camera_intrinsic'],
+            'cam2ego': cam2ego.tolist(),
+            'sample_data_token': sd['token'],
+            'timestamp': sd['timestamp'] / 1e6,
+            'lidar2cam': (np.linalg.inv(cam2global) @ lidar2global).tolist(),
+            'height': sd['height'],
+            'width': sd['width'],
+        }
+    sd = lidar_sd
+    while sd['prev'] and len(info['lidar_sweeps']) < max_sweeps:
+        sd = nusc.get('sample_data', sd['prev'])
+        s_l2e, s_e2g = _sensor_poses(nusc, sd['token'])
+        sweep2lidar = global2lidar @ s_e2g @ s_l2e
+        # mmdet3d's LoadPointsFromMultiSweeps applies p @ R - t with (R, t) = lidar2sensor.
+        lidar2sensor = np.eye(4)
+        lidar2sensor[:3, :3] = sweep2lidar[:3, :3].T
+        lidar2sensor[:3, 3] = -sweep2lidar[:3, 3]
+        info['lidar_sweeps'].append({
+            'lidar_points': {'lidar_path': sd['filename'], 'lidar2sensor': lidar2sensor.tolist()},
+            'ego2global': s_e2g.tolist(),
+            'timestamp': sd['timestamp'] / 1e6,
+            'sample_data_token': sd['token'],
+        })
+    _, boxes, _ = nusc.get_sample_data(lidar_token)
+    rot_g2l = global2lidar[:3, :3]
+    for box, ann_token in zip(boxes, sample['anns']):
+        ann = nusc.get('sample_annotation', ann_token)
+        name = CATEGORY_TO_CLASS.get(ann['category_name'])
+        velo = nusc.box_velocity(ann_token)
+        velo = np.nan_to_num(velo, nan=0.0) @ rot_g2l.T
+        w, l, h = box.wlh
+        info['instances'].append({
+            'bbox_3d': [*map(float, box.center), float(l), float(w), float(h), float(box.orientation.yaw_pitch_roll[0])],
+            'bbox_label_3d': CLASSES.index(name) if name else -1,
+            'bbox_label': CLASSES.index(name) if name else -1,
+            'bbox_3d_isvalid': bool(ann['num_lidar_pts'] + ann['num_radar_pts'] > 0),
+            'num_lidar_pts': int(ann['num_lidar_pts']),
+            'num_radar_pts': int(ann['num_radar_pts']),
+            'velocity': [float(velo[0]), float(velo[1])],
+            'ann_token': ann_token,
+        })
+    return info
+
+
+def create_nuscenes_infos(root: str, version: str, out_prefix: str, max_sweeps: int = 10) -> dict[str, str]:
+    """Write ``{out_prefix}_infos_{train,val}.pkl`` for a nuScenes-format dataset.
+
+    Args:
+        root: dataset root (contains ``samples/`` and ``{version}/``).
+        version: ``v1.0-mini``, ``v1.0-trainval`` or ``v1.0-test``.
+        out_prefix: path prefix of the output files.
+        max_sweeps: previous LiDAR sweeps recorded per keyframe.
+
+    Returns:
+        Split name -> written file.
+    """
+    nusc = NuScenes(version=version, dataroot=root, verbose=False)
+    splits = create_splits_scenes()
+    split_names = {'v1.0-mini': ('mini_train', 'mini_val'), 'v1.0-trainval': ('train', 'val'),
+                   'v1.0-test': ('test', None)}[version]
+    scene_names = {s['name']: s['token'] for s in nusc.scene}
+    written = {}
+    for split, key in zip(('train', 'val'), split_names):
+        if key is None:
+            continue
+        wanted = {scene_names[n] for n in splits[key] if n in scene_names}
+        samples = [s for s in nusc.sample if s['scene_token'] in wanted]
+        samples.sort(key=lambda s: (s['scene_token'], s['timestamp']))
+        data_list = []
+        for i, s in enumerate(tqdm(samples, desc=f'{split} infos')):
+            info = sample_info(nusc, s, max_sweeps)
+            info['sample_idx'] = i
+            data_list.append(info)
+        metainfo = {'categories': {c: i for i, c in enumerate(CLASSES)}, 'dataset': 'nuscenes', 'version': version,
+                    'info_version': INFO_VERSION}
+        path = f'{out_prefix}_infos_{split}.pkl'
+        with open(path, 'wb') as f:
+            pickle.dump({'metainfo': metainfo, 'data_list': data_list}, f)
+        written[split] = path
+    return written

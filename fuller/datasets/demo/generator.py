@@ -1,0 +1,292 @@
+"""Write the demo world as a nuScenes ``v1.0-mini`` dataset.
+
+Scenes carry the names of the real v1.0-mini scenes, so the devkit's ``mini_train`` and
+``mini_val`` splits apply unchanged, and their logs are at the real map locations. Output:
+``samples/`` and ``sweeps/`` (LiDAR ``.pcd.bin``, camera ``.jpg``), ``maps/`` (basemap PNGs
+and ``expansion/*.json``) and the 13 ``v1.0-mini/*.json`` tables.
+"""
+
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from pyquaternion import Quaternion
+
+from .objects import CLASSES, DEFAULT_COUNTS, sample_agents
+from .sensors import lidar_sweep, render_camera
+from .tokens import TokenFactory
+from .world import DRIVABLE, LANE_WIDTH, build_world, map_expansion_json
+
+# Real v1.0-mini scene names and their locations.
+SCENES = [
+    ('scene-0061', 'singapore-onenorth'), ('scene-0103', 'boston-seaport'), ('scene-0553', 'boston-seaport'),
+    ('scene-0655', 'boston-seaport'), ('scene-0757', 'boston-seaport'), ('scene-0796', 'singapore-queenstown'),
+    ('scene-0916', 'singapore-queenstown'), ('scene-1077', 'singapore-hollandvillage'),
+    ('scene-1094', 'singapore-hollandvillage'), ('scene-1100', 'singapore-hollandvillage'),
+]
+LOCATIONS = ['singapore-onenorth', 'boston-seaport', 'singapore-queenstown', 'singapore-hollandvillage']
+
+# Sensor rig modelled on the nuScenes car: (translation in ego frame, yaw in degrees,
+# focal length at 1600x900). Cameras look along their yaw; the LiDAR is rotated -90 deg.
+CAMERAS = {
+    'CAM_FRONT': ((1.70, 0.02, 1.51), 0.0, 1266.0),
+    'CAM_FRONT_RIGHT': ((1.55, -0.49, 1.50), -55.0, 1260.0),
+    'CAM_FRONT_LEFT': ((1.52, 0.49, 1.51), 55.0, 1257.0),
+    'CAM_BACK': ((0.03, 0.00, 1.57), 180.0, 809.0),
+    'CAM_BACK_LEFT': ((1.04, 0.48, 1.56), 110.0, 1256.0),
+    'CAM_BACK_RIGHT': ((1.03, -0.48, 1.56), -110.0, 1259.0),
+}
+LIDAR_TRANSLATION = (0.94, 0.0, 1.84)
+LIDAR_YAW = -90.0
+CATEGORY_NAMES = [
+    'animal', 'human.pedestrian.adult', 'human.pedestrian.child', 'human.pedestrian.construction_worker',
+    'human.pedestrian.personal_mobility', 'human.pedestrian.police_officer', 'human.pedestrian.stroller',
+    'human.pedestrian.wheelchair', 'movable_object.barrier', 'movable_object.debris',
+    'movable_object.pushable_pullable', 'movable_object.trafficcone', 'static_object.bicycle_rack',
+    'vehicle.bicycle', 'vehicle.bus.bendy', 'vehicle.bus.rigid', 'vehicle.car', 'vehicle.construction',
+    'vehicle.emergency.ambulance', 'vehicle.emergency.police', 'vehicle.motorcycle', 'vehicle.trailer',
+    'vehicle.truck',
+]
+ATTRIBUTE_NAMES = [
+    'vehicle.moving', 'vehicle.parked', 'vehicle.stopped', 'cycle.with_rider', 'cycle.without_rider',
+    'pedestrian.moving', 'pedestrian.standing', 'pedestrian.sitting_lying_down',
+]
+VISIBILITY = [('1', 'v0-40'), ('2', 'v40-60'), ('3', 'v60-80'), ('4', 'v80-100')]
+CAMERA_FULL_SIZE = (1600, 900)
+
+
+@dataclass
+class DemoConfig:
+    """Knobs of the demo dataset. Defaults: ~1 min on 2 cores, well under 100 MB.
+
+    Attributes:
+        seed: everything (map, objects, noise, tokens) is a function of it.
+        keyframes: keyframes per scene (nuScenes: ~40). Scale up for a bigger dataset.
+        sweeps: non-keyframe LiDAR sweeps written before every keyframe (nuScenes: 9).
+        image_scale: camera resolution relative to nuScenes' 1600x900.
+        azimuth_steps: LiDAR firings per revolution per beam.
+        object_counts: objects per class per scene.
+        keyframe_interval: s between keyframes (nuScenes: 0.5).
+        sweep_interval: s between LiDAR sweeps (nuScenes: 0.05).
+    """
+
+    seed: int = 0
+    keyframes: int = 8
+    sweeps: int = 2
+    image_scale: float = 0.2
+    azimuth_steps: int = 600
+    object_counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
+    keyframe_interval: float = 0.5
+    sweep_interval: float = 0.05
+
+
+def _pose(translation, yaw_deg: float) -> tuple[list, list]:
+    q = Quaternion(axis=[0, 0, 1], degrees=yaw_deg)
+    return [float(v) for v in translation], [float(v) for v in q.elements]
+
+
+def _matrix(translation, rotation) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = Quaternion(rotation).rotation_matrix
+    m[:3, 3] = translation
+    return m
+
+
+# Camera frame (x right, y down, z forward) in a frame whose x looks forward.
+_CAM_FROM_FORWARD = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def camera_calibration(channel: str, scale: float) -> tuple[list, list, list]:
+    """Translation, rotation (quaternion w, x, y, z) and intrinsics of a camera in ego frame."""
+    (t, yaw, f) = CAMERAS[channel]
+    rot = Quaternion(axis=[0, 0, 1], degrees=yaw).rotation_matrix @ _CAM_FROM_FORWARD
+    q = Quaternion(matrix=rot)
+    w, h = CAMERA_FULL_SIZE
+    k = [[f * scale, 0.0, w * scale / 2], [0.0, f * scale, h * scale / 2], [0.0, 0.0, 1.0]]
+    return list(t), [float(v) for v in q.elements], k
+
+
+def _ego_route(world, rng, n: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ego positions [n, 2] and yaws [n] driving the right lane of a road at constant speed."""
+    road = world.roads[rng.integers(len(world.roads))]
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    speed = float(rng.uniform(4.0, 8.0))
+    s0 = float(rng.uniform(120, world.size - 120))
+    off = (-direction if road.axis == 0 else direction) * 0.5 * LANE_WIDTH
+    s = s0 + direction * speed * dt * np.arange(n)
+    xy = np.stack([s, np.full(n, road.center + off)], 1) if road.axis == 0 else np.stack(
+        [np.full(n, road.center + off), s], 1)
+    yaw = (0.0 if road.axis == 0 else np.pi / 2) + (0.0 if direction > 0 else np.pi)
+    return xy, np.full(n, yaw)
+
+
+def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: bool = True) -> dict:
+    """Generate the demo dataset under ``out_dir``.
+
+    Args:
+        out_dir: dataset root (it receives ``samples/``, ``sweeps/``, ``maps/``, ``v1.0-mini/``).
+        cfg: size and seed knobs.
+        verbose: print one line per scene.
+
+    Returns:
+        Summary counts (scenes, samples, annotations, bytes written).
+    """
+    cfg = cfg or DemoConfig()
+    rng = np.random.default_rng(cfg.seed)
+    tok = TokenFactory(cfg.seed + 1)
+    version_dir = osp.join(out_dir, 'v1.0-mini')
+    for d in [version_dir, osp.join(out_dir, 'maps', 'expansion'), osp.join(out_dir, 'samples', 'LIDAR_TOP'),
+              osp.join(out_dir, 'sweeps', 'LIDAR_TOP')] + [osp.join(out_dir, 'samples', c) for c in CAMERAS]:
+        os.makedirs(d, exist_ok=True)
+    T = {name: [] for name in ('category', 'attribute', 'visibility', 'instance', 'sensor', 'calibrated_sensor',
+                               'ego_pose', 'log', 'scene', 'sample', 'sample_data', 'sample_annotation', 'map')}
+
+    cat_tok = {}
+    for name in CATEGORY_NAMES:
+        cat_tok[name] = tok()
+        T['category'].append({'token': cat_tok[name], 'name': name, 'description': f'{name} (synthetic demo)',
+                              'index': len(T['category'])})
+    attr_tok = {}
+    for name in ATTRIBUTE_NAMES:
+        attr_tok[name] = tok()
+        T['attribute'].append({'token': attr_tok[name], 'name': name, 'description': name})
+    for t, level in VISIBILITY:
+        T['visibility'].append({'token': t, 'level': level, 'description': f'visibility {level}%'})
+
+    sensor_tok, calib_tok = {}, {}
+    for channel in ['LIDAR_TOP', *CAMERAS]:
+        sensor_tok[channel] = tok()
+        T['sensor'].append({'token': sensor_tok[channel], 'channel': channel,
+                            'modality': 'lidar' if channel == 'LIDAR_TOP' else 'camera'})
+        if channel == 'LIDAR_TOP':
+            trans, rot = _pose(LIDAR_TRANSLATION, LIDAR_YAW)
+            intr = []
+        else:
+            trans, rot, intr = camera_calibration(channel, cfg.image_scale)
+        calib_tok[channel] = tok()
+        T['calibrated_sensor'].append({'token': calib_tok[channel], 'sensor_token': sensor_tok[channel],
+                                       'translation': trans, 'rotation': rot, 'camera_intrinsic': intr})
+    calib = {c['sensor_token']: c for c in T['calibrated_sensor']}
+
+    worlds, map_tok = {}, {}
+    for loc in LOCATIONS:
+        worlds[loc] = build_world(loc, rng)
+        with open(osp.join(out_dir, 'maps', 'expansion', f'{loc}.json'), 'w') as f:
+            json.dump(map_expansion_json(worlds[loc], tok), f)
+        map_tok[loc] = tok()
+        basemap = np.where(worlds[loc].raster[::-1][::5, ::5] >= DRIVABLE, 255, 0).astype(np.uint8)
+        cv2.imwrite(osp.join(out_dir, 'maps', f'{map_tok[loc]}.png'), basemap)
+        T['map'].append({'token': map_tok[loc], 'log_tokens': [], 'category': 'semantic_prior',
+                         'filename': f'maps/{map_tok[loc]}.png'})
+
+    w_img = int(round(CAMERA_FULL_SIZE[0] * cfg.image_scale))
+    h_img = int(round(CAMERA_FULL_SIZE[1] * cfg.image_scale))
+    t_start = 1_533_000_000_000_000
+    n_ann = 0
+    for si, (scene_name, loc) in enumerate(SCENES):
+        world = worlds[loc]
+        log_token = tok()
+        logfile = f'demo-{si:02d}-{loc}'
+        T['log'].append({'token': log_token, 'logfile': logfile, 'vehicle': 'demo', 'date_captured': '2018-08-01',
+                         'location': loc})
+        next(m for m in T['map'] if m['token'] == map_tok[loc])['log_tokens'].append(log_token)
+        ego_xy, ego_yaw = _ego_route(world, rng, cfg.keyframes, cfg.keyframe_interval)
+        speed = np.linalg.norm(ego_xy[-1] - ego_xy[0]) / max(cfg.keyframe_interval * (cfg.keyframes - 1), 1e-6)
+        agents = sample_agents(world, rng, ego_xy, cfg.object_counts)
+        t0 = t_start + si * 100_000_000
+
+        def ego_at(t: float) -> np.ndarray:
+            unit = np.array([np.cos(ego_yaw[0]), np.sin(ego_yaw[0])])
+            xy = ego_xy[0] + unit * speed * t
+            return _matrix([xy[0], xy[1], 0.0], Quaternion(axis=[0, 0, 1], radians=ego_yaw[0]).elements)
+
+        scene_token = tok()
+        sample_tokens = [tok() for _ in range(cfg.keyframes)]
+        inst_tokens = [tok() for _ in agents]
+        ann_tokens = [[tok() for _ in range(cfg.keyframes)] for _ in agents]
+        last_sd: dict[str, dict | None] = {c: None for c in ['LIDAR_TOP', *CAMERAS]}
+
+        def add_sample_data(channel, t_rel, sample_token, key, filename, w=0, h=0):
+            ts = t0 + int(round(t_rel * 1e6))
+            ego = ego_at(t_rel)
+            ep_token = tok()
+            T['ego_pose'].append({'token': ep_token, 'timestamp': ts,
+                                  'rotation': [float(v) for v in Quaternion(matrix=ego[:3, :3]).elements],
+                                  'translation': [float(v) for v in ego[:3, 3]]})
+            rec = {'token': tok(), 'sample_token': sample_token, 'ego_pose_token': ep_token,
+                   'calibrated_sensor_token': calib_tok[channel], 'timestamp': ts,
+                   'fileformat': 'pcd' if channel == 'LIDAR_TOP' else 'jpg', 'is_key_frame': key,
+                   'height': h, 'width': w, 'filename': filename, 'prev': '', 'next': ''}
+            if last_sd[channel] is not None:
+                rec['prev'] = last_sd[channel]['token']
+                last_sd[channel]['next'] = rec['token']
+            last_sd[channel] = rec
+            T['sample_data'].append(rec)
+            return ego
+
+        lidar_calib = calib[sensor_tok['LIDAR_TOP']]
+        lidar2ego = _matrix(lidar_calib['translation'], lidar_calib['rotation'])
+        for k in range(cfg.keyframes):
+            t_key = k * cfg.keyframe_interval
+            ts_key = t0 + int(round(t_key * 1e6))
+            T['sample'].append({'token': sample_tokens[k], 'timestamp': ts_key,
+                                'prev': sample_tokens[k - 1] if k else '',
+                                'next': sample_tokens[k + 1] if k + 1 < cfg.keyframes else '',
+                                'scene_token': scene_token})
+            for j in range(cfg.sweeps, 0, -1):
+                t_sw = t_key - j * cfg.sweep_interval
+                name = f'{logfile}__LIDAR_TOP__{t0 + int(round(t_sw * 1e6))}.pcd.bin'
+                ego = add_sample_data('LIDAR_TOP', t_sw, sample_tokens[k], False, f'sweeps/LIDAR_TOP/{name}')
+                pts, _ = lidar_sweep(world, agents, t_sw, ego @ lidar2ego, cfg.azimuth_steps, rng)
+                pts.tofile(osp.join(out_dir, 'sweeps', 'LIDAR_TOP', name))
+            name = f'{logfile}__LIDAR_TOP__{ts_key}.pcd.bin'
+            ego = add_sample_data('LIDAR_TOP', t_key, sample_tokens[k], True, f'samples/LIDAR_TOP/{name}')
+            pts, hit_idx = lidar_sweep(world, agents, t_key, ego @ lidar2ego, cfg.azimuth_steps, rng)
+            pts.tofile(osp.join(out_dir, 'samples', 'LIDAR_TOP', name))
+            num_pts = np.bincount(hit_idx[hit_idx >= 0], minlength=len(agents))[: len(agents)]
+            visible = np.zeros(len(agents))
+            total = np.zeros(len(agents))
+            for channel in CAMERAS:
+                c = calib[sensor_tok[channel]]
+                name = f'{logfile}__{channel}__{ts_key}.jpg'
+                ego = add_sample_data(channel, t_key, sample_tokens[k], True, f'samples/{channel}/{name}', w_img, h_img)
+                img, vis, tot = render_camera(world, agents, t_key, ego @ _matrix(c['translation'], c['rotation']),
+                                              np.array(c['camera_intrinsic']), w_img, h_img, rng)
+                visible += vis
+                total += tot
+                cv2.imwrite(osp.join(out_dir, 'samples', channel, name), img[:, :, ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 90])
+            frac = np.divide(visible, total, out=np.zeros_like(visible), where=total > 0)
+            vis_level = np.clip(np.searchsorted([0.4, 0.6, 0.8], frac, side='right') + 1, 1, 4)
+            for a_i, agent in enumerate(agents):
+                center = agent.center_at(t_key)
+                T['sample_annotation'].append({
+                    'token': ann_tokens[a_i][k], 'sample_token': sample_tokens[k], 'instance_token': inst_tokens[a_i],
+                    'visibility_token': str(int(vis_level[a_i])),
+                    'attribute_tokens': [attr_tok[agent.attribute]] if agent.attribute else [],
+                    'translation': [float(v) for v in center],
+                    'size': [float(v) for v in agent.size],
+                    'rotation': [float(v) for v in Quaternion(axis=[0, 0, 1], radians=agent.yaw).elements],
+                    'prev': ann_tokens[a_i][k - 1] if k else '',
+                    'next': ann_tokens[a_i][k + 1] if k + 1 < cfg.keyframes else '',
+                    'num_lidar_pts': int(num_pts[a_i]), 'num_radar_pts': 0,
+                })
+                n_ann += 1
+        for a_i, agent in enumerate(agents):
+            T['instance'].append({'token': inst_tokens[a_i], 'category_token': cat_tok[CLASSES[agent.name][0]],
+                                  'nbr_annotations': cfg.keyframes, 'first_annotation_token': ann_tokens[a_i][0],
+                                  'last_annotation_token': ann_tokens[a_i][-1]})
+        T['scene'].append({'token': scene_token, 'log_token': log_token, 'nbr_samples': cfg.keyframes,
+                           'first_sample_token': sample_tokens[0], 'last_sample_token': sample_tokens[-1],
+                           'name': scene_name, 'description': f'Synthetic demo scene at {loc}'})
+        if verbose:
+            print(f'[create_demo_data] {scene_name} ({loc}): {cfg.keyframes} keyframes, {len(agents)} objects')
+
+    for name, rows in T.items():
+        with open(osp.join(version_dir, f'{name}.json'), 'w') as f:
+            json.dump(rows, f, indent=0)
+    size = sum(osp.getsize(osp.join(r, f)) for r, _, fs in os.walk(out_dir) for f in fs)
+    return {'scenes': len(SCENES), 'samples': len(T['sample']), 'annotations': n_ann, 'bytes': size}

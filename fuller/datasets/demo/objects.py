@@ -1,0 +1,152 @@
+"""Traffic participants of a demo scene: the 10 nuScenes detection classes.
+
+Each object is a box with a nuScenes category, a size (w, l, h as nuScenes stores it), a
+pose at the scene's first keyframe and a constant velocity, placed where it belongs on the
+map: vehicles in lanes or car parks, pedestrians on walkways and crossings, cones and
+barriers along road edges.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .world import LANE_WIDTH, WALKWAY_WIDTH, World
+
+# detection class -> (nuScenes category, mean size (w, l, h) in m, colour RGB)
+CLASSES: dict[str, tuple[str, tuple[float, float, float], tuple[int, int, int]]] = {
+    'car': ('vehicle.car', (1.95, 4.6, 1.7), (200, 40, 40)),
+    'truck': ('vehicle.truck', (2.5, 7.0, 3.0), (230, 140, 20)),
+    'trailer': ('vehicle.trailer', (2.6, 10.0, 3.8), (140, 80, 30)),
+    'bus': ('vehicle.bus.rigid', (2.9, 11.0, 3.5), (240, 210, 30)),
+    'construction_vehicle': ('vehicle.construction', (2.8, 6.2, 3.2), (250, 100, 170)),
+    'bicycle': ('vehicle.bicycle', (0.6, 1.7, 1.3), (40, 200, 200)),
+    'motorcycle': ('vehicle.motorcycle', (0.8, 2.1, 1.5), (40, 90, 220)),
+    'pedestrian': ('human.pedestrian.adult', (0.7, 0.7, 1.75), (30, 160, 60)),
+    'traffic_cone': ('movable_object.trafficcone', (0.4, 0.4, 1.0), (255, 120, 0)),
+    'barrier': ('movable_object.barrier', (2.5, 0.5, 1.0), (160, 160, 200)),
+}
+
+# Objects per scene, by class: vehicles dominate, as in nuScenes.
+DEFAULT_COUNTS = {
+    'car': 10, 'truck': 2, 'trailer': 1, 'bus': 1, 'construction_vehicle': 1, 'bicycle': 2,
+    'motorcycle': 2, 'pedestrian': 8, 'traffic_cone': 5, 'barrier': 4,
+}
+
+
+@dataclass
+class Agent:
+    """One annotated object with constant-velocity motion.
+
+    Attributes:
+        name: detection class name.
+        center: box centre at t=0 in global coordinates (x, y, z), m.
+        size: (w, l, h), m.
+        yaw: heading around +z, rad (box length along the heading).
+        velocity: (vx, vy) in global coordinates, m/s.
+        attribute: nuScenes attribute name ('' when the class has none).
+    """
+
+    name: str
+    center: np.ndarray
+    size: np.ndarray
+    yaw: float
+    velocity: np.ndarray
+    attribute: str
+
+    def center_at(self, t: float) -> np.ndarray:
+        c = self.center.copy()
+        c[:2] += self.velocity * t
+        return c
+
+
+def _along(world: World, rng, focus: np.ndarray, radius: float):
+    """A road near ``focus`` and a coordinate along it within ``radius``."""
+    near = [r for r in world.roads if abs(focus[1 - r.axis] - r.center) < radius]
+    road = near[rng.integers(len(near))] if near else world.roads[rng.integers(len(world.roads))]
+    s = float(np.clip(focus[road.axis] + rng.uniform(-radius, radius), 5, world.size - 5))
+    return road, s
+
+
+def _point(road, s: float, offset: float) -> np.ndarray:
+    return np.array([s, road.center + offset]) if road.axis == 0 else np.array([road.center + offset, s])
+
+
+def sample_agent(name: str, world: World, rng: np.random.Generator, focus: np.ndarray, radius: float) -> Agent:
+    """Sample one agent of class ``name`` near ``focus`` where that class belongs."""
+    _, mean_size, _ = CLASSES[name]
+    size = np.array(mean_size) * rng.uniform(0.9, 1.1, 3)
+    road, s = _along(world, rng, focus, radius)
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    heading = (0.0 if road.axis == 0 else np.pi / 2) + (0.0 if direction > 0 else np.pi)
+    # Right-hand traffic: a lane at positive offset k*LANE_WIDTH carries -direction traffic.
+    lane = int(rng.integers(road.lanes))
+    lane_offset = -direction * (lane + 0.5) * LANE_WIDTH if road.axis == 0 else direction * (lane + 0.5) * LANE_WIDTH
+    unit = np.array([np.cos(heading), np.sin(heading)])
+    speed, attribute = 0.0, ''
+    if name in ('car', 'truck', 'bus', 'trailer', 'construction_vehicle'):
+        if name == 'car' and world.layers['carpark_area'] and rng.random() < 0.35:
+            cp = world.layers['carpark_area'][rng.integers(len(world.layers['carpark_area']))]
+            x0, y0, x1, y1 = cp.bounds
+            xy = np.array([rng.uniform(x0 + 3, x1 - 3), rng.uniform(y0 + 3, y1 - 3)])
+            heading = np.pi / 2 + (0 if rng.random() < 0.5 else np.pi)
+            return Agent(name, np.r_[xy, size[2] / 2], size, float(heading), np.zeros(2), 'vehicle.parked')
+        moving = rng.random() < (0.75 if name != 'construction_vehicle' else 0.2)
+        speed = float(rng.uniform(3, 10)) if moving else 0.0
+        attribute = 'vehicle.moving' if moving else 'vehicle.stopped'
+        xy = _point(road, s, lane_offset)
+    elif name in ('bicycle', 'motorcycle'):
+        moving = rng.random() < 0.7
+        speed = float(rng.uniform(2, 5) if name == 'bicycle' else rng.uniform(4, 9)) if moving else 0.0
+        attribute = 'cycle.with_rider' if moving else 'cycle.without_rider'
+        edge = road.half_width - 0.8
+        xy = _point(road, s, (-edge if road.axis == 0 else edge) * direction)
+    elif name == 'pedestrian':
+        moving = rng.random() < 0.7
+        speed = float(rng.uniform(0.8, 1.6)) if moving else 0.0
+        attribute = 'pedestrian.moving' if moving else 'pedestrian.standing'
+        if world.layers['ped_crossing'] and rng.random() < 0.3:
+            pc = world.layers['ped_crossing'][rng.integers(len(world.layers['ped_crossing']))]
+            x0, y0, x1, y1 = pc.bounds
+            xy = np.array([rng.uniform(x0 + 0.5, x1 - 0.5), rng.uniform(y0 + 0.5, y1 - 0.5)])
+            across = 0.0 if (x1 - x0) > (y1 - y0) else np.pi / 2
+            heading = across + np.pi / 2 + (0 if rng.random() < 0.5 else np.pi)
+            unit = np.array([np.cos(heading), np.sin(heading)])
+        else:
+            side = 1.0 if rng.random() < 0.5 else -1.0
+            xy = _point(road, s, side * (road.half_width + WALKWAY_WIDTH * rng.uniform(0.2, 0.8)))
+    else:  # traffic_cone, barrier: static, along the road edge
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        xy = _point(road, s, side * (road.half_width - 0.5))
+        heading = (0.0 if road.axis == 0 else np.pi / 2) + (np.pi / 2 if name == 'barrier' else 0.0)
+        heading += float(rng.uniform(-0.1, 0.1))
+    return Agent(name, np.r_[xy, size[2] / 2], size, float(heading), unit * speed, attribute)
+
+
+def sample_agents(world: World, rng: np.random.Generator, ego_xy: np.ndarray, counts: dict[str, int],
+                  radius: float = 45.0) -> list[Agent]:
+    """Sample a scene's agents around the ego route, avoiding overlaps at t=0.
+
+    Args:
+        world: the location's map.
+        rng: random generator.
+        ego_xy: [K, 2] ego positions at the scene's keyframes.
+        counts: objects per class.
+        radius: half-size of the square around the route's middle in which objects live.
+    """
+    focus = ego_xy[len(ego_xy) // 2]
+    agents: list[Agent] = []
+    for name, n in counts.items():
+        for _ in range(n):
+            for _try in range(30):
+                a = sample_agent(name, world, rng, focus, radius)
+                r = 0.5 * float(np.hypot(a.size[0], a.size[1]))
+                if np.min(np.linalg.norm(ego_xy - a.center[:2], axis=1)) < r + 4.0:
+                    continue
+                if any(np.linalg.norm(b.center[:2] - a.center[:2]) < r + 0.5 * np.hypot(b.size[0], b.size[1])
+                       for b in agents):
+                    continue
+                agents.append(a)
+                break
+    return agents
+
+

@@ -1,0 +1,189 @@
+"""Ray casting for the simulated LiDAR and cameras.
+
+The scene is a flat ground plane (z = 0, coloured/painted by map layer) plus the agents'
+boxes. Both sensors cast rays from their origin and keep the nearest hit.
+"""
+
+import numpy as np
+
+from .objects import CLASSES, Agent
+from .world import CARPARK, DIVIDER, DRIVABLE, GROUND, PED_CROSSING, STOP_LINE, WALKWAY, World
+
+# Ground colour per label code (RGB): cameras see every map layer clearly.
+GROUND_RGB = {
+    GROUND: (96, 128, 70), DRIVABLE: (85, 85, 90), WALKWAY: (190, 175, 150), CARPARK: (60, 75, 120),
+    PED_CROSSING: (235, 235, 235), STOP_LINE: (250, 250, 250), DIVIDER: (235, 200, 40),
+}
+# LiDAR intensity per label code: only paint is bright; asphalt, car parks and walkways are
+# nearly indistinguishable (LiDAR is weak for the map by design).
+GROUND_INTENSITY = {
+    GROUND: 9.0, DRIVABLE: 4.0, WALKWAY: 5.5, CARPARK: 4.0, PED_CROSSING: 35.0, STOP_LINE: 35.0, DIVIDER: 30.0,
+}
+CLASS_INTENSITY = {name: 15.0 + 6.0 * i for i, name in enumerate(CLASSES)}
+SKY_RGB = np.array([170, 200, 235], np.float64)
+SUN = np.array([0.4, 0.3, 0.866])
+
+# HDL-32E-like beam elevations (degrees).
+LIDAR_ELEVATIONS = np.linspace(-30.67, 10.67, 32)
+
+
+def yaw_matrix(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: float, max_range: float,
+               forward: np.ndarray | None = None):
+    """Nearest box hit of each ray.
+
+    Args:
+        origin: [3] ray origin (global frame).
+        dirs: [N, 3] unit ray directions (global frame).
+        agents: boxes to intersect, posed at time ``t``.
+        t: time since the scene start, s.
+        max_range: rays are cut here, m.
+        forward: optional viewing direction [3]; boxes wholly behind it are skipped.
+
+    Returns:
+        ``(dist, idx, normal, coverage)``: [N] hit distances (inf where none), [N] agent
+        index (-1 where none), [N, 3] outward unit normals of the hit faces in the global
+        frame, and [len(agents)] number of rays that hit each box, occluded or not.
+    """
+    n = len(dirs)
+    dist = np.full(n, np.inf)
+    idx = np.full(n, -1, np.int64)
+    normal = np.zeros((n, 3))
+    coverage = np.zeros(len(agents), np.int64)
+    for k, a in enumerate(agents):
+        center = a.center_at(t)
+        radius = 0.5 * float(np.linalg.norm(a.size))
+        if np.linalg.norm(center[:2] - origin[:2]) > max_range + radius:
+            continue
+        if forward is not None and float((center - origin) @ forward) < -radius:
+            continue
+        rot = yaw_matrix(a.yaw)
+        o = rot.T @ (origin - center)
+        d = dirs @ rot  # row-wise rot.T @ dir
+        half = np.array([a.size[1], a.size[0], a.size[2]]) / 2  # (l, w, h) along box x, y, z
+        with np.errstate(divide='ignore', invalid='ignore'):
+            inv = 1.0 / d
+            t1 = (-half - o) * inv
+            t2 = (half - o) * inv
+        tmin = np.minimum(t1, t2)
+        tmax = np.maximum(t1, t2)
+        t_near = np.nanmax(tmin, axis=1)
+        t_far = np.nanmin(tmax, axis=1)
+        any_hit = (t_near <= t_far) & (t_far > 0) & (t_near > 0)
+        coverage[k] = int(any_hit.sum())
+        hit = any_hit & (t_near < dist)
+        if not hit.any():
+            continue
+        axis = np.nanargmax(tmin[hit], axis=1)
+        sign = -np.sign(d[hit, axis])
+        local_n = np.zeros((hit.sum(), 3))
+        local_n[np.arange(hit.sum()), axis] = sign
+        dist[hit] = t_near[hit]
+        idx[hit] = k
+        normal[hit] = local_n @ rot.T
+    return dist, idx, normal, coverage
+
+
+def cast_ground(origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Distance along each ray to the ground plane z = 0 (inf if it never gets there)."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t = -origin[2] / dirs[:, 2]
+    return np.where((dirs[:, 2] < -1e-6) & (t > 0), t, np.inf)
+
+
+def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.ndarray,
+                azimuth_steps: int, rng: np.random.Generator, max_range: float = 70.0,
+                dropout: float = 0.05, range_noise: float = 0.02):
+    """Simulate one sweep of a 32-beam spinning LiDAR.
+
+    Args:
+        world: map (ground paint gives intensity).
+        agents: boxes.
+        t: time since the scene start, s.
+        sensor2global: [4, 4] LiDAR pose.
+        azimuth_steps: firings per revolution.
+        rng: noise generator.
+        max_range: maximum range, m.
+        dropout: fraction of returns randomly lost.
+        range_noise: std of Gaussian range noise, m.
+
+    Returns:
+        ``(points, agent_idx)``: [N, 5] float32 (x, y, z, intensity, ring) in the sensor
+        frame, as nuScenes ``.pcd.bin`` stores them, and [N] index of the agent each point
+        hit (-1 for ground).
+    """
+    el = np.deg2rad(LIDAR_ELEVATIONS)
+    az = np.linspace(-np.pi, np.pi, azimuth_steps, endpoint=False)
+    ee, aa = np.meshgrid(el, az, indexing='ij')
+    ring = np.repeat(np.arange(len(el)), azimuth_steps)
+    local = np.stack([np.cos(ee) * np.cos(aa), np.cos(ee) * np.sin(aa), np.sin(ee)], -1).reshape(-1, 3)
+    rot, origin = sensor2global[:3, :3], sensor2global[:3, 3]
+    dirs = local @ rot.T
+    d_box, idx, _, _ = cast_boxes(origin, dirs, agents, t, max_range)
+    d_gnd = cast_ground(origin, dirs)
+    dist = np.minimum(d_box, d_gnd)
+    idx = np.where(d_box <= d_gnd, idx, -1)
+    keep = (dist < max_range) & (rng.random(len(dist)) > dropout)
+    dist = dist[keep] + rng.normal(0.0, range_noise, keep.sum())
+    idx, local, ring = idx[keep], local[keep], ring[keep]
+    pts_local = local * dist[:, None]
+    hit_global = pts_local @ rot.T + origin
+    intensity = np.empty(len(dist))
+    ground = idx < 0
+    codes = world.label_at(hit_global[ground, :2])
+    intensity[ground] = np.vectorize(GROUND_INTENSITY.get, otypes=[float])(codes) if len(codes) else []
+    for k in np.unique(idx[~ground]):
+        intensity[idx == k] = CLASS_INTENSITY[agents[k].name]
+    intensity = np.clip(intensity + rng.normal(0.0, 2.0, len(intensity)), 0.0, 255.0)
+    pts = np.concatenate([pts_local, intensity[:, None], ring[:, None]], 1).astype(np.float32)
+    return pts, idx
+
+
+def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.ndarray, intrinsic: np.ndarray,
+                  width: int, height: int, rng: np.random.Generator, max_range: float = 150.0):
+    """Render one camera image by ray casting.
+
+    Args:
+        world: map (ground colour by layer).
+        agents: boxes, coloured by class and shaded by face orientation.
+        t: time since the scene start, s.
+        cam2global: [4, 4] camera pose (camera frame: x right, y down, z forward).
+        intrinsic: [3, 3] pinhole intrinsics for this resolution.
+        width, height: image size, px.
+        rng: noise generator.
+        max_range: ground beyond this fades to the horizon colour, m.
+
+    Returns:
+        ``(image, visible_px, total_px)``: [H, W, 3] uint8 RGB; per agent, the number of
+        pixels where it is the nearest surface, and where its box is hit at all (used for
+        the nuScenes visibility level).
+    """
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
+    rays_cam = pix @ np.linalg.inv(intrinsic).T
+    rays_cam /= np.linalg.norm(rays_cam, axis=1, keepdims=True)
+    rot, origin = cam2global[:3, :3], cam2global[:3, 3]
+    dirs = rays_cam @ rot.T
+    d_gnd = cast_ground(origin, dirs)
+    d_box, idx, normal, total = cast_boxes(origin, dirs, agents, t, max_range, forward=rot[:, 2])
+    img = np.tile(SKY_RGB, (len(dirs), 1))
+    ground = np.isfinite(d_gnd) & (d_gnd < d_box)
+    gxy = origin[:2] + dirs[ground, :2] * d_gnd[ground, None]
+    codes = world.label_at(gxy)
+    lut = np.array([GROUND_RGB[c] for c in range(len(GROUND_RGB))], np.float64)
+    col = lut[codes]
+    fog = np.exp(-d_gnd[ground] / max_range)[:, None]
+    img[ground] = col * fog + SKY_RGB * (1 - fog)
+    boxes = (idx >= 0) & (d_box <= d_gnd)
+    visible = np.bincount(idx[boxes], minlength=len(agents))[: len(agents)]
+    if boxes.any():
+        base = np.array([CLASSES[agents[k].name][2] for k in range(len(agents))], np.float64)[idx[boxes]]
+        shade = 0.45 + 0.55 * np.clip(normal[boxes] @ SUN, 0.0, 1.0)
+        img[boxes] = base * shade[:, None]
+    img = img + rng.normal(0.0, 3.0, img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8).reshape(height, width, 3)
+    return img, visible, total

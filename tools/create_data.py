@@ -1,0 +1,32 @@
+"""Create info files for a nuScenes-format dataset (real nuScenes or FULLER's demo data).
+
+Example:
+    python tools/create_data.py nuscenes --root-path data/nuscenes --version v1.0-trainval
+    python tools/create_data.py nuscenes --root-path data/nuscenes-demo --version v1.0-mini
+"""
+
+import argparse
+import os.path as osp
+
+from fuller.datasets.create_infos import create_nuscenes_infos
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('dataset', choices=['nuscenes'])
+    p.add_argument('--root-path', required=True)
+    p.add_argument('--version', default='v1.0-trainval', choices=['v1.0-mini', 'v1.0-trainval', 'v1.0-test'])
+    p.add_argument('--out-dir', default=None, help='defaults to --root-path')
+    p.add_argument('--extra-tag', default='nuscenes')
+    p.add_argument('--max-sweeps', type=int, default=10)
+    args = p.parse_args()
+    if not osp.isdir(osp.join(args.root_path, args.version)):
+        raise SystemExit(f'create_data: {osp.join(args.root_path, args.version)} does not exist; '
+                         f'is --root-path a nuScenes root and --version right?')
+    out = osp.join(args.out_dir or args.root_path, args.extra_tag)
+    for split, path in create_nuscenes_infos(args.root_path, args.version, out, args.max_sweeps).items():
+        print(f'[create_data] {split}: {path}')
+
+
+if __name__ == '__main__':
+    main()
