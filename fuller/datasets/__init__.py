@@ -1,0 +1,4 @@
+from .nuscenes_mtl import NuScenesMultiTaskDataset
+from .transforms import *  # noqa: F401,F403
+
+__all__ = ['NuScenesMultiTaskDataset']

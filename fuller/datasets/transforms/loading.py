@@ -1,0 +1,117 @@
+"""Loading transforms: multi-sweep LiDAR points and six-camera images, with checked I/O.
+
+Every failure names the file: a missing or truncated ``.pcd.bin`` or an unreadable image
+raises :class:`DataFileError` instead of returning garbage.
+"""
+
+import os.path as osp
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.structures import LiDARPoints
+
+from fuller.registry import TRANSFORMS
+
+
+class DataFileError(RuntimeError):
+    """A data file is missing or corrupt. The message names the file."""
+
+
+def load_points_file(path: str, load_dim: int) -> np.ndarray:
+    """Read a nuScenes ``.pcd.bin`` (float32 records of ``load_dim`` values).
+
+    Raises:
+        DataFileError: the file is missing, empty, truncated or holds non-finite values.
+    """
+    if not osp.isfile(path):
+        raise DataFileError(f'point cloud file not found: {path}')
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size == 0 or raw.size % load_dim:
+        raise DataFileError(
+            f'corrupt point cloud {path}: {raw.size * 4} bytes is not a whole number of '
+            f'{load_dim}-float32 records (truncated file?)'
+        )
+    pts = raw.reshape(-1, load_dim)
+    if not np.isfinite(pts).all():
+        raise DataFileError(f'corrupt point cloud {path}: contains NaN/Inf values')
+    return pts
+
+
+@TRANSFORMS.register_module()
+class LoadMultiSweepPoints(BaseTransform):
+    """Load the keyframe LiDAR points and up to ``sweeps`` previous sweeps.
+
+    Sweep points are moved into the keyframe's LiDAR frame; the 5th channel becomes the time
+    lag (s) to the keyframe, as in mmdet3d/BEVFusion.
+
+    Args:
+        sweeps: number of previous sweeps to add (0: keyframe only).
+        load_dim: floats per point in the files.
+        use_dim: channels kept, e.g. ``[0, 1, 2, 3, 4]``.
+        remove_close: drop sweep points within this radius of the sensor (the car body), m.
+    """
+
+    def __init__(self, sweeps: int = 9, load_dim: int = 5, use_dim: tuple = (0, 1, 2, 3, 4),
+                 remove_close: float = 1.0) -> None:
+        self.sweeps = sweeps
+        self.load_dim = load_dim
+        self.use_dim = list(use_dim)
+        self.remove_close = remove_close
+
+    def transform(self, results: dict) -> dict:
+        pts = load_points_file(results['lidar_points']['lidar_path'], self.load_dim).copy()
+        pts[:, 4] = 0.0
+        clouds = [pts]
+        ts = results['timestamp']
+        for sweep in results.get('lidar_sweeps', [])[: self.sweeps]:
+            sp = load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim).copy()
+            if self.remove_close > 0:
+                sp = sp[np.linalg.norm(sp[:, :2], axis=1) >= self.remove_close]
+            l2s = np.asarray(sweep['lidar_points']['lidar2sensor'], dtype=np.float32)
+            sp[:, :3] = sp[:, :3] @ l2s[:3, :3] - l2s[:3, 3]
+            sp[:, 4] = ts - sweep['timestamp']
+            clouds.append(sp)
+        pts = np.concatenate(clouds)[:, self.use_dim]
+        results['points'] = LiDARPoints(pts, points_dim=pts.shape[1], attribute_dims=dict(intensity=3))
+        return results
+
+
+@TRANSFORMS.register_module()
+class LoadMultiViewImages(BaseTransform):
+    """Load the six camera images (RGB, float32) and their geometry.
+
+    Adds ``imgs`` (list of [H, W, 3] arrays, camera order of ``cameras``), ``cam2img``
+    ([N, 4, 4]), ``lidar2cam`` ([N, 4, 4]) and an identity ``img_aug_matrix`` ([N, 4, 4]).
+
+    Args:
+        cameras: camera channels to load, in order.
+    """
+
+    def __init__(self, cameras: tuple = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
+                                         'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')) -> None:
+        self.cameras = list(cameras)
+
+    def transform(self, results: dict) -> dict:
+        imgs, cam2img, lidar2cam = [], [], []
+        for cam in self.cameras:
+            info = results['images'].get(cam)
+            if info is None:
+                raise DataFileError(f'sample {results.get("token", "?")} has no {cam} image entry in its info')
+            path = info['img_path']
+            if not osp.isfile(path):
+                raise DataFileError(f'image file not found: {path}')
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            if img is None:
+                raise DataFileError(f'corrupt or unreadable image: {path}')
+            imgs.append(img[:, :, ::-1].astype(np.float32))
+            k = np.eye(4, dtype=np.float32)
+            k[:3, :3] = np.asarray(info['cam2img'], dtype=np.float32)
+            cam2img.append(k)
+            lidar2cam.append(np.asarray(info['lidar2cam'], dtype=np.float32))
+        results['imgs'] = imgs
+        results['cam2img'] = np.stack(cam2img)
+        results['lidar2cam'] = np.stack(lidar2cam)
+        results['img_aug_matrix'] = np.tile(np.eye(4, dtype=np.float32), (len(imgs), 1, 1))
+        results['ori_img_shape'] = imgs[0].shape[:2]
+        return results

@@ -1,0 +1,148 @@
+"""BEV map ground truth rasterized from the nuScenes map expansion.
+
+Polygons and lines of each class are read once per location through the devkit's
+:class:`~nuscenes.map_expansion.map_api.NuScenesMap`, moved from the global frame into the
+(augmented) LiDAR frame of the sample and filled on the BEV grid, so any global
+rotation/scale/flip/translation of the sample is reproduced exactly.
+"""
+
+import os.path as osp
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from nuscenes.map_expansion.map_api import NuScenesMap
+
+from fuller.registry import TRANSFORMS
+
+MAP_CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider')
+# Map-expansion layers that make up each class (the BEVFusion protocol).
+CLASS_LAYERS = {
+    'drivable_area': ('road_segment', 'lane'),
+    'ped_crossing': ('ped_crossing',),
+    'walkway': ('walkway',),
+    'stop_line': ('stop_line',),
+    'carpark_area': ('carpark_area',),
+    'divider': ('road_divider', 'lane_divider'),
+}
+LINE_LAYERS = {'road_divider', 'lane_divider'}
+
+
+class LocationGeometry:
+    """All polygons (exterior + holes) and lines of one map location, per class, in metres."""
+
+    def __init__(self, dataroot: str, location: str) -> None:
+        path = osp.join(dataroot, 'maps', 'expansion', f'{location}.json')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'map expansion file not found: {path} (needed for map segmentation)')
+        nmap = NuScenesMap(dataroot=dataroot, map_name=location)
+        self.polygons: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
+        self.lines: dict[str, list[np.ndarray]] = {}
+        for cls, layers in CLASS_LAYERS.items():
+            polys, lines = [], []
+            for layer in layers:
+                for rec in getattr(nmap, layer):
+                    if layer in LINE_LAYERS:
+                        line = nmap.extract_line(rec['line_token'])
+                        if not line.is_empty:
+                            lines.append(np.asarray(line.coords))
+                    else:
+                        tokens = rec.get('polygon_tokens') or [rec['polygon_token']]
+                        for t in tokens:
+                            poly = nmap.extract_polygon(t)
+                            if not poly.is_empty:
+                                polys.append((np.asarray(poly.exterior.coords),
+                                              [np.asarray(h.coords) for h in poly.interiors]))
+            self.polygons[cls] = polys
+            self.lines[cls] = lines
+
+
+def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0) -> np.ndarray:
+    """Rasterize one location's map classes on a BEV grid.
+
+    Args:
+        geom: the location's polygons and lines (global frame).
+        global2bev: [3, 3] 2D homogeneous transform from global (x, y) to the BEV frame.
+        xbound: (min, max, step) of the grid along x, m.
+        ybound: (min, max, step) along y, m.
+        line_width: drawn width of dividers, m.
+
+    Returns:
+        uint8 [len(MAP_CLASSES), ny, nx] masks; row i is y = ymin + (i + 0.5) * step, column
+        j is x = xmin + (j + 0.5) * step. A cell belongs to a polygon when its centre does.
+    """
+    nx = int(round((xbound[1] - xbound[0]) / xbound[2]))
+    ny = int(round((ybound[1] - ybound[0]) / ybound[2]))
+    out = np.zeros((len(MAP_CLASSES), ny, nx), np.uint8)
+    shift = 4  # sub-pixel bits for cv2
+
+    def to_px(xy: np.ndarray) -> np.ndarray:
+        p = xy[:, :2] @ global2bev[:2, :2].T + global2bev[:2, 2]
+        uv = np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+        return np.round(uv * (1 << shift)).astype(np.int32)
+
+    # Global-frame square that contains the grid, for culling far-away geometry.
+    radius = np.hypot(xbound[1] - xbound[0], ybound[1] - ybound[0]) / 2 / np.sqrt(abs(np.linalg.det(global2bev[:2, :2])))
+    center = np.linalg.solve(global2bev, np.array([(xbound[0] + xbound[1]) / 2, (ybound[0] + ybound[1]) / 2, 1.0]))
+
+    def far(xy: np.ndarray) -> bool:
+        lo, hi = xy[:, :2].min(0), xy[:, :2].max(0)
+        return bool(((lo > center[:2] + radius) | (hi < center[:2] - radius)).any())
+    for c, cls in enumerate(MAP_CLASSES):
+        canvas = out[c]
+        for ext, holes in geom.polygons[cls]:
+            if far(ext):
+                continue
+            cv2.fillPoly(canvas, [to_px(ext)], 1, lineType=cv2.LINE_8, shift=shift)
+            for h in holes:
+                cv2.fillPoly(canvas, [to_px(h)], 0, lineType=cv2.LINE_8, shift=shift)
+        thick = max(1, int(round(line_width / xbound[2])))
+        for line in geom.lines[cls]:
+            if far(line):
+                continue
+            cv2.polylines(canvas, [to_px(line)], False, 1, thickness=thick, lineType=cv2.LINE_8, shift=shift)
+    return out
+
+
+@TRANSFORMS.register_module()
+class LoadBEVMapMask(BaseTransform):
+    """Add ``gt_map`` (uint8 [6, ny, nx]) in the sample's augmented LiDAR frame.
+
+    Needs ``location``, ``ego2global`` and ``lidar_points.lidar2ego`` in the info; put it
+    after :class:`BEVAugmentation` so the mask follows the augmentation.
+
+    Args:
+        dataroot: dataset root holding ``maps/expansion``.
+        xbound: (min, max, step) of the map grid along x, m.
+        ybound: (min, max, step) along y, m.
+        line_width: divider width, m.
+    """
+
+    def __init__(self, dataroot: str, xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5),
+                 line_width: float = 1.0) -> None:
+        self.dataroot = dataroot
+        self.xbound = tuple(xbound)
+        self.ybound = tuple(ybound)
+        self.line_width = line_width
+        self._cache: dict[str, LocationGeometry] = {}
+
+    def geometry(self, location: str) -> LocationGeometry:
+        if location not in self._cache:
+            self._cache[location] = LocationGeometry(self.dataroot, location)
+        return self._cache[location]
+
+    def transform(self, results: dict) -> dict:
+        if 'location' not in results:
+            raise KeyError(f'sample {results.get("token", "?")}: info has no "location"; regenerate the info '
+                           f'file with tools/create_data.py to train map segmentation')
+        ego2global = np.asarray(results['ego2global'])
+        lidar2global = ego2global @ np.asarray(results['lidar_points']['lidar2ego'])
+        aug = np.asarray(results.get('lidar_aug_matrix', np.eye(4)))
+        g2b = aug @ np.linalg.inv(lidar2global)
+        # 2D part, for map points at the height of the ground under the ego (the map is planar).
+        m = np.eye(3)
+        m[:2, :2] = g2b[:2, :2]
+        m[:2, 2] = g2b[:2, 3] + g2b[:2, 2] * ego2global[2, 3]
+        results['gt_map'] = rasterize_map(self.geometry(results['location']), m, self.xbound, self.ybound,
+                                          self.line_width)
+        return results
