@@ -1,3 +1,4 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .optim_wrapper import CalibratedOptimWrapper
 
-__all__ = ['SafeCheckpointHook']
+__all__ = ['SafeCheckpointHook', 'CalibratedOptimWrapper']

@@ -1,0 +1,32 @@
+"""Camera branch: image backbone -> neck -> view transform to BEV."""
+
+from torch import Tensor, nn
+
+from fuller.registry import MODELS
+
+from .geometry import CameraGeometry
+
+
+@MODELS.register_module()
+class CameraEncoder(nn.Module):
+    """Multi-view images to a BEV feature map.
+
+    Args:
+        backbone: image backbone config (e.g. ``mmdet.ResNet``, ``mmdet.SwinTransformer``).
+        neck: neck config (e.g. ``mmdet.FPN``); its first output level is lifted.
+        vtransform: view transform config (:class:`LSSViewTransform`).
+    """
+
+    def __init__(self, backbone: dict, neck: dict, vtransform: dict) -> None:
+        super().__init__()
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.vtransform = MODELS.build(vtransform)
+        self.out_channels = self.vtransform.out_channels
+
+    def forward(self, imgs: Tensor, cams: CameraGeometry) -> Tensor:
+        """Args: imgs [B, N, 3, H, W] normalized. Returns: [B, C, ny, nx]."""
+        b, n = imgs.shape[:2]
+        feats = self.neck(self.backbone(imgs.flatten(0, 1)))
+        f = feats[0] if isinstance(feats, (list, tuple)) else feats
+        return self.vtransform(f.view(b, n, *f.shape[1:]), cams)

@@ -1,0 +1,3 @@
+from .fuller_net import FullerNet
+
+__all__ = ['FullerNet']

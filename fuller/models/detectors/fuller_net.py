@@ -1,0 +1,154 @@
+"""FULLER's multi-modal multi-task network (BEVFusion-style)."""
+
+import warnings
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+from torch import Tensor, nn
+
+from fuller.calibration import intra_calibrate
+from fuller.registry import MODELS
+
+from ..camera.geometry import CameraGeometry
+
+
+@MODELS.register_module()
+class FullerNet(BaseModel):
+    """Camera + LiDAR branches -> fuser -> shared BEV decoder -> task heads.
+
+    The module tree mirrors the config: ``encoders.camera``, ``encoders.lidar``,
+    ``fuser``, ``decoder.backbone``/``decoder.neck``, ``heads.det``, ``heads.map``. Any
+    encoder or head may be left out (single-modality / single-task variants by config).
+
+    Args:
+        encoders: ``dict(camera=..., lidar=...)`` configs (either may be missing).
+        fuser: fuser config; required when both encoders are present.
+        decoder: ``dict(backbone=..., neck=...)`` (neck optional).
+        heads: ``dict(det=..., map=...)`` (either may be missing).
+        data_preprocessor: preprocessor config.
+        missing_modality: ``'error'`` (default) or ``'zeros'``: at inference, replace an
+            absent modality's BEV map with zeros and warn.
+        init_cfg: mmengine init config.
+    """
+
+    def __init__(self, encoders: dict, decoder: dict, heads: dict, fuser: dict | None = None,
+                 data_preprocessor: dict | None = None, missing_modality: str = 'error',
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or dict(type='MultiModalDataPreprocessor'),
+                         init_cfg=init_cfg)
+        unknown = set(encoders) - {'camera', 'lidar'}
+        if unknown:
+            raise KeyError(f'model.encoders has unknown keys {sorted(unknown)}; use "camera" and/or "lidar"')
+        unknown = set(heads) - {'det', 'map'}
+        if unknown:
+            raise KeyError(f'model.heads has unknown keys {sorted(unknown)}; use "det" and/or "map"')
+        if not encoders or not heads:
+            raise ValueError('model needs at least one encoder and one head')
+        if missing_modality not in ('error', 'zeros'):
+            raise ValueError(f"model.missing_modality must be 'error' or 'zeros', got {missing_modality!r}")
+        self.encoders = nn.ModuleDict({k: MODELS.build(v) for k, v in encoders.items() if v is not None})
+        if len(self.encoders) > 1 and fuser is None:
+            raise KeyError('model.fuser is required when both camera and lidar encoders are configured')
+        self.fuser = MODELS.build(fuser) if fuser is not None and len(self.encoders) > 1 else None
+        self.decoder = nn.ModuleDict({k: MODELS.build(v) for k, v in decoder.items() if v is not None})
+        self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items() if v is not None})
+        self.missing_modality = missing_modality
+        self.intra_calibrator = None  # set by the calibrated optimizer wrapper
+
+    # ------------------------------------------------------------------ features
+    def extract_bev(self, inputs: dict, samples: list) -> dict[str, Tensor]:
+        """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``."""
+        bev = {}
+        if 'camera' in self.encoders and 'imgs' in inputs:
+            cams = CameraGeometry.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
+            bev['camera'] = self.encoders['camera'](inputs['imgs'], cams)
+        if 'lidar' in self.encoders and 'points' in inputs:
+            bev['lidar'] = self.encoders['lidar'](inputs['points'])
+        missing = [k for k in self.encoders if k not in bev]
+        if missing:
+            if self.training or self.missing_modality == 'error' or not bev:
+                raise KeyError(f'input modality {missing} missing (inputs have {sorted(inputs)}); set '
+                               f"model.missing_modality='zeros' to run inference without it")
+            ref = next(iter(bev.values()))
+            for k in missing:
+                warnings.warn(f'{k} input missing: using zeros for its BEV features')
+                enc = self.encoders[k]
+                bev[k] = ref.new_zeros(ref.shape[0], enc.out_channels, *ref.shape[2:])
+        return bev
+
+    def extract_feat(self, inputs: dict, samples: list) -> tuple[Tensor, dict[str, Tensor]]:
+        """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps."""
+        bev = self.extract_bev(inputs, samples)
+        if self.fuser is not None:
+            cam, lidar = intra_calibrate(bev['camera'], bev['lidar'], self.intra_calibrator if self.training else None)
+            x = self.fuser([cam, lidar])
+        else:
+            x = next(iter(bev.values()))
+        x = self.decoder['backbone'](x)
+        if 'neck' in self.decoder:
+            x = self.decoder['neck'](x)
+        if isinstance(x, (list, tuple)):
+            x = x[0] if len(x) == 1 else torch.cat(list(x), 1)
+        return x, bev
+
+    # ------------------------------------------------------------------ modes
+    def task_losses(self, feats: Tensor, samples: list) -> dict[str, dict[str, Tensor]]:
+        """Per-task loss groups: ``{'det': {'loss_heatmap': ..}, 'map': {'loss_focal': ..}}``."""
+        return {name: head.loss(feats, samples) for name, head in self.heads.items()}
+
+    def loss(self, inputs: dict, samples: list) -> dict[str, Tensor]:
+        feats, _ = self.extract_feat(inputs, samples)
+        return {f'{t}.{k}': v for t, group in self.task_losses(feats, samples).items() for k, v in group.items()}
+
+    def predict(self, inputs: dict, samples: list) -> list:
+        feats, _ = self.extract_feat(inputs, samples)
+        if 'det' in self.heads:
+            for s, r in zip(samples, self.heads['det'].predict(feats, samples)):
+                s.pred_instances_3d = r
+        if 'map' in self.heads:
+            for s, m in zip(samples, self.heads['map'].predict(feats, samples)):
+                s.pred_map = m
+        return samples
+
+    def _forward(self, inputs: dict, samples: list | None = None) -> dict[str, Tensor]:
+        feats, bev = self.extract_feat(inputs, samples or [])
+        out = {'shared': feats, **{f'bev_{k}': v for k, v in bev.items()}}
+        if 'map' in self.heads:
+            out['map_logits'] = self.heads['map'](feats)
+        return out
+
+    def forward(self, inputs: dict, data_samples: list | None = None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise ValueError(f'invalid mode {mode!r}')
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict[str, Tensor]:
+        """Plain step (summed losses) or, with a calibrated wrapper, the calibrated step.
+
+        Calibrated step: the heads run on a detached leaf copy of the shared feature, so the
+        wrapper can take each task's gradient at that feature through its head only, combine
+        them, and send the combined gradient through the backbone in a single backward.
+        """
+        calibrated = hasattr(optim_wrapper, 'calibrated_update')
+        if calibrated:
+            self.intra_calibrator = optim_wrapper.intra
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            inputs, samples = data['inputs'], data['data_samples']
+            if not calibrated:
+                losses = self.loss(inputs, samples)
+            else:
+                shared, _ = self.extract_feat(inputs, samples)
+                leaf = shared.detach().requires_grad_(True)
+                groups = self.task_losses(leaf, samples)
+        if not calibrated:
+            parsed, log_vars = self.parse_losses(losses)
+            optim_wrapper.update_params(parsed)
+            return log_vars
+        return optim_wrapper.calibrated_update(groups, shared, leaf)

@@ -1,0 +1,31 @@
+"""Convolutional fuser of the camera and LiDAR BEV maps."""
+
+from torch import Tensor, nn
+
+from fuller.registry import MODELS
+
+
+@MODELS.register_module()
+class ConvFuser(nn.Module):
+    """Concatenate the modality BEV maps and mix them with a 3x3 conv.
+
+    Its inputs are where modality-level (intra) gradient calibration acts: the detector
+    passes them through the calibration function before calling the fuser.
+
+    Args:
+        in_channels: channels of each input, in the order the detector passes them
+            (camera, LiDAR).
+        out_channels: fused channels.
+    """
+
+    def __init__(self, in_channels: list[int], out_channels: int) -> None:
+        super().__init__()
+        self.in_channels = list(in_channels)
+        self.out_channels = out_channels
+        self.fuse = nn.Sequential(nn.Conv2d(sum(in_channels), out_channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(out_channels), nn.ReLU(True))
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        import torch
+
+        return self.fuse(torch.cat(feats, 1))

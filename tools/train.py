@@ -1,0 +1,54 @@
+"""Train a FULLER model (mmengine Runner).
+
+Example:
+    python tools/train.py configs/fuller/fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py
+    python tools/train.py CONFIG --work-dir work_dirs/x --resume --cfg-options train_cfg.max_iters=100
+"""
+
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='Train a FULLER model')
+    p.add_argument('config', help='train config file path')
+    p.add_argument('--work-dir', help='directory for logs and checkpoints')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision (CUDA)')
+    p.add_argument('--resume', nargs='?', type=str, const='auto',
+                   help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.config):
+        raise SystemExit(f'train: config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        cfg.optim_wrapper.type = 'CalibratedAmpOptimWrapper' if wrapper.startswith('Calibrated') else 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
