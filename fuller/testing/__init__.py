@@ -1,0 +1,56 @@
+"""Fixtures for tests and tutorials: a tiny demo dataset and a tiny model config."""
+
+import os.path as osp
+
+import numpy as np
+from mmengine.config import Config
+
+from fuller.datasets.create_infos import create_nuscenes_infos
+from fuller.datasets.demo import DemoConfig, generate_demo_dataset
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py')
+TINY_IMAGE = (64, 176)
+
+
+def make_tiny_demo(root: str, keyframes: int = 2, sweeps: int = 1) -> str:
+    """Generate a small demo dataset (10 scenes x ``keyframes``) with info files in ``root``."""
+    cfg = DemoConfig(seed=0, keyframes=keyframes, sweeps=sweeps, image_scale=0.2, azimuth_steps=400)
+    generate_demo_dataset(root, cfg, verbose=False)
+    create_nuscenes_infos(root, 'v1.0-mini', osp.join(root, 'nuscenes'), max_sweeps=sweeps)
+    return root
+
+
+def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Config:
+    """The demo config at a smaller image size, 2 iterations, no workers, rooted at ``data_root``."""
+    cfg = Config.fromfile(config)
+    root = data_root.rstrip('/') + '/'
+    h, w = TINY_IMAGE
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = root
+        for t in loader.dataset.pipeline:
+            if t['type'] == 'ImageAug3D':
+                t['final_dim'] = TINY_IMAGE
+                t['resize_lim'] = (0.55, 0.55)
+                t['bot_pct_lim'] = (0.0, 0.0)
+            if t['type'] == 'LoadBEVMapMask':
+                t['dataroot'] = root
+            if t['type'] == 'LoadMultiSweepPoints':
+                t['sweeps'] = 1
+    cfg.train_dataloader.batch_size = 1
+    vt = cfg.model.encoders.camera.vtransform
+    vt.image_size = TINY_IMAGE
+    vt.feature_size = (h // 8, w // 8)
+    vt.dbound = (1.0, 49.0, 2.0)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=1000)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0, deterministic=False)
+    cfg.vis_backends = [dict(type='LocalVisBackend')]
+    cfg.visualizer.vis_backends = cfg.vis_backends
+    np.random.seed(0)
+    return cfg
