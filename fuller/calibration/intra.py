@@ -37,13 +37,14 @@ class ModalityCalibrator:
                 f'eps={self.eps})')
 
     def _norm(self, g: Tensor) -> Tensor:
+        g = g.to(torch.promote_types(g.dtype, torch.float32))  # fp16/bf16 norms in fp32
         if self.per_sample:
             return g.flatten(1).norm(dim=1).view(-1, *([1] * (g.dim() - 1)))
         return g.norm()
 
     def __call__(self, g_cam: Tensor, g_lidar: Tensor) -> tuple[Tensor, Tensor]:
-        n_c = self._norm(g_cam.float())
-        n_l = self._norm(g_lidar.float())
+        n_c = self._norm(g_cam)
+        n_l = self._norm(g_lidar)
         if self.target == 'mean':
             t_c = t_l = (n_c + n_l) / 2
         elif self.target == 'max':
@@ -59,7 +60,7 @@ class ModalityCalibrator:
         out_c, out_l = g_cam * s_c.to(g_cam.dtype), g_lidar * s_l.to(g_lidar.dtype)
         self.last_stats = {
             'cam_lidar_ratio_before': float(n_c.sum() / n_l.sum().clamp_min(self.eps)),
-            'cam_lidar_ratio_after': float(self._norm(out_c.float()).sum() / self._norm(out_l.float()).sum().clamp_min(self.eps)),
+            'cam_lidar_ratio_after': float(self._norm(out_c).sum() / self._norm(out_l).sum().clamp_min(self.eps)),
             'grad_norm_cam': float(n_c.sum()),
             'grad_norm_lidar': float(n_l.sum()),
         }
