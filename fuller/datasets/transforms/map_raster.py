@@ -10,6 +10,7 @@ import os.path as osp
 
 import cv2
 import numpy as np
+from matplotlib.path import Path
 from mmcv.transforms import BaseTransform
 from nuscenes.map_expansion.map_api import NuScenesMap
 
@@ -88,14 +89,26 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
     def far(xy: np.ndarray) -> bool:
         lo, hi = xy[:, :2].min(0), xy[:, :2].max(0)
         return bool(((lo > center[:2] + radius) | (hi < center[:2] - radius)).any())
+    def fill(canvas: np.ndarray, ring: np.ndarray, value: int) -> None:
+        # Exact: a cell is set when its centre lies inside the ring (cell-centre pixel coords).
+        p = ring[:, :2] @ global2bev[:2, :2].T + global2bev[:2, 2]
+        uv = np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+        j0, i0 = np.maximum(np.floor(uv.min(0)).astype(int), 0)
+        j1, i1 = np.minimum(np.ceil(uv.max(0)).astype(int), [nx - 1, ny - 1])
+        if j0 > j1 or i0 > i1:
+            return
+        jj, ii = np.meshgrid(np.arange(j0, j1 + 1), np.arange(i0, i1 + 1))
+        inside = Path(uv).contains_points(np.c_[jj.ravel(), ii.ravel()]).reshape(jj.shape)
+        canvas[i0: i1 + 1, j0: j1 + 1][inside] = value
+
     for c, cls in enumerate(MAP_CLASSES):
         canvas = out[c]
         for ext, holes in geom.polygons[cls]:
             if far(ext):
                 continue
-            cv2.fillPoly(canvas, [to_px(ext)], 1, lineType=cv2.LINE_8, shift=shift)
+            fill(canvas, ext, 1)
             for h in holes:
-                cv2.fillPoly(canvas, [to_px(h)], 0, lineType=cv2.LINE_8, shift=shift)
+                fill(canvas, h, 0)
         thick = max(1, int(round(line_width / xbound[2])))
         for line in geom.lines[cls]:
             if far(line):

@@ -1,0 +1,193 @@
+import json
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+from shapely.geometry import Point
+
+from fuller.datasets.transforms import MAP_CLASSES, LoadBEVMapMask
+from fuller.datasets.transforms.map_raster import LocationGeometry, rasterize_map
+
+
+def test_devkit_loads_demo_and_map(demo_root):
+    from nuscenes.map_expansion.map_api import NuScenesMap
+    from nuscenes.nuscenes import NuScenes
+
+    nusc = NuScenes('v1.0-mini', demo_root, verbose=False)
+    assert len(nusc.scene) == 10 and len(nusc.sample) == 20
+    assert {s['name'] for s in nusc.scene} >= {'scene-0103', 'scene-0916'}
+    nmap = NuScenesMap(demo_root, 'boston-seaport')
+    for layer in ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'road_divider', 'lane'):
+        assert len(getattr(nmap, layer)) > 0, layer
+    classes = {nusc.get('category', i['category_token'])['name'] for i in nusc.instance}
+    assert len(classes) == 10
+
+
+def test_devkit_detection_eval_gt_as_predictions(demo_root, tmp_path):
+    from nuscenes.eval.detection.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+    from nuscenes.nuscenes import NuScenes
+
+    from fuller.datasets.create_infos import CATEGORY_TO_CLASS
+
+    nusc = NuScenes('v1.0-mini', demo_root, verbose=False)
+    val = {s['token'] for s in nusc.scene if s['name'] in ('scene-0103', 'scene-0916')}
+    results = {}
+    for sample in nusc.sample:
+        if sample['scene_token'] not in val:
+            continue
+        boxes = []
+        for tok in sample['anns']:
+            ann = nusc.get('sample_annotation', tok)
+            if ann['num_lidar_pts'] + ann['num_radar_pts'] == 0:
+                continue  # the devkit drops such ground truth; as predictions they would be false positives
+            attr = nusc.get('attribute', ann['attribute_tokens'][0])['name'] if ann['attribute_tokens'] else ''
+            boxes.append(dict(sample_token=sample['token'], translation=ann['translation'], size=ann['size'],
+                              rotation=ann['rotation'], velocity=list(np.nan_to_num(nusc.box_velocity(tok)[:2])),
+                              detection_name=CATEGORY_TO_CLASS[ann['category_name']], detection_score=1.0,
+                              attribute_name=attr))
+        results[sample['token']] = boxes
+    path = tmp_path / 'results.json'
+    meta = dict(use_camera=True, use_lidar=True, use_radar=False, use_map=False, use_external=False)
+    path.write_text(json.dumps(dict(meta=meta, results=results)))
+    ev = DetectionEval(nusc, config_factory('detection_cvpr_2019'), str(path), 'mini_val', str(tmp_path), verbose=False)
+    metrics, _ = ev.evaluate()
+    present = [c for c, ap in metrics.mean_dist_aps.items() if not np.isnan(ap) and ap > 0]
+    assert len(present) >= 8
+    for c in present:
+        assert metrics.mean_dist_aps[c] > 0.99, c
+
+
+def _project(points_lidar: np.ndarray, lidar2cam: np.ndarray, cam2img: np.ndarray):
+    p = np.c_[points_lidar, np.ones(len(points_lidar))] @ lidar2cam.T
+    z = p[:, 2]
+    uv = p[:, :3] @ np.asarray(cam2img)[:3, :3].T
+    return uv[:, :2] / np.maximum(z[:, None], 1e-6), z
+
+
+def _corners(box) -> np.ndarray:
+    x, y, z, l, w, h, yaw = box[:7]
+    c = np.array([[sx * l / 2, sy * w / 2, sz * h / 2] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    r = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    return c @ r.T + np.array([x, y, z])
+
+
+def check_points_project_into_boxes(info: dict, points: np.ndarray, min_checked: int) -> int:
+    """LiDAR points inside each annotated box project inside that box's 2D projection."""
+    checked = 0
+    for inst in info['instances']:
+        box = np.asarray(inst['bbox_3d'])
+        x, y, z, l, w, h, yaw = box[:7]
+        d = points[:, :3] - [x, y, z]
+        local = d @ np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+        inside = (np.abs(local[:, 0]) <= l / 2) & (np.abs(local[:, 1]) <= w / 2) & (np.abs(local[:, 2]) <= h / 2)
+        if inside.sum() < 3:
+            continue
+        for cam in info['images'].values():
+            l2c, k = np.asarray(cam['lidar2cam']), np.asarray(cam['cam2img'])
+            cuv, cz = _project(_corners(box), l2c, k)
+            if (cz <= 0.5).any():
+                continue
+            puv, pz = _project(points[inside, :3], l2c, k)
+            lo, hi = cuv.min(0) - 2, cuv.max(0) + 2
+            assert ((puv >= lo) & (puv <= hi)).all(), f'points of a box project outside it in {cam["img_path"]}'
+            checked += 1
+    assert checked >= min_checked
+    return checked
+
+
+def test_demo_lidar_points_project_inside_boxes(demo_root):
+    with open(osp.join(demo_root, 'nuscenes_infos_train.pkl'), 'rb') as f:
+        infos = pickle.load(f)['data_list']
+    info = infos[0]
+    pts = np.fromfile(osp.join(demo_root, 'samples', 'LIDAR_TOP', info['lidar_points']['lidar_path']),
+                      np.float32).reshape(-1, 5)
+    check_points_project_into_boxes(info, pts, min_checked=5)
+
+
+def test_map_mask_matches_polygons(demo_root):
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        info = pickle.load(f)['data_list'][0]
+    t = LoadBEVMapMask(demo_root, xbound=(-30, 30, 0.5), ybound=(-30, 30, 0.5))
+    mask = t.transform(dict(info, token=info['token']))['gt_map']
+    geom = LocationGeometry(demo_root, info['location'])
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+
+    lidar2global = np.asarray(info['ego2global']) @ np.asarray(info['lidar_points']['lidar2ego'])
+    cs = np.arange(-30 + 0.25, 30, 0.5)
+    gy, gx = np.meshgrid(cs, cs, indexing='ij')
+    pts = np.c_[gx.ravel(), gy.ravel(), np.zeros(gx.size), np.ones(gx.size)] @ lidar2global.T
+    for c, cls in enumerate(MAP_CLASSES):
+        if cls == 'divider':
+            continue
+        union = unary_union([Polygon(e, h) for e, h in geom.polygons[cls]]).buffer(0)
+        truth = np.array([union.contains(Point(p[0], p[1])) for p in pts[:, :2]]).reshape(gx.shape)
+        agree = (truth == mask[c].astype(bool)).mean()
+        assert agree > 0.985, (cls, agree)
+        if cls == 'drivable_area':
+            assert truth.mean() > 0.05
+
+
+def test_map_raster_follows_bev_flip(demo_root):
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        info = pickle.load(f)['data_list'][0]
+    # 0.4 m cells: no cell centre falls exactly on a lane edge (edges sit at 1.75 + 3.5k m).
+    t = LoadBEVMapMask(demo_root, xbound=(-20, 20, 0.4), ybound=(-20, 20, 0.4))
+    base = t.transform(dict(info))['gt_map']
+    flip = np.diag([1.0, -1.0, 1.0, 1.0])
+    flipped = t.transform(dict(info, lidar_aug_matrix=flip))['gt_map']
+    np.testing.assert_array_equal(flipped[:, ::-1][:5], base[:5])
+
+
+def test_rasterize_simple_square():
+    class G:
+        polygons = {c: [] for c in MAP_CLASSES}
+        lines = {c: [] for c in MAP_CLASSES}
+
+    G.polygons['walkway'] = [(np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.0, 1.0], [0.0, 0.0]]), [])]
+    m = rasterize_map(G, np.eye(3), (-2, 2, 0.5), (-2, 2, 0.5))
+    expect = np.zeros((8, 8), np.uint8)
+    expect[4:6, 4:8] = 1  # cells whose centres lie in x in [0, 2], y in [0, 1]
+    np.testing.assert_array_equal(m[MAP_CLASSES.index('walkway')], expect)
+
+
+@pytest.mark.parametrize('bad', ['missing', 'truncated'])
+def test_bad_point_cloud_names_the_file(tmp_path, bad):
+    from fuller.datasets.transforms import DataFileError, LoadMultiSweepPoints
+
+    path = tmp_path / 'x.pcd.bin'
+    if bad == 'truncated':
+        np.zeros(5 * 10 + 3, np.float32).tofile(path)
+    with pytest.raises(DataFileError, match='x.pcd.bin'):
+        LoadMultiSweepPoints(sweeps=0).transform({'lidar_points': {'lidar_path': str(path)}, 'timestamp': 0.0})
+
+
+def test_missing_and_corrupt_image_names_the_file(tmp_path):
+    from fuller.datasets.transforms import DataFileError, LoadMultiViewImages
+
+    info = {'cam2img': np.eye(3).tolist(), 'lidar2cam': np.eye(4).tolist()}
+    with pytest.raises(DataFileError, match='nope.jpg'):
+        LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(
+            {'images': {'CAM_FRONT': dict(info, img_path=str(tmp_path / 'nope.jpg'))}})
+    (tmp_path / 'bad.jpg').write_bytes(b'not a jpeg')
+    with pytest.raises(DataFileError, match='bad.jpg'):
+        LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(
+            {'images': {'CAM_FRONT': dict(info, img_path=str(tmp_path / 'bad.jpg'))}})
+
+
+def test_wrong_info_version_names_the_file(demo_root, tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        data = pickle.load(f)
+    data['metainfo']['info_version'] = '1.0'
+    bad = tmp_path / 'old_infos.pkl'
+    with open(bad, 'wb') as f:
+        pickle.dump(data, f)
+    with pytest.raises(ValueError, match='old_infos.pkl'):
+        DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(bad), pipeline=[]))

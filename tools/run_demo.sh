@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on the embedded demo data: set up, generate the demo dataset if needed,
+# train FULLER's demo model on the CPU, then evaluate it.
+#   CONFIG=... WORK_DIR=... bash tools/run_demo.sh [extra tools/train.py --cfg-options ...]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash tools/setup_env.sh
+PY="$ROOT/.venv/bin/python"
+CONFIG="${CONFIG:-configs/fuller/fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py}"
+WORK_DIR="${WORK_DIR:-work_dirs/$(basename "${CONFIG%.py}")}"
+if [[ ! -f data/nuscenes-demo/nuscenes_infos_val.pkl ]]; then
+  "$PY" tools/create_demo_data.py --out data/nuscenes-demo
+  "$PY" tools/create_data.py nuscenes --root-path data/nuscenes-demo --version v1.0-mini --max-sweeps 2
+fi
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
+CKPT="$(cat "$WORK_DIR/last_checkpoint")"
+"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR"
