@@ -41,9 +41,5 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     locations=['fuller.engine'],
 )
 TASK_UTILS = Registry('task util', parent=MMDET3D_TASK_UTILS, scope='fuller', locations=['fuller.models'])
-VISUALIZERS = Registry(
-    'visualizer', parent=MMDET3D_VISUALIZERS, scope='fuller', locations=['fuller.visualization']
-)
-VISBACKENDS = Registry(
-    'vis_backend', parent=MMDET3D_VISBACKENDS, scope='fuller', locations=['fuller.visualization']
-)
+VISUALIZERS = Registry('visualizer', parent=MMDET3D_VISUALIZERS, scope='fuller')
+VISBACKENDS = Registry('vis_backend', parent=MMDET3D_VISBACKENDS, scope='fuller')

@@ -1,7 +1,7 @@
 """Evaluate a FULLER checkpoint (mmengine Runner).
 
 Example:
-    python tools/test.py CONFIG work_dirs/x/iter_300.pth --show-dir work_dirs/x/vis
+    python tools/test.py CONFIG work_dirs/x/iter_300.pth
 """
 
 import argparse
@@ -17,7 +17,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help='directory for the metrics JSON and logs')
-    p.add_argument('--show-dir', help='save BEV and camera visualizations here')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -38,9 +37,6 @@ def main() -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
-    if args.show_dir:
-        cfg.setdefault('custom_hooks', [])
-        cfg.custom_hooks.append(dict(type='BEVVisualizationHook', out_dir=args.show_dir))
     runner = Runner.from_cfg(cfg)
     runner.test()
 
