@@ -40,7 +40,10 @@ def main() -> None:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        cfg.optim_wrapper.type = 'CalibratedAmpOptimWrapper' if wrapper.startswith('Calibrated') else 'AmpOptimWrapper'
+        if wrapper.startswith('Calibrated'):
+            raise SystemExit('train: --amp is not yet supported with optim_wrapper.type=CalibratedOptimWrapper; '
+                             'train in fp32 or use optim_wrapper.type=OptimWrapper')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
