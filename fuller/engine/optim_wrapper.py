@@ -43,9 +43,6 @@ class CalibratedOptimWrapper(OptimWrapper):
         self.warmup_iters = warmup_iters
         self._updates = 0
 
-    def _loss_scale(self) -> float:
-        return 1.0
-
     def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor) -> dict:
         """Calibrated backward + step. Returns the log variables (losses and diagnostics)."""
         unknown = set(self.task_weights) - set(groups)
@@ -65,11 +62,10 @@ class CalibratedOptimWrapper(OptimWrapper):
             raise FloatingPointError(f'non-finite loss: { {k: float(v) for k, v in totals.items()} }')
 
         active = self.inter is not None and self._updates >= self.warmup_iters
-        scale = self._loss_scale()
         grads = []
         for task, total in totals.items():
-            (g,) = torch.autograd.grad(total * scale, leaf, retain_graph=True, allow_unused=True)
-            grads.append((torch.zeros_like(leaf) if g is None else g).float().flatten() / scale)
+            (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
+            grads.append((torch.zeros_like(leaf) if g is None else g).float().flatten())
         matrix = torch.stack(grads)
         combined = self.inter(matrix) if active else matrix.sum(0)
         norms = matrix.norm(dim=1)

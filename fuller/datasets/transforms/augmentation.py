@@ -118,23 +118,16 @@ class BEVAugmentation(BaseTransform):
             if np.random.rand() < self.flip_ratio_y:
                 flip[0, 0] = -1.0
             aug = flip @ aug
-            pts = results.get('points')
-            if pts is not None:
-                pts.rotate(rot.T)  # mmdet3d rotates row vectors: p @ R
-                pts.scale(scale)
-                pts.translate(trans)
+            # mmdet3d points and boxes share this interface (row vectors: p @ R).
+            for target in (results.get('points'), results.get('gt_bboxes_3d')):
+                if target is None:
+                    continue
+                target.rotate(rot.T)
+                target.scale(scale)
+                target.translate(trans)
                 if flip[1, 1] < 0:
-                    pts.flip('horizontal')
+                    target.flip('horizontal')
                 if flip[0, 0] < 0:
-                    pts.flip('vertical')
-            boxes = results.get('gt_bboxes_3d')
-            if boxes is not None:
-                boxes.rotate(rot.T)
-                boxes.scale(scale)
-                boxes.translate(trans)
-                if flip[1, 1] < 0:
-                    boxes.flip('horizontal')
-                if flip[0, 0] < 0:
-                    boxes.flip('vertical')
+                    target.flip('vertical')
         results['lidar_aug_matrix'] = aug @ results.get('lidar_aug_matrix', np.eye(4, dtype=np.float32))
         return results

@@ -77,10 +77,13 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
     out = np.zeros((len(MAP_CLASSES), ny, nx), np.uint8)
     shift = 4  # sub-pixel bits for cv2
 
-    def to_px(xy: np.ndarray) -> np.ndarray:
+    def to_uv(xy: np.ndarray) -> np.ndarray:
+        """Global (x, y) -> BEV pixel coordinates with cell centres at integers."""
         p = xy[:, :2] @ global2bev[:2, :2].T + global2bev[:2, 2]
-        uv = np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
-        return np.round(uv * (1 << shift)).astype(np.int32)
+        return np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+
+    def to_px(xy: np.ndarray) -> np.ndarray:
+        return np.round(to_uv(xy) * (1 << shift)).astype(np.int32)
 
     # Global-frame square that contains the grid, for culling far-away geometry.
     radius = np.hypot(xbound[1] - xbound[0], ybound[1] - ybound[0]) / 2 / np.sqrt(abs(np.linalg.det(global2bev[:2, :2])))
@@ -91,8 +94,7 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
         return bool(((lo > center[:2] + radius) | (hi < center[:2] - radius)).any())
     def fill(canvas: np.ndarray, ring: np.ndarray, value: int) -> None:
         # Exact: a cell is set when its centre lies inside the ring (cell-centre pixel coords).
-        p = ring[:, :2] @ global2bev[:2, :2].T + global2bev[:2, 2]
-        uv = np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+        uv = to_uv(ring)
         j0, i0 = np.maximum(np.floor(uv.min(0)).astype(int), 0)
         j1, i1 = np.minimum(np.ceil(uv.max(0)).astype(int), [nx - 1, ny - 1])
         if j0 > j1 or i0 > i1:

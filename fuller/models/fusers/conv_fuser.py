@@ -1,5 +1,6 @@
 """Convolutional fuser of the camera and LiDAR BEV maps."""
 
+import torch
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
@@ -26,6 +27,4 @@ class ConvFuser(nn.Module):
                                   nn.BatchNorm2d(out_channels), nn.ReLU(True))
 
     def forward(self, feats: list[Tensor]) -> Tensor:
-        import torch
-
         return self.fuse(torch.cat(feats, 1))
