@@ -1,22 +1,31 @@
-"""Evaluate a FULLER checkpoint (mmengine Runner).
+"""Evaluate a FULLER checkpoint (mmengine Runner): nuScenes mAP/NDS and map mIoU.
+
+Prints one table for both tasks and writes every metric to ``<work_dir>/metrics.json``;
+``--show-dir`` also saves a PNG per sample (BEV boxes and map masks, cameras with boxes).
 
 Example:
-    python tools/test.py CONFIG work_dirs/x/iter_300.pth
+    python tools/test.py CONFIG work_dirs/x/iter_300.pth --show-dir vis
 """
 
 import argparse
+import json
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
+
+from fuller.utils import format_metrics_table, load_config
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Test (and evaluate) a FULLER model')
     p.add_argument('config', help='test config file path')
     p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help='directory for the metrics JSON and logs')
+    p.add_argument('--work-dir', help='directory for the metrics JSON, the submission JSON and logs')
+    p.add_argument('--show-dir', help='save PNG pictures of every sample here (relative: under the work dir)')
+    p.add_argument('--show-interval', type=int, default=1, help='draw every n-th sample')
+    p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -27,18 +36,26 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise SystemExit(f'test: {what} file not found: {path}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'test: checkpoint file not found: {args.checkpoint}')
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='test')
     cfg.load_from = args.checkpoint
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    for ev in evaluators:
+        if ev.get('type') == 'NuScenesDetMetric' and not ev.get('jsonfile_prefix'):
+            ev['jsonfile_prefix'] = osp.join(cfg.work_dir, 'nuscenes_det')
+    if args.show_dir:
+        cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'BEVVisualizationHook']
+        cfg.custom_hooks.append(dict(type='BEVVisualizationHook', show_dir=args.show_dir,
+                                     interval=args.show_interval, score_thr=args.score_thr))
     runner = Runner.from_cfg(cfg)
-    runner.test()
+    metrics = runner.test()
+    if runner.rank == 0:
+        print(format_metrics_table(metrics), flush=True)
+        path = osp.join(cfg.work_dir, 'metrics.json')
+        with open(path, 'w') as f:
+            json.dump({'config': args.config, 'checkpoint': args.checkpoint, 'metrics': metrics}, f, indent=2)
+        print(f'metrics written to {path}', flush=True)
 
 
 if __name__ == '__main__':

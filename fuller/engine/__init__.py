@@ -1,4 +1,5 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .hooks import BEVVisualizationHook, ProgressBarHook
 from .optim_wrapper import CalibratedOptimWrapper
 
-__all__ = ['SafeCheckpointHook', 'CalibratedOptimWrapper']
+__all__ = ['BEVVisualizationHook', 'CalibratedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook']

@@ -51,10 +51,18 @@ class BEVMapIoUMetric(BaseMetric):
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
+            if 'pred_map' not in s:
+                continue
+            if 'gt_map' not in s:
+                raise KeyError('BEVMapIoUMetric: a sample has pred_map but no gt_map; add LoadBEVMapMask to the '
+                               'test pipeline')
             pred, gt = s['pred_map'], s['gt_map']
             self.results.append(map_iou_counts(pred.float(), gt.to(pred.device), self.thresholds))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
+        if not results:
+            MMLogger.get_current_instance().warning('BEVMapIoUMetric: no map predictions (no map head?); skipped')
+            return {}
         counts = np.sum(results, axis=0)  # [K, T, 2]
         iou = counts[..., 0] / np.maximum(counts[..., 1], 1)
         best = iou.max(1)

@@ -40,6 +40,10 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
             if t['type'] == 'LoadMultiSweepPoints':
                 t['sweeps'] = 1
     cfg.train_dataloader.batch_size = 1
+    for ev in (cfg.val_evaluator, cfg.test_evaluator):
+        for m in ev if isinstance(ev, list) else [ev]:
+            if 'data_root' in m:
+                m['data_root'] = root
     vt = cfg.model.encoders.camera.vtransform
     vt.image_size = TINY_IMAGE
     vt.feature_size = (h // 8, w // 8)

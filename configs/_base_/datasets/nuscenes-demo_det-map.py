@@ -42,5 +42,11 @@ val_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_val.pkl', pipeline=test_pipeline,
                  metainfo=metainfo, test_mode=True, box_type_3d='LiDAR'))
 test_dataloader = val_dataloader
-val_evaluator = [dict(type='BEVMapIoUMetric', classes=map_classes)]
+# The demo world labels still vehicles 'vehicle.stopped' (real nuScenes: mostly 'vehicle.parked').
+still_attributes = {c: 'vehicle.stopped' for c in ('car', 'truck', 'trailer', 'bus', 'construction_vehicle')}
+val_evaluator = [
+    dict(type='NuScenesDetMetric', data_root=data_root, version='v1.0-mini', classes=class_names,
+         still_attributes=still_attributes),
+    dict(type='BEVMapIoUMetric', classes=map_classes),
+]
 test_evaluator = val_evaluator

@@ -1,0 +1,4 @@
+from .config import load_config
+from .report import format_metrics_table
+
+__all__ = ['format_metrics_table', 'load_config']

@@ -1,0 +1,28 @@
+"""One readable table of all metrics of a test run."""
+
+DET_KEYS = ('mAP', 'NDS', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE')
+
+
+def format_metrics_table(metrics: dict[str, float]) -> str:
+    """Detection summary, per-class AP, and map IoU per class, from ``runner.test()``'s dict
+    (keys ``det/mAP``, ``det/AP_car``, ``map/IoU_walkway``, ``map/mIoU``, ...)."""
+    det = {k.split('/', 1)[1]: v for k, v in metrics.items() if k.startswith('det/')}
+    seg = {k.split('/', 1)[1]: v for k, v in metrics.items() if k.startswith('map/')}
+    other = {k: v for k, v in metrics.items() if not k.startswith(('det/', 'map/'))}
+    lines = []
+    if det:
+        lines.append('3D detection (nuScenes devkit)')
+        lines.append('  ' + ''.join(f'{k:>8}' for k in DET_KEYS if k in det))
+        lines.append('  ' + ''.join(f'{det[k]:>8.4f}' for k in DET_KEYS if k in det))
+        aps = {k[3:]: v for k, v in det.items() if k.startswith('AP_')}
+        if aps:
+            lines.append('  per-class AP: ' + ', '.join(f'{c} {v:.3f}' for c, v in aps.items()))
+    if seg:
+        lines.append('BEV map segmentation (IoU at the best threshold per class)')
+        ious = {k[4:]: v for k, v in seg.items() if k.startswith('IoU_')}
+        lines.append('  ' + ''.join(f'{c[:12]:>13}' for c in ious) + f'{"mIoU":>9}')
+        lines.append('  ' + ''.join(f'{v:>13.4f}' for v in ious.values()) + f'{seg.get("mIoU", float("nan")):>9.4f}')
+    for k, v in other.items():
+        lines.append(f'{k}: {v}')
+    width = max((len(x) for x in lines), default=0)
+    return '\n'.join(['=' * width, *lines, '=' * width])

@@ -1,0 +1,165 @@
+"""Pictures: BEV views of points, boxes and map masks, camera views with projected boxes,
+and training curves. Matplotlib only (Agg), so they render on headless machines."""
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# drivable_area, ped_crossing, walkway, stop_line, carpark_area, divider
+MAP_COLORS = np.array([[166, 206, 227], [251, 154, 153], [227, 26, 28], [253, 191, 111], [255, 127, 0],
+                       [106, 61, 154]], np.float32) / 255
+BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+
+
+def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
+    """[N, 4, 2] BEV corners of boxes [N, >=7] (x, y, z, dx, dy, dz, yaw)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, boxes.shape[-1] if len(boxes) else 7)
+    x, y, dx, dy, yaw = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
+    local = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]])
+    pts = local[None] * np.stack([dx, dy], 1)[:, None]
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    return np.stack([pts[..., 0] * c - pts[..., 1] * s + x[:, None], pts[..., 0] * s + pts[..., 1] * c + y[:, None]], -1)
+
+
+def box_corners_3d(boxes: np.ndarray) -> np.ndarray:
+    """[N, 8, 3] corners of bottom-centred boxes; 0-3 bottom, 4-7 top, in BOX_EDGES order."""
+    bev = box_corners_bev(boxes)
+    z0 = np.asarray(boxes)[:, 2:3]
+    z1 = z0 + np.asarray(boxes)[:, 5:6]
+    bottom = np.concatenate([bev, np.broadcast_to(z0[:, None], bev.shape[:2] + (1,))], -1)
+    top = np.concatenate([bev, np.broadcast_to(z1[:, None], bev.shape[:2] + (1,))], -1)
+    return np.concatenate([bottom, top], 1)
+
+
+def map_to_rgb(masks: np.ndarray) -> np.ndarray:
+    """[K, H, W] binary masks -> [H, W, 3] RGB (later classes painted over earlier ones)."""
+    masks = np.asarray(masks).astype(bool)
+    rgb = np.ones(masks.shape[1:] + (3,), np.float32)
+    for k in range(min(len(masks), len(MAP_COLORS))):
+        rgb[masks[k]] = MAP_COLORS[k]
+    return rgb
+
+
+def _draw_boxes_bev(ax, boxes: np.ndarray, color: str, label: str) -> None:
+    for i, corners in enumerate(box_corners_bev(boxes)):
+        poly = np.vstack([corners, corners[:1]])
+        ax.plot(poly[:, 0], poly[:, 1], color=color, lw=0.8, label=label if i == 0 else None)
+        front = corners[[0, 3]].mean(0)
+        centre = corners.mean(0)
+        ax.plot([centre[0], front[0]], [centre[1], front[1]], color=color, lw=0.8)
+
+
+def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,
+                pred_boxes: np.ndarray | None = None, gt_map: np.ndarray | None = None,
+                pred_map: np.ndarray | None = None, map_extent: tuple = (-50, 50, -50, 50),
+                imgs: np.ndarray | None = None, lidar2img: np.ndarray | None = None,
+                img_aug: np.ndarray | None = None, bev_range: float = 51.2,
+                map_threshold: float = 0.5, title: str = '', map_classes: tuple = ()) -> None:
+    """Save one PNG: BEV points with GT (green) and predicted (red) boxes, GT and predicted
+    map masks side by side, and the camera images with the boxes projected.
+
+    Args:
+        out_path: PNG path.
+        points: [N, >=2] LiDAR points (x, y, ...).
+        gt_boxes, pred_boxes: [N, >=7] bottom-centred boxes in the same frame as the points.
+        gt_map: [K, H, W] binary; pred_map: [K, H, W] probabilities (thresholded at ``map_threshold``).
+        map_extent: (xmin, xmax, ymin, ymax) of the map grid; row i is y, column j is x.
+        imgs: [N_cam, H, W, 3] uint8 or 0-255 float images.
+        lidar2img: [N_cam, 4, 4] LiDAR -> original image pixels, (u*d, v*d, d, 1).
+        img_aug: [N_cam, 4, 4] original -> augmented pixels, acting on (u, v, d, 1).
+        bev_range: half-size of the BEV plot, m.
+        map_threshold: probability threshold for the predicted mask.
+        title: figure title.
+        map_classes: class names for the legend.
+    """
+    n_cam = 0 if imgs is None else len(imgs)
+    cam_rows = (n_cam + 2) // 3
+    fig = plt.figure(figsize=(15, 5 + 2.6 * cam_rows))
+    grid = fig.add_gridspec(1 + cam_rows, 3, height_ratios=[5] + [2.6] * cam_rows)
+    ax = fig.add_subplot(grid[0, 0])
+    if points is not None and len(points):
+        p = np.asarray(points)
+        keep = (np.abs(p[:, 0]) < bev_range) & (np.abs(p[:, 1]) < bev_range)
+        ax.scatter(p[keep, 0], p[keep, 1], s=0.2, c='0.45', linewidths=0)
+    if gt_boxes is not None and len(gt_boxes):
+        _draw_boxes_bev(ax, gt_boxes, 'tab:green', 'ground truth')
+    if pred_boxes is not None and len(pred_boxes):
+        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction')
+    ax.set_xlim(-bev_range, bev_range)
+    ax.set_ylim(-bev_range, bev_range)
+    ax.set_aspect('equal')
+    ax.set_title('LiDAR BEV: boxes')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc='upper right', fontsize=7)
+    for col, (mask, name) in enumerate(((gt_map, 'map: ground truth'), (pred_map, 'map: prediction')), 1):
+        ax = fig.add_subplot(grid[0, col])
+        ax.set_title(name)
+        if mask is None:
+            ax.axis('off')
+            continue
+        m = np.asarray(mask)
+        if col == 2:
+            m = m >= map_threshold
+        ax.imshow(map_to_rgb(m), origin='lower', extent=map_extent, interpolation='nearest')
+        ax.set_aspect('equal')
+        if col == 2 and map_classes:
+            handles = [plt.Rectangle((0, 0), 1, 1, color=MAP_COLORS[k]) for k in range(len(map_classes))]
+            ax.legend(handles, map_classes, loc='upper right', fontsize=6)
+    for i in range(n_cam):
+        ax = fig.add_subplot(grid[1 + i // 3, i % 3])
+        img = np.asarray(imgs[i])
+        ax.imshow(np.clip(img, 0, 255).astype(np.uint8))
+        h, w = img.shape[:2]
+        for boxes, color in ((gt_boxes, 'lime'), (pred_boxes, 'red')):
+            if boxes is None or not len(boxes) or lidar2img is None:
+                continue
+            corners = box_corners_3d(np.asarray(boxes))
+            hom = np.concatenate([corners, np.ones(corners.shape[:2] + (1,))], -1) @ np.asarray(lidar2img[i]).T
+            depth = hom[..., 2]
+            uv = hom[..., :2] / np.maximum(depth[..., None], 1e-3)
+            if img_aug is not None:
+                q = np.concatenate([uv, depth[..., None], np.ones_like(depth[..., None])], -1)
+                uv = (q @ np.asarray(img_aug[i]).T)[..., :2]
+            for b in range(len(corners)):
+                if (depth[b] < 0.5).any():
+                    continue
+                if ((uv[b, :, 0] < 0) | (uv[b, :, 0] >= w) | (uv[b, :, 1] < 0) | (uv[b, :, 1] >= h)).all():
+                    continue
+                for a, c in BOX_EDGES:
+                    ax.plot(uv[b, [a, c], 0], uv[b, [a, c], 1], color=color, lw=0.6)
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=80)
+    plt.close(fig)
+
+
+def plot_curves(out_path: str, series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ylabel: str,
+                title: str = '', hline: float | None = None, logy: bool = False, smooth: int = 1) -> None:
+    """One line per (run, label): ``series[run][label] = (x, y)``; a moving average of ``smooth``."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run, curves in series.items():
+        for label, (x, y) in curves.items():
+            y = np.asarray(y, dtype=np.float64)
+            if smooth > 1 and len(y) >= smooth:
+                y = np.convolve(y, np.ones(smooth) / smooth, mode='valid')
+                x = np.asarray(x)[smooth - 1:]
+            ax.plot(x, y, lw=1.2, label=f'{run} {label}'.strip())
+    if hline is not None:
+        ax.axhline(hline, color='k', lw=0.8, ls='--')
+    if logy:
+        ax.set_yscale('log')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,37 @@
+import json
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import torch
+from mmengine.registry import init_default_scope
+
+from fuller.testing import REPO_ROOT, tiny_config
+
+
+def test_test_tool_prints_table_writes_json_and_pictures(demo_root, tmp_path):
+    from fuller.registry import MODELS
+
+    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
+    init_default_scope('fuller')
+    model = MODELS.build(cfg.model)
+    ckpt = tmp_path / 'init.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    cfg_path = tmp_path / 'cfg.py'
+    cfg.dump(str(cfg_path))
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), str(cfg_path), str(ckpt),
+                           '--show-dir', 'vis', '--score-thr', '0.0'], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert '3D detection (nuScenes devkit)' in out and 'BEV map segmentation' in out, out
+    metrics = json.loads((tmp_path / 'work' / 'metrics.json').read_text())['metrics']
+    for key in ('det/mAP', 'det/NDS', 'det/mATE', 'det/AP_car', 'map/mIoU', 'map/IoU_drivable_area'):
+        assert 0.0 <= metrics[key] <= 1.0 or key.startswith('det/m'), key
+    assert osp.isfile(tmp_path / 'work' / 'nuscenes_det' / 'results_nusc.json')
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        n_val = len(pickle.load(f)['data_list'])
+    pngs = sorted((tmp_path / 'work' / 'vis').glob('*.png'))
+    assert len(pngs) == n_val
+    assert pngs[0].stat().st_size > 20_000  # a real figure, not an empty canvas
