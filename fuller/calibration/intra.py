@@ -15,15 +15,16 @@ class ModalityCalibrator:
     Args:
         target: ``'mean'`` (both get the mean of the two norms; the total magnitude is
             kept), ``'max'``, ``'min'`` or ``'ratio'`` (camera norm = ``ratio`` x LiDAR norm,
-            with the pair's mean norm preserved).
+            with the pair's mean norm preserved), or ``'none'``: measure only (the gradients
+            pass unchanged and ``last_stats`` records their norms), for uncalibrated baselines.
         ratio: camera/LiDAR norm ratio for ``target='ratio'``.
         per_sample: compute norms per sample (dim 0) instead of over the whole batch.
         eps: numerical floor.
     """
 
     def __init__(self, target: str = 'mean', ratio: float = 1.0, per_sample: bool = False, eps: float = 1e-12):
-        if target not in ('mean', 'max', 'min', 'ratio'):
-            raise ValueError(f"intra target must be 'mean', 'max', 'min' or 'ratio', got {target!r}")
+        if target not in ('mean', 'max', 'min', 'ratio', 'none'):
+            raise ValueError(f"intra target must be 'mean', 'max', 'min', 'ratio' or 'none', got {target!r}")
         if ratio <= 0:
             raise ValueError(f'intra ratio must be positive, got {ratio}')
         self.target = target
@@ -45,7 +46,9 @@ class ModalityCalibrator:
     def __call__(self, g_cam: Tensor, g_lidar: Tensor) -> tuple[Tensor, Tensor]:
         n_c = self._norm(g_cam)
         n_l = self._norm(g_lidar)
-        if self.target == 'mean':
+        if self.target == 'none':
+            t_c, t_l = n_c, n_l
+        elif self.target == 'mean':
             t_c = t_l = (n_c + n_l) / 2
         elif self.target == 'max':
             t_c = t_l = torch.maximum(n_c, n_l)

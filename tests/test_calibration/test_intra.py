@@ -54,3 +54,13 @@ def test_intra_config_errors():
     with pytest.raises(ValueError, match='Foo'):
         build_intra(dict(type='Foo'))
     assert build_intra(None) is None
+
+
+def test_measure_only_target_passes_gradients_unchanged():
+    cal = ModalityCalibrator(target='none')
+    g_c, g_l = torch.randn(2, 3, 4, 4), 5 * torch.randn(2, 3, 4, 4)
+    out_c, out_l = cal(g_c, g_l)
+    torch.testing.assert_close(out_c, g_c)
+    torch.testing.assert_close(out_l, g_l)
+    assert cal.last_stats['cam_lidar_ratio_before'] == pytest.approx(float(g_c.norm() / g_l.norm()), rel=1e-5)
+    assert cal.last_stats['cam_lidar_ratio_after'] == pytest.approx(cal.last_stats['cam_lidar_ratio_before'], rel=1e-5)
