@@ -11,6 +11,7 @@ from mmdet3d.registry import DATASETS as MMDET3D_DATASETS
 from mmdet3d.registry import HOOKS as MMDET3D_HOOKS
 from mmdet3d.registry import LOOPS as MMDET3D_LOOPS
 from mmdet3d.registry import METRICS as MMDET3D_METRICS
+from mmdet3d.registry import MODEL_WRAPPERS as MMDET3D_MODEL_WRAPPERS
 from mmdet3d.registry import MODELS as MMDET3D_MODELS
 from mmdet3d.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET3D_OPTIM_WRAPPER_CONSTRUCTORS
 from mmdet3d.registry import OPTIM_WRAPPERS as MMDET3D_OPTIM_WRAPPERS
@@ -29,6 +30,9 @@ TRANSFORMS = Registry(
     'transform', parent=MMDET3D_TRANSFORMS, scope='fuller', locations=['fuller.datasets.transforms']
 )
 METRICS = Registry('metric', parent=MMDET3D_METRICS, scope='fuller', locations=['fuller.evaluation'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMDET3D_MODEL_WRAPPERS, scope='fuller', locations=['fuller.engine']
+)
 HOOKS = Registry('hook', parent=MMDET3D_HOOKS, scope='fuller', locations=['fuller.engine'])
 LOOPS = Registry('loop', parent=MMDET3D_LOOPS, scope='fuller', locations=['fuller.engine'])
 OPTIM_WRAPPERS = Registry(

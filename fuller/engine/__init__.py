@@ -1,5 +1,7 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .ddp import FullerDistributedDataParallel
 from .hooks import BEVVisualizationHook, ProgressBarHook
 from .optim_wrapper import CalibratedOptimWrapper
 
-__all__ = ['BEVVisualizationHook', 'CalibratedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook']
+__all__ = ['BEVVisualizationHook', 'CalibratedOptimWrapper', 'FullerDistributedDataParallel', 'ProgressBarHook',
+           'SafeCheckpointHook']

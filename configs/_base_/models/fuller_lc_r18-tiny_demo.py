@@ -60,3 +60,8 @@ model = dict(
                                      output_scope=[(-50.0, 50.0, 1.0), (-50.0, 50.0, 1.0)]),
                  classes=['drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider'])),
 )
+# Under a launcher the model is wrapped by FullerDistributedDataParallel, which keeps the
+# calibrated step (mmengine's default wrapper would bypass it). The view transform reads only
+# the first FPN level, so the other levels' output convs get no gradient: DDP must look for
+# unused parameters. (sync_bn = 'torch' at top level converts BN to SyncBN on CUDA.)
+model_wrapper_cfg = dict(type='FullerDistributedDataParallel', find_unused_parameters=True)

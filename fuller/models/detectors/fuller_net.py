@@ -125,7 +125,19 @@ class FullerNet(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
-        raise ValueError(f'invalid mode {mode!r}')
+        if mode == 'calib':
+            return self.calibration_forward(inputs, data_samples)
+        raise ValueError(f"invalid mode {mode!r}; use 'loss', 'predict', 'tensor' or 'calib'")
+
+    def calibration_forward(self, inputs: dict, samples: list) -> tuple[dict, Tensor, Tensor]:
+        """Forward of the calibrated step: ``(task loss groups, shared feature F, leaf F')``.
+
+        The heads run on ``F'``, a detached leaf copy of ``F``, so each task's gradient at the
+        shared feature costs a backward through its head only.
+        """
+        shared, _ = self.extract_feat(inputs, samples)
+        leaf = shared.detach().requires_grad_(True)
+        return self.task_losses(leaf, samples), shared, leaf
 
     # ------------------------------------------------------------------ training
     def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict[str, Tensor]:
@@ -136,19 +148,10 @@ class FullerNet(BaseModel):
         them, and send the combined gradient through the backbone in a single backward.
         """
         calibrated = hasattr(optim_wrapper, 'calibrated_update')
-        if calibrated:
-            self.intra_calibrator = optim_wrapper.intra
+        if not calibrated:
+            return super().train_step(data, optim_wrapper)
+        self.intra_calibrator = optim_wrapper.intra
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
-            inputs, samples = data['inputs'], data['data_samples']
-            if not calibrated:
-                losses = self.loss(inputs, samples)
-            else:
-                shared, _ = self.extract_feat(inputs, samples)
-                leaf = shared.detach().requires_grad_(True)
-                groups = self.task_losses(leaf, samples)
-        if not calibrated:
-            parsed, log_vars = self.parse_losses(losses)
-            optim_wrapper.update_params(parsed)
-            return log_vars
+            groups, shared, leaf = self(**data, mode='calib')
         return optim_wrapper.calibrated_update(groups, shared, leaf)

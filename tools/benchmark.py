@@ -1,0 +1,410 @@
+"""Benchmarks: calibration cost per train step, BEV pooling, data pipeline, training throughput.
+
+Each sub-command writes ``<name>.json`` and ``<name>.md`` under ``--out`` (default
+``docs/benchmarks/``) with the machine, library versions, config and date.
+
+    python tools/benchmark.py step     # train-step time: plain vs FULLER vs other rules vs param-level PCGrad
+    python tools/benchmark.py bevpool  # BEV pooling forward+backward, nuScenes-sized inputs
+    python tools/benchmark.py data     # training pipeline samples/s per worker
+    python tools/benchmark.py train    # samples/s and peak memory, synthetic inputs (CUDA; fp32 and bf16)
+
+Timings are interleaved across variants (one step of each in turn, repeated) after a warm-up,
+so slow drifts of the machine affect all variants alike; ratios are of medians.
+"""
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py')
+RULES = {
+    'fuller': dict(type='FullerInter', normalize='mean'),
+    'upgrad': dict(type='UPGrad'),
+    'pcgrad': dict(type='PCGrad'),
+    'mgda': dict(type='MGDA'),
+    'cagrad': dict(type='CAGrad', c=0.5),
+    'imtlg': dict(type='IMTLG'),
+    'nashmtl': dict(type='NashMTL', n_tasks=2),
+    'alignedmtl': dict(type='AlignedMTL'),
+}
+
+
+# ---------------------------------------------------------------------------- reporting
+def machine_info(device: torch.device) -> dict:
+    import mmcv
+    import mmdet3d
+    import mmengine
+    import spconv
+
+    info = {
+        'date': datetime.datetime.now().isoformat(timespec='seconds'),
+        'python': platform.python_version(), 'torch': torch.__version__, 'mmengine': mmengine.__version__,
+        'mmcv': mmcv.__version__, 'mmdet3d': mmdet3d.__version__, 'spconv': getattr(spconv, '__version__', '?'),
+        'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
+        'torch_threads': torch.get_num_threads(), 'device': str(device),
+    }
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_results(out_dir: str, name: str, title: str, info: dict, params: dict, header: list[str],
+                  rows: list[list], notes: str = '', extra: dict | None = None) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
+        json.dump({'machine': info, 'params': params, 'header': header, 'rows': rows, **(extra or {})}, f, indent=2)
+    fmt = [(f'{v:.3f}' if isinstance(v, float) else str(v)) for r in rows for v in r]
+    it = iter(fmt)
+    lines = [f'# {title}', '', f'`python tools/benchmark.py {" ".join(sys.argv[1:])}`', '',
+             '| ' + ' | '.join(f'{k}: {v}' for k, v in info.items()) + ' |', '',
+             'Parameters: ' + ', '.join(f'{k}={v}' for k, v in params.items()), '',
+             '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(next(it) for _ in r) + ' |' for r in rows]
+    if notes:
+        lines += ['', notes]
+    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\n'.join(lines[6:]))
+    print(f'benchmark: wrote {osp.join(out_dir, name)}.{{json,md}}')
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------- step
+def load_batch(cfg, batch_size: int) -> dict:
+    from mmengine.dataset import pseudo_collate
+
+    from fuller.registry import DATASETS
+
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    return pseudo_collate([dataset[i % len(dataset)] for i in range(batch_size)])
+
+
+def param_level_step(model, data: dict, optim_wrapper, rule) -> None:
+    """Parameter-level gradient surgery (PCGrad-style): each task's gradient over **all**
+    shared parameters (m backward passes through the whole network), combined by ``rule``.
+    This is the cost FULLER avoids by calibrating at the shared feature."""
+    data = model.data_preprocessor(data, True)
+    inputs, samples = data['inputs'], data['data_samples']
+    feats, _ = model.extract_feat(inputs, samples)
+    groups = model.task_losses(feats, samples)
+    totals = [sum(v for k, v in g.items() if 'loss' in k) for g in groups.values()]
+    shared = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith('heads.')]
+    heads = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith('heads.')]
+    rows = []
+    for total in totals:
+        gs = torch.autograd.grad(total, shared, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(shared, gs)]))
+    combined = rule(torch.stack(rows))
+    head_grads = torch.autograd.grad(sum(totals), heads, allow_unused=True)
+    offset = 0
+    for p in shared:
+        p.grad = combined[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    for p, g in zip(heads, head_grads):
+        p.grad = None if g is None else g
+    optim_wrapper.step()
+    optim_wrapper.zero_grad()
+
+
+def bench_step(args) -> None:
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    from fuller.calibration import build_inter_rule
+    from fuller.registry import MODELS
+
+    device = torch.device(args.device)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope('fuller')
+    torch.manual_seed(0)
+    batch = load_batch(cfg, args.batch_size)
+    model = MODELS.build(cfg.model).to(device)
+    model.init_weights()
+    model.train()
+    optimizer = dict(type='AdamW', lr=1e-4, weight_decay=0.01)
+    variants: dict[str, tuple[str, object]] = {'sum': ('step', build_optim_wrapper(
+        model, dict(type='OptimWrapper', optimizer=optimizer)))}
+    for name in args.methods:
+        if name not in RULES:
+            raise SystemExit(f'benchmark step: unknown method {name!r}; choose from {sorted(RULES)}')
+        ow = build_optim_wrapper(model, dict(type='CalibratedOptimWrapper', optimizer=optimizer, inter=RULES[name],
+                                             intra=dict(type='ModalityCalibrator', target='mean')))
+        variants[name] = ('step', ow)
+    if args.param_level:
+        variants['param-level pcgrad'] = ('param', (build_optim_wrapper(
+            model, dict(type='OptimWrapper', optimizer=optimizer)), build_inter_rule(dict(type='PCGrad'))))
+
+    def run(kind, obj) -> float:
+        data = copy.deepcopy(batch)
+        model.intra_calibrator = None
+        _sync(device)
+        t0 = time.perf_counter()
+        if kind == 'step':
+            model.train_step(data, obj)
+        else:
+            param_level_step(model, data, *obj)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    peaks: dict[str, float] = {}
+    for _ in range(args.warmup):
+        for k, (kind, obj) in variants.items():
+            run(kind, obj)
+    for _ in range(args.iters):
+        for k, (kind, obj) in variants.items():
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
+            times[k].append(run(kind, obj))
+            if device.type == 'cuda':
+                peaks[k] = max(peaks.get(k, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    base = statistics.median(times['sum'])
+    rows = []
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        rows.append([k, 1000 * statistics.mean(ts), 1000 * med, med / base,
+                     f'{peaks[k]:.0f}' if k in peaks else 'n/a (CPU)'])
+    notes = ('*sum*: plain optimizer step on the summed losses. The calibration methods take each task\'s '
+             'gradient at the shared BEV feature (a backward through the heads only), combine them with the '
+             'rule, and run one backward through the backbone; all of them also apply the modality '
+             'calibration. *param-level pcgrad*: per-task gradients over all shared parameters (one full '
+             'backward per task), the baseline that FULLER\'s feature-level calibration avoids. '
+             'Ratios are medians over the interleaved repetitions, relative to *sum*.')
+    write_results(args.out, args.name or 'step', 'Train-step cost of gradient calibration', machine_info(device),
+                  {'config': args.config, 'batch_size': args.batch_size, 'warmup': args.warmup, 'iters': args.iters},
+                  ['variant', 'mean ms', 'median ms', 'ratio to sum', 'peak MiB'], rows, notes,
+                  {'times_s': times})
+
+
+# ---------------------------------------------------------------------------- bevpool
+def nuscenes_frustum_coords(n_cam: int = 6, depth_bins: int = 118, fh: int = 32, fw: int = 88,
+                            image_size: tuple = (256, 704), dbound: tuple = (1.0, 60.0, 0.5),
+                            xbound: tuple = (-54.0, 54.0, 0.3), zbound: tuple = (-10.0, 10.0, 20.0)) -> torch.Tensor:
+    """Cell coordinates [P, 4] (x, y, z, batch) of the LSS frustum of six cameras on a ring
+    (nuScenes-like intrinsics scaled to ``image_size``), as BEVFusion's view transform makes."""
+    h, w = image_size
+    f = 1266.0 * w / 1600
+    d = torch.arange(*dbound)[:depth_bins]
+    u = torch.linspace(0, w - 1, fw)
+    v = torch.linspace(0, h - 1, fh)
+    dd, vv, uu = torch.meshgrid(d, v, u, indexing='ij')
+    x_cam = (uu - w / 2) / f * dd
+    y_cam = (vv - h / 2) / f * dd
+    pts = []
+    for c in range(n_cam):
+        yaw = 2 * np.pi * c / n_cam
+        # camera z forward, x right, y down -> LiDAR x forward, y left, z up
+        fwd, left, up = dd, -x_cam, -y_cam + 1.5
+        cx, sx = np.cos(yaw), np.sin(yaw)
+        pts.append(torch.stack([cx * fwd - sx * left, sx * fwd + cx * left, up], -1).reshape(-1, 3))
+    p = torch.cat(pts)
+    n = int(round((xbound[1] - xbound[0]) / xbound[2]))
+    coords = torch.stack([((p[:, 0] - xbound[0]) / xbound[2]).floor(), ((p[:, 1] - xbound[0]) / xbound[2]).floor(),
+                          ((p[:, 2] - zbound[0]) / zbound[2]).floor(), torch.zeros(len(p))], 1).long()
+    return coords, n
+
+
+def bench_bevpool(args) -> None:
+    from fuller.models.camera.bev_pool import bev_pool, bev_pool_scatter
+
+    device = torch.device(args.device)
+    coords, n = nuscenes_frustum_coords(depth_bins=args.depth_bins, fh=args.feat_h, fw=args.feat_w)
+    coords = coords.to(device)
+    torch.manual_seed(0)
+    feats = torch.randn(len(coords), args.channels, device=device)
+    impls = {'bev_pool (sort + segment_reduce)': bev_pool, 'scatter-add reference (index_add)': bev_pool_scatter}
+
+    def run(fn) -> tuple[float, float]:
+        x = feats.detach().requires_grad_(True)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn(x, coords, 1, n, n, 1)
+        _sync(device)
+        t1 = time.perf_counter()
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+    ref = bev_pool_scatter(feats, coords, 1, n, n, 1)
+    got = bev_pool(feats, coords, 1, n, n, 1)
+    max_err = float((ref - got).abs().max())
+    times = {k: [] for k in impls}
+    for _ in range(args.warmup):
+        for fn in impls.values():
+            run(fn)
+    for _ in range(args.iters):
+        for k, fn in impls.items():
+            times[k].append(run(fn))
+    base = statistics.median(f + b for f, b in times[next(reversed(impls))])
+    rows = []
+    for k, ts in times.items():
+        fw_ms = 1000 * statistics.median(t[0] for t in ts)
+        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, (fw_ms + bw_ms) / 1000 / base])
+    write_results(args.out, args.name or 'bevpool', 'BEV pooling, forward + backward', machine_info(device),
+                  {'points': len(coords), 'channels': args.channels, 'grid': f'{n}x{n}', 'cameras': 6,
+                   'depth_bins': args.depth_bins, 'feature_map': f'{args.feat_h}x{args.feat_w}',
+                   'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
+                  ['implementation', 'forward ms', 'backward ms', 'total ms', 'ratio to reference'], rows,
+                  'Medians over interleaved repetitions; frustum of six ring cameras (nuScenes-like intrinsics) '
+                  'on a 0.3 m BEV grid as in BEVFusion.')
+
+
+# ---------------------------------------------------------------------------- data
+def bench_data(args) -> None:
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import DATASETS
+
+    cfg = Config.fromfile(args.config)
+    init_default_scope('fuller')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    np.random.seed(0)
+    for i in range(args.warmup):
+        dataset[i % len(dataset)]
+    per = []
+    for i in range(args.iters):
+        t0 = time.perf_counter()
+        dataset[(args.warmup + i) % len(dataset)]
+        per.append(time.perf_counter() - t0)
+    med = statistics.median(per)
+    rows = [[osp.basename(args.config), len(dataset), 1000 * statistics.mean(per), 1000 * med, 1 / med]]
+    write_results(args.out, args.name or 'data', 'Training data pipeline, one worker', machine_info(torch.device('cpu')),
+                  {'config': args.config, 'data_root': cfg.train_dataloader.dataset.data_root, 'warmup': args.warmup,
+                   'iters': args.iters},
+                  ['config', 'samples in split', 'mean ms/sample', 'median ms/sample', 'samples/s/worker'], rows,
+                  'One worker process = one pipeline; with `num_workers=k` the loader delivers about k times '
+                  'this rate while CPU cores are free. Size `num_workers` so that k x samples/s exceeds the '
+                  'training step rate times the batch size.')
+
+
+# ---------------------------------------------------------------------------- train
+def synthetic_batch(cfg, batch_size: int, n_points: int, device: torch.device) -> dict:
+    """Inputs of the config's sizes: points in range, random images, calibration of a real
+    demo sample, boxes and map masks from that sample (so the losses are real)."""
+    batch = load_batch(cfg, batch_size)
+    torch.manual_seed(0)
+    pcr = torch.tensor(cfg.model.encoders.lidar.voxelize.point_cloud_range) if 'lidar' in cfg.model.encoders else None
+    if 'points' in batch['inputs'] and pcr is not None:
+        pts = []
+        for _ in range(batch_size):
+            xyz = pcr[:3] + torch.rand(n_points, 3) * (pcr[3:] - pcr[:3])
+            pts.append(torch.cat([xyz, torch.rand(n_points, 1) * 255, torch.zeros(n_points, 1)], 1))
+        batch['inputs']['points'] = pts
+    if 'imgs' in batch['inputs']:
+        batch['inputs']['imgs'] = [torch.rand_like(x) * 255 for x in batch['inputs']['imgs']]
+    return batch
+
+
+def bench_train(args) -> None:
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import MODELS
+
+    device = torch.device(args.device)
+    cfg = Config.fromfile(args.config)
+    init_default_scope('fuller')
+    batch = synthetic_batch(cfg, args.batch_size, args.points, device)
+    rows = []
+    for dtype in args.dtypes:
+        if dtype == 'bf16' and device.type != 'cuda':
+            rows.append([dtype, 'n/a', 'n/a', 'needs CUDA'])
+            continue
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).to(device)
+        model.init_weights()
+        model.train()
+        ow_cfg = dict(cfg.optim_wrapper)
+        if dtype == 'bf16':
+            ow_cfg['type'] = 'AmpOptimWrapper'
+            ow_cfg['dtype'] = 'bfloat16'
+        ow = build_optim_wrapper(model, ow_cfg)
+        ts = []
+        for i in range(args.warmup + args.iters):
+            if device.type == 'cuda' and i == args.warmup:
+                torch.cuda.reset_peak_memory_stats(device)
+            data = copy.deepcopy(batch)
+            _sync(device)
+            t0 = time.perf_counter()
+            model.train_step(data, ow)
+            _sync(device)
+            if i >= args.warmup:
+                ts.append(time.perf_counter() - t0)
+        med = statistics.median(ts)
+        peak = f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f}' if device.type == 'cuda' else 'n/a (CPU)'
+        rows.append([dtype, 1000 * med, args.batch_size / med, peak])
+    write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
+                  {'config': args.config, 'batch_size': args.batch_size, 'points_per_sample': args.points,
+                   'warmup': args.warmup, 'iters': args.iters, 'optim_wrapper': cfg.optim_wrapper.get('type')},
+                  ['precision', 'median ms/step', 'samples/s/device', 'peak MiB'], rows,
+                  'Random points in the point-cloud range and random images at the config\'s sizes; boxes, map '
+                  'masks and calibration from real demo samples, so every loss is computed for real.')
+
+
+# ---------------------------------------------------------------------------- cli
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description='FULLER benchmarks')
+    sub = p.add_subparsers(dest='cmd', required=True)
+
+    def common(sp, warmup: int, iters: int) -> None:
+        sp.add_argument('--out', default=osp.join('docs', 'benchmarks'))
+        sp.add_argument('--name', help='output file stem (default: the sub-command)')
+        sp.add_argument('--warmup', type=int, default=warmup)
+        sp.add_argument('--iters', type=int, default=iters)
+        sp.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+
+    s = sub.add_parser('step', help='train-step time per calibration method')
+    common(s, 2, 10)
+    s.add_argument('--config', default=DEMO_CONFIG)
+    s.add_argument('--batch-size', type=int, default=2)
+    s.add_argument('--methods', nargs='*', default=list(RULES))
+    s.add_argument('--no-param-level', dest='param_level', action='store_false')
+    s.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    b = sub.add_parser('bevpool', help='BEV pooling implementations')
+    common(b, 1, 5)
+    b.add_argument('--channels', type=int, default=80)
+    b.add_argument('--depth-bins', type=int, default=118)
+    b.add_argument('--feat-h', type=int, default=32)
+    b.add_argument('--feat-w', type=int, default=88)
+    d = sub.add_parser('data', help='training pipeline samples/s per worker')
+    common(d, 2, 20)
+    d.add_argument('--config', default=DEMO_CONFIG)
+    t = sub.add_parser('train', help='training throughput on synthetic inputs')
+    common(t, 3, 10)
+    t.add_argument('--config', default=DEMO_CONFIG)
+    t.add_argument('--batch-size', type=int, default=2)
+    t.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
+    t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    {'step': bench_step, 'bevpool': bench_bevpool, 'data': bench_data, 'train': bench_train}[args.cmd](args)
+
+
+if __name__ == '__main__':
+    main()
