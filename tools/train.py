@@ -7,10 +7,12 @@ Example:
 
 import argparse
 import os
+import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from fuller.engine import find_latest_good_checkpoint
 from fuller.utils import load_config
 
 
@@ -40,7 +42,12 @@ def main() -> None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        latest = find_latest_good_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if latest is None:
+            print(f'train: --resume: no usable checkpoint in {cfg.work_dir}; starting from scratch', flush=True)
+        else:
+            print(f'train: resuming from {latest}', flush=True)
+        cfg.resume, cfg.load_from = latest is not None, latest
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)

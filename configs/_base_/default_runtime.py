@@ -7,7 +7,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=3, save_last=True),
+    # atomic_local: checkpoints are written to a temp file and renamed, so a kill while saving
+    # never leaves a broken file behind.
+    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=3, save_last=True,
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # Checkpoints are written as plain data so that every load can use torch's weights_only=True.

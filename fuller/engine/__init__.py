@@ -1,7 +1,8 @@
 from .checkpoint_hook import SafeCheckpointHook
+from .checkpoint_io import AtomicLocalBackend, find_latest_good_checkpoint
 from .ddp import FullerDistributedDataParallel
 from .hooks import BEVVisualizationHook, ProgressBarHook
-from .optim_wrapper import CalibratedOptimWrapper
+from .optim_wrapper import CalibratedOptimWrapper, GuardedOptimWrapper
 
-__all__ = ['BEVVisualizationHook', 'CalibratedOptimWrapper', 'FullerDistributedDataParallel', 'ProgressBarHook',
-           'SafeCheckpointHook']
+__all__ = ['AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper', 'FullerDistributedDataParallel',
+           'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'find_latest_good_checkpoint']

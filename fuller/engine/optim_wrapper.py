@@ -1,6 +1,8 @@
 """The calibrated optimizer wrapper: multi-level gradient calibration inside the step."""
 
 import torch
+import torch.distributed as dist
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
@@ -8,8 +10,105 @@ from fuller.calibration import build_inter_rule, build_intra
 from fuller.registry import OPTIM_WRAPPERS
 
 
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """``flag`` OR-ed over all ranks (so every rank skips the same steps under DDP)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([float(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+    return flag
+
+
 @OPTIM_WRAPPERS.register_module()
-class CalibratedOptimWrapper(OptimWrapper):
+class GuardedOptimWrapper(OptimWrapper):
+    """:class:`~mmengine.optim.OptimWrapper` that skips steps with a non-finite loss or gradient.
+
+    A NaN/Inf loss skips the backward; a NaN/Inf gradient (checked before the optimizer step,
+    after any DDP reduction) discards the accumulated gradients and skips the step. Each skip
+    is logged with the iteration and counted (``train/skipped_steps`` in the message hub, and
+    in the checkpoint); after ``max_consecutive_skips`` skips in a row training stops with a
+    :class:`FloatingPointError`. Under DDP the loss check is OR-ed over ranks so all ranks
+    skip together. A skipped micro-batch under gradient accumulation does not count towards
+    ``accumulative_counts``.
+
+    Args:
+        max_consecutive_skips: stop after this many skipped steps in a row (0: stop at the first).
+        check_grads: also check the gradients before each step (one fused norm over all of them).
+        **kwargs: :class:`OptimWrapper` arguments.
+    """
+
+    def __init__(self, max_consecutive_skips: int = 10, check_grads: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if max_consecutive_skips < 0:
+            raise ValueError(f'optim_wrapper.max_consecutive_skips must be >= 0, got {max_consecutive_skips}')
+        self.max_consecutive_skips = max_consecutive_skips
+        self.check_grads = check_grads
+        self.skipped_steps = 0
+        self._consecutive_skips = 0
+
+    def _skip(self, what: str, detail: str = '') -> None:
+        self.skipped_steps += 1
+        self._consecutive_skips += 1
+        hub = MessageHub.get_current_instance()
+        it = hub.get_info('iter', None)
+        hub.update_scalar('train/skipped_steps', self.skipped_steps)
+        MMLogger.get_current_instance().warning(
+            f'non-finite {what} at iteration {it}{": " + detail if detail else ""}; step skipped '
+            f'({self._consecutive_skips} in a row, {self.skipped_steps} in total)')
+        if self._consecutive_skips > self.max_consecutive_skips:
+            raise FloatingPointError(
+                f'training stopped: {self._consecutive_skips} non-finite steps in a row (last: {what} at iteration '
+                f'{it}{", " + detail if detail else ""}); raise optim_wrapper.max_consecutive_skips, lower the '
+                f'learning rate or check the data')
+
+    def loss_is_finite(self, loss: Tensor, detail: str = '') -> bool:
+        """Check (over all ranks) that ``loss`` is finite; log and count a skip if not."""
+        bad = _any_rank(not bool(torch.isfinite(loss.detach()).all()), loss.device)
+        if bad:
+            self._skip('loss', detail or f'loss={float(loss.detach()):g}')
+        return not bad
+
+    def _grads_finite(self) -> bool:
+        grads = [p.grad for g in self.optimizer.param_groups for p in g['params'] if p.grad is not None]
+        if not grads:
+            return True
+        norms = torch._foreach_norm(grads)
+        return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+
+    def update_params(self, loss: Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None) -> None:
+        if not self.loss_is_finite(loss):
+            return
+        self.backward(self.scale_loss(loss))
+        if self.should_update():
+            if self.check_grads and not self._grads_finite():
+                self.zero_grad(**(zero_kwargs or {}))
+                self._skip('gradient')
+                return
+            self.step(**(step_kwargs or {}))
+            self.zero_grad(**(zero_kwargs or {}))
+            self._consecutive_skips = 0
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state['fuller'] = self._extra_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop('fuller', None)
+        super().load_state_dict(state_dict)
+        if extra:
+            self._load_extra_state(extra)
+
+    def _extra_state(self) -> dict:
+        return {'skipped_steps': self.skipped_steps}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        self.skipped_steps = int(extra.get('skipped_steps', 0))
+
+
+@OPTIM_WRAPPERS.register_module()
+class CalibratedOptimWrapper(GuardedOptimWrapper):
     """:class:`~mmengine.optim.OptimWrapper` that applies FULLER's gradient calibration.
 
     ``calibrated_update`` receives the per-task loss groups computed on a detached leaf
@@ -28,8 +127,8 @@ class CalibratedOptimWrapper(OptimWrapper):
             ``None`` switches it off.
         task_weights: static loss weight per task, e.g. ``dict(det=1.0, map=1.0)``.
         warmup_iters: plain summed gradients for this many updates before calibrating.
-        **kwargs: :class:`OptimWrapper` arguments (``optimizer``, ``clip_grad``,
-            ``accumulative_counts``).
+        **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``) and
+            :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
     def __init__(self, inter: dict | None = None, intra: dict | None = None, task_weights: dict | None = None,
@@ -58,8 +157,8 @@ class CalibratedOptimWrapper(OptimWrapper):
             totals[task] = total * self.task_weights.get(task, 1.0)
         loss = sum(totals.values())
         log_vars['loss'] = loss.detach()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f'non-finite loss: { {k: float(v) for k, v in totals.items()} }')
+        if not self.loss_is_finite(loss, ', '.join(f'{k}={float(v):g}' for k, v in totals.items())):
+            return log_vars
 
         active = self.inter is not None and self._updates >= self.warmup_iters
         grads = []
@@ -86,3 +185,10 @@ class CalibratedOptimWrapper(OptimWrapper):
             for k, v in self.intra.last_stats.items():
                 log_vars[f'calib/{k}'] = v
         return log_vars
+
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), 'updates': self._updates}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        super()._load_extra_state(extra)
+        self._updates = int(extra.get('updates', 0))

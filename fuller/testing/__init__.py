@@ -8,6 +8,8 @@ from mmengine.config import Config
 from fuller.datasets.create_infos import create_nuscenes_infos
 from fuller.datasets.demo import DemoConfig, generate_demo_dataset
 
+from .faults import KillAtIterHook
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py')
 TINY_IMAGE = (64, 176)
