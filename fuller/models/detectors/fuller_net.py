@@ -54,6 +54,7 @@ class FullerNet(BaseModel):
         self.decoder = nn.ModuleDict({k: MODELS.build(v) for k, v in decoder.items() if v is not None})
         self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items() if v is not None})
         self.missing_modality = missing_modality
+        self._grids_checked = False
         self.intra_calibrator = None  # set by the calibrated optimizer wrapper
 
     # ------------------------------------------------------------------ features
@@ -80,6 +81,8 @@ class FullerNet(BaseModel):
     def extract_feat(self, inputs: dict, samples: list) -> tuple[Tensor, dict[str, Tensor]]:
         """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps."""
         bev = self.extract_bev(inputs, samples)
+        if not self._grids_checked:
+            self._check_grids(bev)
         if self.fuser is not None:
             cam, lidar = intra_calibrate(bev['camera'], bev['lidar'], self.intra_calibrator if self.training else None)
             x = self.fuser([cam, lidar])
@@ -90,7 +93,27 @@ class FullerNet(BaseModel):
             x = self.decoder['neck'](x)
         if isinstance(x, (list, tuple)):
             x = x[0] if len(x) == 1 else torch.cat(list(x), 1)
+        if not self._grids_checked:
+            self._check_grids(bev, x)
         return x, bev
+
+    def _check_grids(self, bev: dict[str, Tensor], shared: Tensor | None = None) -> None:
+        """On the first batch: the modality BEV grids agree, and the shared feature has the
+        size each head assumes; otherwise raise naming the config keys (before any step)."""
+        shapes = {k: tuple(v.shape[-2:]) for k, v in bev.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f'BEV grids of the encoders differ: {shapes}; make model.encoders.camera.vtransform '
+                             f'(xbound/ybound, downsample) and model.encoders.lidar (voxel_size, sparse_shape) '
+                             f'produce the same H x W')
+        if shared is None:
+            return
+        got = tuple(shared.shape[-2:])
+        for name, head in self.heads.items():
+            exp = head.expected_input_shape() if hasattr(head, 'expected_input_shape') else None
+            if exp is not None and tuple(exp[0]) != got:
+                raise ValueError(f'heads.{name} expects a {exp[0][0]}x{exp[0][1]} BEV feature ({exp[1]}) but the '
+                                 f'decoder produces {got[0]}x{got[1]} (from encoder grids {shapes}); fix one of them')
+        self._grids_checked = True
 
     # ------------------------------------------------------------------ modes
     def task_losses(self, feats: Tensor, samples: list) -> dict[str, dict[str, Tensor]]:

@@ -22,6 +22,15 @@ class CenterPointDetHead(nn.Module):
         super().__init__()
         self.head = MODELS.build(dict(type='mmdet3d.CenterHead', **center_head))
 
+    def expected_input_shape(self) -> tuple[tuple[int, int], str] | None:
+        """(H, W) of the BEV feature the target assignment assumes, and the config key."""
+        cfg = self.head.train_cfg
+        if not cfg:
+            return None
+        gx, gy = cfg['grid_size'][:2]
+        f = cfg['out_size_factor']
+        return (gy // f, gx // f), 'model.heads.det.train_cfg.grid_size / out_size_factor'
+
     def loss(self, feats: Tensor, samples: list[Det3DDataSample]) -> dict[str, Tensor]:
         losses = self.head.loss([feats], samples)
         # Sum per-task-group terms into heatmap and box losses.

@@ -33,7 +33,8 @@ class BEVGridTransform(nn.Module):
 
     def __init__(self, input_scope: list, output_scope: list) -> None:
         super().__init__()
-        (ixmin, ixmax, _), (iymin, iymax, _) = input_scope
+        (ixmin, ixmax, ixstep), (iymin, iymax, iystep) = input_scope
+        self.input_shape = (int(round((iymax - iymin) / iystep)), int(round((ixmax - ixmin) / ixstep)))
         axes = []
         for (omin, omax, step), (imin, imax) in zip(output_scope, [(ixmin, ixmax), (iymin, iymax)]):
             centers = torch.arange(omin + step / 2, omax, step)
@@ -83,6 +84,10 @@ class BEVSegmentationHead(nn.Module):
                 nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),
                 nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True))
             self.cls = nn.Conv2d(c, len(self.classes), 1)
+
+    def expected_input_shape(self) -> tuple[tuple[int, int], str]:
+        """(H, W) of the BEV feature this head expects, and the config key that sets it."""
+        return self.transform.input_shape, 'model.heads.map.grid_transform.input_scope'
 
     def forward(self, feats: Tensor) -> Tensor:
         """Args: feats [B, C, H, W]. Returns: logits [B, K, H', W'] on the map grid."""
