@@ -191,3 +191,31 @@ def test_wrong_info_version_names_the_file(demo_root, tmp_path):
         pickle.dump(data, f)
     with pytest.raises(ValueError, match='old_infos.pkl'):
         DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(bad), pipeline=[]))
+
+
+def test_bad_sample_errors_or_is_skipped_by_config(demo_root, tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from fuller.datasets.transforms import DataFileError
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    with open(osp.join(demo_root, 'nuscenes_infos_train.pkl'), 'rb') as f:
+        data = pickle.load(f)
+    data['data_list'][0]['lidar_points']['lidar_path'] = 'gone.pcd.bin'
+    ann = tmp_path / 'infos.pkl'
+    with open(ann, 'wb') as f:
+        pickle.dump(data, f)
+    base = dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(ann),
+                pipeline=[dict(type='LoadMultiSweepPoints', sweeps=0), dict(type='PackMultiTaskInputs')],
+                filter_empty_gt=False)
+    with pytest.raises(DataFileError, match='gone.pcd.bin'):
+        DATASETS.build(base)[0]
+    ds = DATASETS.build(dict(base, on_bad_sample='skip'))
+    out = ds[0]
+    assert 'gone' not in out['data_samples'].metainfo['lidar_path'] and len(out['inputs']['points'])
+    assert len(ds.bad_samples) == 1 and 'gone.pcd.bin' in ds.bad_samples[0]
+    with pytest.raises(DataFileError, match='gone.pcd.bin'):
+        DATASETS.build(dict(base, on_bad_sample='skip', test_mode=True))[0]
+    with pytest.raises(ValueError, match='on_bad_sample'):
+        DATASETS.build(dict(base, on_bad_sample='ignore'))
