@@ -46,10 +46,11 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
         for m in ev if isinstance(ev, list) else [ev]:
             if 'data_root' in m:
                 m['data_root'] = root
-    vt = cfg.model.encoders.camera.vtransform
-    vt.image_size = TINY_IMAGE
-    vt.feature_size = (h // 8, w // 8)
-    vt.dbound = (1.0, 49.0, 2.0)
+    if cfg.model.encoders.get('camera'):
+        vt = cfg.model.encoders.camera.vtransform
+        vt.image_size = TINY_IMAGE
+        vt.feature_size = (h // 8, w // 8)
+        vt.dbound = (1.0, 49.0, 2.0)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=1000)
     cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 1
