@@ -6,7 +6,7 @@ from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
-from fuller.calibration import build_inter_rule, build_intra
+from fuller.calibration import build_inter_rule, build_intra, build_weighting
 from fuller.registry import OPTIM_WRAPPERS
 
 
@@ -126,16 +126,20 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         intra: modality calibrator config (``dict(type='ModalityCalibrator', target='mean')``);
             ``None`` switches it off.
         task_weights: static loss weight per task, e.g. ``dict(det=1.0, map=1.0)``.
+        weighting: dynamic loss weighting applied on top of them, before the rule
+            (``dict(type='DWA' | 'UncertaintyWeighting' | 'GradNorm', ...)``); ``None``: none.
+            Like the calibration statistics, its state is per rank under DDP.
         warmup_iters: plain summed gradients for this many updates before calibrating.
         **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``) and
             :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
     def __init__(self, inter: dict | None = None, intra: dict | None = None, task_weights: dict | None = None,
-                 warmup_iters: int = 0, **kwargs) -> None:
+                 weighting: dict | None = None, warmup_iters: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.inter = build_inter_rule(inter)
         self.intra = build_intra(intra)
+        self.weighting = build_weighting(weighting)
         self.task_weights = dict(task_weights or {})
         if warmup_iters < 0:
             raise ValueError(f'optim_wrapper.warmup_iters must be >= 0, got {warmup_iters}')
@@ -166,12 +170,22 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
             grads.append((torch.zeros_like(leaf) if g is None else g).float().flatten())
         matrix = torch.stack(grads)
-        combined = self.inter(matrix) if active else matrix.sum(0)
+        if _any_rank(not bool(torch.isfinite(matrix).all()), matrix.device):
+            self._skip('task gradient at the shared feature')
+            return log_vars
         norms = matrix.norm(dim=1)
         for task, n in zip(totals, norms):
             log_vars[f'calib/grad_norm_{task}'] = float(n)
         if len(grads) == 2:
             log_vars['calib/cos'] = float(torch.nn.functional.cosine_similarity(matrix[0], matrix[1], dim=0))
+        if self.weighting is not None:
+            lw = self.weighting(torch.stack([t.detach() for t in totals.values()]),
+                                matrix if self.weighting.needs_grads else None).to(matrix.device)
+            matrix = matrix * lw[:, None]
+            loss = sum(w * t for w, t in zip(lw, totals.values()))
+            for task, wt in zip(totals, lw):
+                log_vars[f'calib/loss_weight_{task}'] = float(wt)
+        combined = self.inter(matrix) if active else matrix.sum(0)
         # Least-squares weights w with G^T w ~ g: what the rule did, in task coordinates.
         w = torch.linalg.lstsq(matrix.T.double(), combined.double().unsqueeze(1)).solution.squeeze(1)
         for task, wt in zip(totals, w):
@@ -187,8 +201,13 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         return log_vars
 
     def _extra_state(self) -> dict:
-        return {**super()._extra_state(), 'updates': self._updates}
+        state = {**super()._extra_state(), 'updates': self._updates}
+        if self.weighting is not None:
+            state['weighting'] = self.weighting.state_dict()
+        return state
 
     def _load_extra_state(self, extra: dict) -> None:
         super()._load_extra_state(extra)
         self._updates = int(extra.get('updates', 0))
+        if self.weighting is not None and 'weighting' in extra:
+            self.weighting.load_state_dict(extra['weighting'])
