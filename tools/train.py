@@ -20,7 +20,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Train a FULLER model')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
-    p.add_argument('--amp', action='store_true', help='automatic mixed precision (CUDA)')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default='float16',
+                   help='half-precision type under --amp (float16 uses a dynamic loss scale)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
@@ -37,10 +39,12 @@ def main() -> None:
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper.startswith('Calibrated'):
-            raise SystemExit('train: --amp is not yet supported with optim_wrapper.type=CalibratedOptimWrapper; '
-                             'train in fp32 or use optim_wrapper.type=OptimWrapper')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+            # Task gradients from scaled losses, unscaled in fp32 before calibration.
+            cfg.optim_wrapper.type = 'CalibratedAmpOptimWrapper'
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg.optim_wrapper.dtype = args.amp_dtype
     if args.resume == 'auto':
         latest = find_latest_good_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
         if latest is None:

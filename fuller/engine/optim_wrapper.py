@@ -1,5 +1,7 @@
 """The calibrated optimizer wrapper: multi-level gradient calibration inside the step."""
 
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 from mmengine.logging import MessageHub, MMLogger
@@ -146,6 +148,14 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self.warmup_iters = warmup_iters
         self._updates = 0
 
+    def task_gradient(self, total: Tensor, leaf: Tensor) -> Tensor:
+        """``d total / d leaf`` in fp32 (a backward through the task's head only)."""
+        (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()
+
+    def on_nonfinite_task_gradient(self) -> None:
+        self._skip('task gradient at the shared feature')
+
     def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor) -> dict:
         """Calibrated backward + step. Returns the log variables (losses and diagnostics)."""
         unknown = set(self.task_weights) - set(groups)
@@ -167,11 +177,10 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         active = self.inter is not None and self._updates >= self.warmup_iters
         grads = []
         for task, total in totals.items():
-            (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
-            grads.append((torch.zeros_like(leaf) if g is None else g).float().flatten())
+            grads.append(self.task_gradient(total, leaf).flatten())
         matrix = torch.stack(grads)
         if _any_rank(not bool(torch.isfinite(matrix).all()), matrix.device):
-            self._skip('task gradient at the shared feature')
+            self.on_nonfinite_task_gradient()
             return log_vars
         norms = matrix.norm(dim=1)
         for task, n in zip(totals, norms):
@@ -211,3 +220,78 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self._updates = int(extra.get('updates', 0))
         if self.weighting is not None and 'weighting' in extra:
             self.weighting.load_state_dict(extra['weighting'])
+
+
+@OPTIM_WRAPPERS.register_module()
+class CalibratedAmpOptimWrapper(CalibratedOptimWrapper):
+    """:class:`CalibratedOptimWrapper` under automatic mixed precision.
+
+    The forward runs under ``torch.autocast``. With ``dtype='float16'`` a dynamic loss scale
+    (``torch.amp.GradScaler``) protects small gradients: each task gradient at the shared
+    feature is taken from the *scaled* task loss and unscaled in fp32 before the rule sees
+    it, the surrogate backward is scaled by the same factor, and parameter gradients are
+    unscaled before clipping and the step. An fp16 overflow (in a task gradient or a
+    parameter gradient) lowers the scale and skips the step, as GradScaler does, without
+    counting as a non-finite step; genuine NaN/Inf losses are still counted and bounded by
+    ``max_consecutive_skips``. With ``dtype='bfloat16'`` there is no loss scale.
+
+    Args:
+        dtype: ``'float16'`` or ``'bfloat16'``.
+        init_scale: initial loss scale (fp16).
+        growth_interval: steps without overflow before the scale doubles (fp16).
+        device_type: autocast device (``'cuda'`` when available, else ``'cpu'``).
+        **kwargs: :class:`CalibratedOptimWrapper` arguments.
+    """
+
+    def __init__(self, dtype: str = 'float16', init_scale: float = 2.0**16, growth_interval: int = 2000,
+                 device_type: str | None = None, **kwargs) -> None:
+        dtypes = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
+        if dtype not in dtypes:
+            raise ValueError(f"optim_wrapper.dtype must be 'float16' or 'bfloat16', got {dtype!r}")
+        super().__init__(**kwargs)
+        self.cast_dtype = dtypes[dtype]
+        self.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,
+                                           enabled=self.cast_dtype == torch.float16)
+        if self.scaler.is_enabled():
+            self.check_grads = False  # the scaler finds overflowing gradients itself
+
+    @contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), torch.autocast(self.device_type, dtype=self.cast_dtype):
+            yield
+
+    def _scale(self) -> float:
+        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+
+    def task_gradient(self, total: Tensor, leaf: Tensor) -> Tensor:
+        if not self.scaler.is_enabled():
+            return super().task_gradient(total, leaf)
+        scaled = self.scaler.scale(total)  # also initialises the scaler's state
+        return super().task_gradient(scaled, leaf) / self._scale()
+
+    def on_nonfinite_task_gradient(self) -> None:
+        if not self.scaler.is_enabled():
+            return super().on_nonfinite_task_gradient()
+        new = self._scale() * self.scaler.get_backoff_factor()
+        self.scaler.update(new_scale=new)
+        MMLogger.get_current_instance().info(f'fp16 overflow in a task gradient: loss scale lowered to {new:g}')
+
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        self.scaler.scale(loss).backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs) -> None:
+        if self.clip_grad_kwargs:
+            self.scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.scaler.step(self.optimizer, **kwargs)
+        self.scaler.update()
+
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), 'scaler': self.scaler.state_dict()}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        super()._load_extra_state(extra)
+        if extra.get('scaler'):
+            self.scaler.load_state_dict(extra['scaler'])

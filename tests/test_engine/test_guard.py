@@ -68,3 +68,55 @@ def test_calibrated_step_skips_a_nan_task_loss():
     assert ow.skipped_steps == 1 and not torch.isfinite(log['loss'])
     for p, b in zip(params, before):
         assert torch.equal(p, b)
+
+
+def _toy(cls, **kw):
+    torch.manual_seed(0)
+    backbone, head_a, head_b = nn.Linear(8, 8), nn.Linear(8, 1), nn.Linear(8, 1)
+    params = [*backbone.parameters(), *head_a.parameters(), *head_b.parameters()]
+    ow = cls(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'),
+             intra=None, **kw)
+    return (backbone, head_a, head_b), params, ow
+
+
+def _calibrated_step(mods, ow, x):
+    backbone, head_a, head_b = mods
+    with ow.optim_context(backbone):
+        shared = backbone(x)
+        leaf = shared.detach().requires_grad_(True)
+        groups = {'det': {'loss_a': head_a(leaf).float().pow(2).mean()},
+                  'map': {'loss_b': 1e-3 * head_b(leaf).float().pow(2).mean()}}
+    return ow.calibrated_update(groups, shared, leaf)
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_amp_calibrated_step_matches_fp32(dtype):
+    from fuller.engine import CalibratedAmpOptimWrapper
+
+    x = torch.randn(16, 8)
+    mods32, p32, ow32 = _toy(CalibratedOptimWrapper)
+    init = torch.cat([q.detach().flatten() for q in p32])
+    _calibrated_step(mods32, ow32, x)
+    mods, p, ow = _toy(CalibratedAmpOptimWrapper, dtype=dtype, device_type='cpu', init_scale=2.0**8)
+    log = _calibrated_step(mods, ow, x)
+    assert ow.skipped_steps == 0 and torch.isfinite(log['loss'])
+    d32 = torch.cat([q.detach().flatten() for q in p32]) - init
+    d = torch.cat([q.detach().flatten() for q in p]) - init
+    # The same update up to the precision of the half-precision forward.
+    assert torch.nn.functional.cosine_similarity(d, d32, dim=0) > (0.99 if dtype == 'bfloat16' else 0.999)
+    assert d.norm() / d32.norm() == pytest.approx(1.0, abs=0.05 if dtype == 'bfloat16' else 0.01)
+
+
+def test_fp16_overflow_lowers_the_scale_without_counting_a_skip():
+    from fuller.engine import CalibratedAmpOptimWrapper
+
+    mods, params, ow = _toy(CalibratedAmpOptimWrapper, dtype='float16', device_type='cpu', init_scale=2.0**40)
+    before = [p.detach().clone() for p in params]
+    x = torch.randn(16, 8)
+    _calibrated_step(mods, ow, x)
+    assert ow.skipped_steps == 0 and ow.scaler.get_scale() < 2.0**40
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    for _ in range(60):  # each overflow halves the scale
+        _calibrated_step(mods, ow, x)
+    assert not torch.equal(params[0], before[0]) and ow.skipped_steps == 0
+    assert 'scaler' in ow.state_dict()['fuller']
