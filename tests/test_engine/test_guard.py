@@ -120,3 +120,22 @@ def test_fp16_overflow_lowers_the_scale_without_counting_a_skip():
         _calibrated_step(mods, ow, x)
     assert not torch.equal(params[0], before[0]) and ow.skipped_steps == 0
     assert 'scaler' in ow.state_dict()['fuller']
+
+
+def test_gradient_accumulation_averages_calibrated_micro_batches():
+    x1, x2 = torch.randn(8, 8), torch.randn(8, 8)
+    # Reference: the two calibrated micro-batch updates' gradients, averaged by hand.
+    mods, params, ow = _toy(CalibratedOptimWrapper)
+    grads = []
+    for x in (x1, x2):
+        ow.optimizer.zero_grad()
+        ow.step = ow.zero_grad = lambda **kw: None  # collect this micro-batch's gradients only
+        _calibrated_step(mods, ow, x)
+        grads.append([p.grad.clone() for p in params])
+    mods, params, ow = _toy(CalibratedOptimWrapper, accumulative_counts=2)
+    ow.initialize_count_status(mods[0], 0, 2)
+    before = [p.detach().clone() for p in params]
+    for x in (x1, x2):
+        _calibrated_step(mods, ow, x)
+    for p, b, g1, g2 in zip(params, before, *grads):
+        torch.testing.assert_close(p.detach(), b - 0.1 * (g1 + g2) / 2, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,74 @@
+"""FullerNet end to end on one tiny sample: shapes, gradient flow, missing modality."""
+
+import copy
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+
+from fuller.testing import tiny_config
+
+
+@pytest.fixture(scope='module')
+def setup(demo_root, tmp_path_factory):
+    from fuller.registry import DATASETS, MODELS
+
+    init_default_scope('fuller')
+    cfg = tiny_config(demo_root, str(tmp_path_factory.mktemp('work')))
+    cfg.test_dataloader.dataset.pipeline = cfg.val_dataloader.dataset.pipeline
+    data = pseudo_collate([DATASETS.build(cfg.train_dataloader.dataset)[0]])
+    test_data = pseudo_collate([DATASETS.build(cfg.test_dataloader.dataset)[0]])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return cfg, model, data, test_data
+
+
+def test_shapes_of_every_stage(setup):
+    cfg, model, data, _ = setup
+    model.train()
+    batch = model.data_preprocessor(copy.deepcopy(data), True)
+    out = model(**batch, mode='tensor')
+    vt = cfg.model.encoders.camera.vtransform
+    n = int(round((vt.xbound[1] - vt.xbound[0]) / vt.xbound[2])) // vt.downsample
+    assert out['bev_camera'].shape == (1, vt.out_channels, n, n)
+    assert out['bev_lidar'].shape[-2:] == (n, n)
+    assert out['shared'].shape[-2:] == (n, n)
+    assert out['map_logits'].shape == (1, 6, 100, 100)
+
+
+def test_every_branch_gets_gradient(setup):
+    _, model, data, _ = setup
+    model.train()
+    model.zero_grad()
+    batch = model.data_preprocessor(copy.deepcopy(data), True)
+    losses = model(**batch, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    # Only the FPN output convs of levels the view transform does not read.
+    assert all(n.startswith('encoders.camera.neck.fpn_convs.') and not n.startswith('encoders.camera.neck.fpn_convs.0')
+               for n in no_grad), no_grad
+    for prefix in ('encoders.camera.backbone', 'encoders.camera.vtransform', 'encoders.lidar', 'fuser', 'decoder',
+                   'heads.det', 'heads.map'):
+        assert any(n.startswith(prefix) and p.grad is not None and p.grad.any() for n, p in model.named_parameters())
+
+
+def test_predict_outputs_and_missing_modality(setup):
+    _, model, _, test_data = setup
+    model.eval()
+    batch = model.data_preprocessor(copy.deepcopy(test_data), False)
+    with torch.no_grad():
+        (sample,) = model(**batch, mode='predict')
+    assert sample.pred_map.shape == (6, 100, 100) and 0 <= float(sample.pred_map.min()) <= 1
+    assert sample.pred_instances_3d.bboxes_3d.tensor.shape[1] == 9
+    no_imgs = {'inputs': {'points': batch['inputs']['points']}, 'data_samples': batch['data_samples']}
+    with pytest.raises(KeyError, match="missing_modality='zeros'"):
+        model(**no_imgs, mode='predict')
+    model.missing_modality = 'zeros'
+    try:
+        with pytest.warns(UserWarning, match='camera input missing'), torch.no_grad():
+            (sample,) = model(**no_imgs, mode='predict')
+        assert torch.isfinite(sample.pred_map).all()
+    finally:
+        model.missing_modality = 'error'
