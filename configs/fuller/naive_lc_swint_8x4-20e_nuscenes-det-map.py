@@ -1,5 +1,5 @@
 # Naive multi-task baseline on nuScenes (BEVFusion settings): summed losses.
 _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/nuscenes_det-map.py',
-          '../_base_/models/fuller_lc_swint_nuscenes.py', '../_base_/schedules/cosine-20e.py']
+          '../_base_/models/fuller_lc_swint_nuscenes.py', '../_base_/schedules/cyclic-20e.py']
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=1, by_epoch=True))
 log_processor = dict(by_epoch=True)
