@@ -8,8 +8,8 @@ of every run, and PNG plots of the per-task losses, the cosine between the two t
 gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
 
 Example (the committed demo study):
-    python tools/ablate.py --seeds 0 1 2
-    python tools/ablate.py --report-only          # re-make table and plots from finished runs
+    python tools/ablate.py --seeds 0 1 2 --notes docs/results/ablation_demo_notes.md
+    python tools/ablate.py --report-only --notes docs/results/ablation_demo_notes.md   # re-make from finished runs
 """
 
 import argparse
@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
                    help='markdown report; the JSON and plots go next to it')
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every training run')
     p.add_argument('--report-only', action='store_true', help='do not train; report the finished runs')
+    p.add_argument('--notes', help='markdown file appended to the report (the analysis of the results)')
     return p.parse_args()
 
 
@@ -128,7 +129,7 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seeds: list[int],
-                 cfg_options: list[str]) -> None:
+                 cfg_options: list[str], notes: str | None = None) -> None:
     import torch
 
     from fuller.visualization import plot_curves
@@ -184,11 +185,15 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         'over iterations of ||grad into the camera BEV|| / ||grad into the LiDAR BEV|| after '
         'intra-gradient calibration (1.0 when calibrated; the raw ratio for the others).',
         '',
-        f'![losses]({rel}/losses.png)',
+        f'![detection loss]({rel}/det_loss.png)',
+        f'![map loss]({rel}/map_loss.png)',
         f'![task-gradient cosine]({rel}/task_grad_cos.png)',
         f'![camera/LiDAR gradient ratio]({rel}/cam_lidar_ratio.png)',
         '',
     ]
+    if notes:
+        with open(notes) as f:
+            lines += ['', f.read()]
     with open(out, 'w') as f:
         f.write('\n'.join(lines))
     with open(osp.join(out_dir, 'results.json'), 'w') as f:
@@ -206,19 +211,19 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         keys = [k for k in r['scalars'] if k.startswith('det.loss')]
         return sum(r['scalars'][k] for k in keys) if keys else None
 
-    series = {}
+    det_series, map_series = {}, {}
     for name in names:
-        curves = {}
         det = [d for d in (det_total(r) for r in runs[name]) if d is not None]
         if det:
             n = min(len(d) for d in det)
-            curves['det loss'] = (np.arange(1, n + 1), np.mean([d[:n] for d in det], 0))
+            det_series[name] = {'': (np.arange(1, n + 1), np.mean([d[:n] for d in det], 0))}
         m = mean_curve(name, 'map.loss_focal')
         if m is not None:
-            curves['map loss x100'] = (m[0], m[1] * 100)
-        series[name] = curves
-    plot_curves(osp.join(out_dir, 'losses.png'), series, 'loss (mean over seeds)', 'Per-task training losses',
-                logy=True, smooth=10)
+            map_series[name] = {'': m}
+    plot_curves(osp.join(out_dir, 'det_loss.png'), det_series, 'detection loss (mean over seeds)',
+                'Detection training loss', logy=True, smooth=10)
+    plot_curves(osp.join(out_dir, 'map_loss.png'), map_series, 'map focal loss (mean over seeds)',
+                'Map segmentation training loss', logy=True, smooth=10)
     cos = {n: {'': c} for n in names if (c := mean_curve(n, 'calib/cos')) is not None}
     plot_curves(osp.join(out_dir, 'task_grad_cos.png'), cos, 'cos(g_det, g_map)',
                 'Task-gradient cosine at the shared feature (before calibration)', hline=0.0, smooth=10)
@@ -248,7 +253,7 @@ def main() -> None:
     runs = collect(args.configs, args.seeds, args.work_dir)
     if not runs:
         raise SystemExit(f'ablate: no finished runs under {args.work_dir}')
-    write_report(runs, args.out, args.configs, args.seeds, args.cfg_options)
+    write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,69 @@
+"""The ablation and benchmark tools run end to end on tiny settings and write their reports."""
+
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from fuller.testing import REPO_ROOT, tiny_config
+
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+def _tiny_cfg(demo_root, tmp_path, name: str, variant: str) -> str:
+    cfg = tiny_config(demo_root, str(tmp_path / 'unused'),
+                      config=osp.join(REPO_ROOT, 'configs', 'ablation', 'demo', f'{variant}.py'))
+    path = tmp_path / f'{name}.py'
+    cfg.dump(str(path))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
+    configs = [_tiny_cfg(demo_root, tmp_path, 'naive', 'naive'), _tiny_cfg(demo_root, tmp_path, 'fuller', 'fuller')]
+    notes = tmp_path / 'notes.md'
+    notes.write_text('## Analysis\nhand-written text')
+    out = tmp_path / 'results' / 'ablation.md'
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'ablate.py'), '--configs', *configs, '--seeds', '0',
+           '--work-dir', str(tmp_path / 'runs'), '--out', str(out), '--notes', str(notes)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = out.read_text()
+    assert '| naive | 1 |' in text and '| fuller | 1 |' in text and 'hand-written text' in text
+    summary = json.loads((tmp_path / 'results' / 'ablation' / 'results.json').read_text())['summary']
+    assert len(summary['fuller']['mIoU']) == 1 and 0 <= summary['fuller']['mIoU'][0] <= 1
+    assert summary['fuller']['cam_lidar_ratio_reaching'][0] == pytest.approx(1.0, abs=1e-3)
+    for png in ('det_loss', 'map_loss', 'task_grad_cos', 'cam_lidar_ratio'):
+        assert (tmp_path / 'results' / 'ablation' / f'{png}.png').stat().st_size > 10_000
+    # A second call reuses the finished runs.
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count('done, reused') == 2
+
+
+@pytest.mark.slow
+def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
+    cfg = _tiny_cfg(demo_root, tmp_path, 'bench', 'fuller')
+    bench = [sys.executable, osp.join(REPO_ROOT, 'tools', 'benchmark.py')]
+    runs = {
+        'step': ['step', '--config', cfg, '--batch-size', '1', '--warmup', '0', '--iters', '1', '--methods', 'fuller',
+                 'upgrad'],
+        'bevpool': ['bevpool', '--depth-bins', '8', '--feat-h', '8', '--feat-w', '22', '--channels', '8',
+                    '--warmup', '0', '--iters', '1'],
+        'data': ['data', '--config', cfg, '--warmup', '0', '--iters', '2'],
+        'train': ['train', '--config', cfg, '--batch-size', '1', '--points', '2000', '--warmup', '0', '--iters', '1',
+                  '--dtypes', 'fp32'],
+    }
+    for name, args in runs.items():
+        proc = subprocess.run([*bench, *args, '--out', str(tmp_path / 'bench')], capture_output=True, text=True,
+                              cwd=REPO_ROOT, env=ENV, timeout=600)
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        res = json.loads((tmp_path / 'bench' / f'{name}.json').read_text())
+        assert res['machine']['torch'] and res['rows'], name
+        assert (tmp_path / 'bench' / f'{name}.md').read_text().count('|') > 10
+    step = json.loads((tmp_path / 'bench' / 'step.json').read_text())
+    assert [r[0] for r in step['rows']] == ['sum', 'fuller', 'upgrad', 'param-level pcgrad']
+    pool = json.loads((tmp_path / 'bench' / 'bevpool.json').read_text())
+    assert pool['params']['max_abs_diff'] < 1e-3
