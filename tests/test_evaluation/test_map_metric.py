@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from fuller.evaluation import BEVMapIoUMetric
+
+CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider')
+
+
+def _numpy_reference(probs: list, gts: list, thresholds) -> np.ndarray:
+    """Best-threshold IoU per class over the dataset, computed directly."""
+    p = np.stack(probs)  # [N, K, H, W]
+    g = np.stack(gts).astype(bool)
+    best = np.zeros(p.shape[1])
+    for k in range(p.shape[1]):
+        ious = []
+        for t in thresholds:
+            pred = p[:, k] >= t
+            ious.append((pred & g[:, k]).sum() / max((pred | g[:, k]).sum(), 1))
+        best[k] = max(ious)
+    return best
+
+
+def test_map_iou_matches_numpy_on_random_masks():
+    rng = np.random.default_rng(0)
+    gts = [(rng.random((6, 20, 24)) < 0.3).astype(np.uint8) for _ in range(5)]
+    probs = [np.clip(g * 0.5 + rng.random(g.shape) * 0.6, 0, 1).astype(np.float32) for g in gts]
+    metric = BEVMapIoUMetric(classes=CLASSES)
+    for p, g in zip(probs, gts):  # incremental: one sample at a time
+        metric.process({}, [{'pred_map': torch.from_numpy(p), 'gt_map': torch.from_numpy(g)}])
+    out = metric.compute_metrics(metric.results)
+    ref = _numpy_reference(probs, gts, metric.thresholds)
+    np.testing.assert_allclose([out[f'IoU_{c}'] for c in CLASSES], ref, rtol=1e-12)
+    assert out['mIoU'] == pytest.approx(ref.mean())
+    # Distributed evaluation: each rank's per-sample counts concatenate to the same result.
+    rank0, rank1 = metric.results[:2], metric.results[2:]
+    assert metric.compute_metrics(rank0 + rank1) == out
+
+
+def test_ground_truth_as_prediction_scores_one():
+    rng = np.random.default_rng(1)
+    metric = BEVMapIoUMetric(classes=CLASSES)
+    for _ in range(3):
+        g = torch.from_numpy((rng.random((6, 16, 16)) < 0.4).astype(np.uint8))
+        metric.process({}, [{'pred_map': g.float(), 'gt_map': g}])
+    out = metric.compute_metrics(metric.results)
+    assert out['mIoU'] == 1.0
+
+
+def test_missing_ground_truth_is_a_clear_error():
+    metric = BEVMapIoUMetric(classes=CLASSES)
+    with pytest.raises(KeyError, match='LoadBEVMapMask'):
+        metric.process({}, [{'pred_map': torch.zeros(6, 4, 4)}])
+    assert metric.compute_metrics([]) == {}
