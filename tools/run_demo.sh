@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded demo data: set up, generate the demo dataset if needed,
-# train FULLER's demo model on the CPU, then evaluate it.
+# train FULLER's demo model on the CPU, then evaluate it (mAP/NDS/mIoU table, metrics JSON, pictures).
 #   CONFIG=... WORK_DIR=... bash tools/run_demo.sh [extra tools/train.py --cfg-options ...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,4 +15,5 @@ if [[ ! -f data/nuscenes-demo/nuscenes_infos_val.pkl ]]; then
 fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"
-"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR"
+"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR" --show-dir vis --show-interval 4
+echo "metrics: $WORK_DIR/metrics.json; pictures: $WORK_DIR/vis/"
