@@ -78,8 +78,12 @@ class GuardedOptimWrapper(OptimWrapper):
         return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
 
     def update_params(self, loss: Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None) -> None:
-        if not self.loss_is_finite(loss):
-            return
+        if self.loss_is_finite(loss):
+            self._backward_and_step(loss, step_kwargs, zero_kwargs)
+
+    def _backward_and_step(self, loss: Tensor, step_kwargs: dict | None = None,
+                           zero_kwargs: dict | None = None) -> None:
+        """Backward of an already-checked loss; step unless the gradients are non-finite."""
         self.backward(self.scale_loss(loss))
         if self.should_update():
             if self.check_grads and not self._grads_finite():
@@ -202,7 +206,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         log_vars['calib/grad_norm_combined'] = float(combined.norm())
 
         surrogate = loss + (shared * combined.view_as(shared).to(shared.dtype).detach()).sum()
-        self.update_params(surrogate)
+        self._backward_and_step(surrogate)  # the loss was checked above; gradients are checked before the step
         self._updates += 1
         if self.intra is not None and self.intra.last_stats:
             for k, v in self.intra.last_stats.items():
