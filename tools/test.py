@@ -9,13 +9,11 @@ Example:
 
 import argparse
 import json
-import os
 import os.path as osp
 
-from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from fuller.utils import format_metrics_table, load_config
+from fuller.utils import format_metrics_table, load_config, parse_launcher_args
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,12 +24,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--show-dir', help='save PNG pictures of every sample here (relative: under the work dir)')
     p.add_argument('--show-interval', type=int, default=1, help='draw every n-th sample')
     p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_launcher_args(p)
 
 
 def main() -> None:

@@ -6,14 +6,12 @@ Example:
 """
 
 import argparse
-import os
 import os.path as osp
 
-from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from fuller.engine import find_latest_good_checkpoint
-from fuller.utils import load_config
+from fuller.utils import load_config, parse_launcher_args
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,12 +23,7 @@ def parse_args() -> argparse.Namespace:
                    help='half-precision type under --amp (float16 uses a dynamic loss scale)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_launcher_args(p)
 
 
 def main() -> None:

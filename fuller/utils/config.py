@@ -1,8 +1,21 @@
 """Config loading shared by the command-line tools."""
 
+import argparse
+import os
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+
+
+def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the flags every launched tool shares (``--cfg-options``, ``--launcher``,
+    ``--local-rank``), parse, and export ``LOCAL_RANK`` for torch.distributed."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
