@@ -29,28 +29,11 @@ def test_devkit_detection_eval_gt_as_predictions(demo_root, tmp_path):
     from nuscenes.eval.detection.evaluate import DetectionEval
     from nuscenes.nuscenes import NuScenes
 
-    from fuller.datasets.create_infos import CATEGORY_TO_CLASS
+    from fuller.testing import gt_submission
 
     nusc = NuScenes('v1.0-mini', demo_root, verbose=False)
-    val = {s['token'] for s in nusc.scene if s['name'] in ('scene-0103', 'scene-0916')}
-    results = {}
-    for sample in nusc.sample:
-        if sample['scene_token'] not in val:
-            continue
-        boxes = []
-        for tok in sample['anns']:
-            ann = nusc.get('sample_annotation', tok)
-            if ann['num_lidar_pts'] + ann['num_radar_pts'] == 0:
-                continue  # the devkit drops such ground truth; as predictions they would be false positives
-            attr = nusc.get('attribute', ann['attribute_tokens'][0])['name'] if ann['attribute_tokens'] else ''
-            boxes.append(dict(sample_token=sample['token'], translation=ann['translation'], size=ann['size'],
-                              rotation=ann['rotation'], velocity=list(np.nan_to_num(nusc.box_velocity(tok)[:2])),
-                              detection_name=CATEGORY_TO_CLASS[ann['category_name']], detection_score=1.0,
-                              attribute_name=attr))
-        results[sample['token']] = boxes
     path = tmp_path / 'results.json'
-    meta = dict(use_camera=True, use_lidar=True, use_radar=False, use_map=False, use_external=False)
-    path.write_text(json.dumps(dict(meta=meta, results=results)))
+    path.write_text(json.dumps(gt_submission(nusc)))
     ev = DetectionEval(nusc, config_factory('detection_cvpr_2019'), str(path), 'mini_val', str(tmp_path), verbose=False)
     metrics, _ = ev.evaluate()
     present = [c for c, ap in metrics.mean_dist_aps.items() if not np.isnan(ap) and ap > 0]

@@ -8,6 +8,7 @@ import torch
 from mmdet3d.structures import LiDARInstance3DBoxes
 
 from fuller.evaluation import NuScenesDetMetric, default_attributes, global_to_lidar, lidar_to_global
+from fuller.testing import gt_submission
 
 VAL_SCENES = ('scene-0103', 'scene-0916')
 
@@ -30,30 +31,6 @@ def _gt_as_prediction(info) -> dict:
     }
 
 
-def _direct_submission(nusc) -> dict:
-    """The same ground truth written straight from sample_annotation (global frame)."""
-    from fuller.datasets.create_infos import CATEGORY_TO_CLASS
-
-    val = {s['token'] for s in nusc.scene if s['name'] in VAL_SCENES}
-    results = {}
-    for sample in nusc.sample:
-        if sample['scene_token'] not in val:
-            continue
-        recs = []
-        for tok in sample['anns']:
-            ann = nusc.get('sample_annotation', tok)
-            if ann['num_lidar_pts'] + ann['num_radar_pts'] == 0:
-                continue
-            attr = nusc.get('attribute', ann['attribute_tokens'][0])['name'] if ann['attribute_tokens'] else ''
-            recs.append(dict(sample_token=sample['token'], translation=ann['translation'], size=ann['size'],
-                             rotation=ann['rotation'], velocity=list(np.nan_to_num(nusc.box_velocity(tok)[:2])),
-                             detection_name=CATEGORY_TO_CLASS[ann['category_name']], detection_score=1.0,
-                             attribute_name=attr))
-        results[sample['token']] = recs
-    meta = dict(use_camera=True, use_lidar=True, use_radar=False, use_map=False, use_external=False)
-    return dict(meta=meta, results=results)
-
-
 def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
     # The demo world labels still vehicles 'vehicle.stopped'.
     metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path / 'pred'),
@@ -65,7 +42,7 @@ def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
 
     direct_dir = tmp_path / 'direct'
     direct_dir.mkdir()
-    (direct_dir / 'results.json').write_text(json.dumps(_direct_submission(metric.nusc)))
+    (direct_dir / 'results.json').write_text(json.dumps(gt_submission(metric.nusc, VAL_SCENES)))
     direct = metric.evaluate_submission(str(direct_dir / 'results.json'), str(direct_dir))
     assert ours['mAP'] == pytest.approx(direct['mean_ap'], abs=1e-6)
     assert ours['NDS'] == pytest.approx(direct['nd_score'], abs=1e-6)
