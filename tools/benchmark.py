@@ -298,7 +298,7 @@ def bench_data(args) -> None:
 
 
 # ---------------------------------------------------------------------------- train
-def synthetic_batch(cfg, batch_size: int, n_points: int, device: torch.device) -> dict:
+def synthetic_batch(cfg, batch_size: int, n_points: int) -> dict:
     """Inputs of the config's sizes: points in range, random images, calibration of a real
     demo sample, boxes and map masks from that sample (so the losses are real)."""
     batch = load_batch(cfg, batch_size)
@@ -325,7 +325,7 @@ def bench_train(args) -> None:
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
     init_default_scope('fuller')
-    batch = synthetic_batch(cfg, args.batch_size, args.points, device)
+    batch = synthetic_batch(cfg, args.batch_size, args.points)
     rows = []
     for dtype in args.dtypes:
         if dtype == 'bf16' and device.type != 'cuda':

@@ -163,8 +163,7 @@ class NuScenesDetMetric(BaseMetric):
     # ------------------------------------------------------------------ per batch
     def sample_records(self, sample: dict) -> tuple[str, list[dict]]:
         """Submission records of one predicted sample (a ``Det3DDataSample.to_dict()``)."""
-        meta = sample
-        token = meta.get('token')
+        token = sample.get('token')
         if token is None:
             raise KeyError('NuScenesDetMetric: data sample has no "token" in its metainfo')
         pred = sample['pred_instances_3d']
@@ -174,8 +173,8 @@ class NuScenesDetMetric(BaseMetric):
         if tensor.shape[1] < 9:  # heads without velocity
             tensor = np.concatenate([tensor, np.zeros((len(tensor), 9 - tensor.shape[1]))], 1)
         labels = pred['labels_3d'].detach().cpu().numpy()[order]
-        lidar2global = np.asarray(meta['ego2global']) @ np.asarray(meta['lidar2ego'])
-        g = lidar_to_global(tensor[:, :9], lidar2global, meta.get('lidar_aug_matrix'))
+        lidar2global = np.asarray(sample['ego2global']) @ np.asarray(sample['lidar2ego'])
+        g = lidar_to_global(tensor[:, :9], lidar2global, sample.get('lidar_aug_matrix'))
         names = [self.classes[i] for i in labels]
         attrs = default_attributes(names, g['velocity'], self.still_attributes)
         recs = [{
