@@ -32,6 +32,18 @@ def _build(cfg_path: str, accumulative_counts: int = 1):
     return model, ow_cfg
 
 
+def _record_steps(model, ow, store: list) -> None:
+    """Before every optimizer step, keep the parameters and the (reduced, clipped) gradients."""
+    step = ow.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        store.append({k: (p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+                      for k, p in model.named_parameters()})
+        return step(*args, **kwargs)
+
+    ow.optimizer.step = recording_step
+
+
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     from fuller.engine import FullerDistributedDataParallel
 
@@ -43,11 +55,13 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         model, ow_cfg = _build(os.path.join(tmp, 'cfg.py'))
         ddp = FullerDistributedDataParallel(module=model, broadcast_buffers=False, find_unused_parameters=True)
         ow = build_optim_wrapper(model, ow_cfg)
+        steps: list = []
+        _record_steps(model, ow, steps)
         logs = []
         for step in range(STEPS):
             logs.append(ddp.train_step(pseudo_collate([samples[world * step + rank]]), ow))
         params = {k: v.detach().clone() for k, v in model.named_parameters()}
-        torch.save({'params': params, 'cos': [float(x['calib/cos']) for x in logs]},
+        torch.save({'params': params, 'steps': steps, 'cos': [float(x['calib/cos']) for x in logs]},
                    os.path.join(tmp, f'rank{rank}.pth'))
     finally:
         dist.destroy_process_group()
@@ -81,13 +95,37 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
     # Calibration is per rank: each rank's statistics come from its own sample.
     assert r0['cos'] != r1['cos']
 
-    # Single process: the same micro-batches, gradients accumulated over the two "ranks".
-    model, ow_cfg = _build(str(tmp_path / 'cfg.py'), accumulative_counts=2)
-    ow = build_optim_wrapper(model, ow_cfg)
-    ow.initialize_count_status(model, 0, 2 * STEPS)
-    for i in range(2 * STEPS):
-        model.train_step(pseudo_collate([samples[i]]), ow)
-    init = _build(str(tmp_path / 'cfg.py'))[0].state_dict()
-    for k, v in model.named_parameters():
-        torch.testing.assert_close(v.detach(), r0['params'][k], rtol=1e-4, atol=1e-5, msg=f'DDP != single at {k}')
-    assert not torch.equal(model.state_dict()['fuser.fuse.0.weight'], init['fuser.fuse.0.weight'])
+    # Each DDP step against a single process that starts from the same parameters and
+    # accumulates the gradients of the two ranks' micro-batches. Comparing whole runs instead
+    # would compare the CPU's rounding: this tiny model at initialisation amplifies a 1e-7
+    # difference in summation order (one thread vs two, all-reduce vs accumulation) to percent
+    # level within two steps.
+    cfg_path = str(tmp_path / 'cfg.py')
+    init = _build(cfg_path)[0].state_dict()
+    for step, rec in enumerate(r0['steps']):
+        model, ow_cfg = _build(cfg_path, accumulative_counts=2)
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                p.copy_(rec[k][0])
+        ow = build_optim_wrapper(model, ow_cfg)
+        ow.initialize_count_status(model, 0, 2)
+        ow._updates = step  # the calibrated wrapper's update count (warm-up), as on the ranks
+        single: list = []
+        _record_steps(model, ow, single)
+        for i in (2 * step, 2 * step + 1):
+            model.train_step(pseudo_collate([samples[i]]), ow)
+        assert len(single) == 1
+        sq_err = sq_norm = 0.0
+        for k, (_, g_ddp) in rec.items():
+            g = single[0][k][1]
+            if g_ddp is None or g is None:
+                assert g is None or not g.any(), f'step {step}: {k} has a gradient only in the single process'
+                continue
+            err, norm = float((g - g_ddp).norm()), float(g_ddp.norm())
+            sq_err, sq_norm = sq_err + err**2, sq_norm + norm**2
+            # Per tensor loosely (a BN bias gradient is a sum with cancellation), overall tightly.
+            assert err <= 1e-2 * norm + 1e-6, \
+                f'step {step}: DDP gradient != accumulated gradient at {k} (|diff| {err:.3g}, |g| {norm:.3g})'
+        assert sq_err**0.5 <= 1e-3 * sq_norm**0.5, f'step {step}: relative gradient error {(sq_err / sq_norm)**0.5:.3g}'
+    # Training moved the weights (the comparison above is not between untouched models).
+    assert not torch.equal(r0['params']['fuser.fuse.0.weight'], init['fuser.fuse.0.weight'])
