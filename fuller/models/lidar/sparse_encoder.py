@@ -2,6 +2,10 @@
 
 spconv's default convolution algorithms need CUDA; on CPU only ``ConvAlgo.Native`` works,
 so the algorithm is chosen from the device of the input at every forward.
+
+Under mixed precision the sparse encoder runs in fp32 (autocast off inside it): spconv has
+no bfloat16 kernels and no half-precision CPU kernels, and the encoder is a small part of
+the step next to the dense camera branch and BEV decoder, which autocast as usual.
 """
 
 import torch
@@ -76,7 +80,8 @@ class SparseBEVEncoder(nn.Module):
         """
         sp = _spconv()
         self._select_algo(feats.device)
-        x = sp.SparseConvTensor(feats, coors.int(), self.sparse_shape, batch_size)
-        x = self.conv_out(self.body(x)).dense()  # [B, C, D, H, W]
+        with torch.autocast(feats.device.type, enabled=False):
+            x = sp.SparseConvTensor(feats.float(), coors.int(), self.sparse_shape, batch_size)
+            x = self.conv_out(self.body(x)).dense()  # [B, C, D, H, W]
         b, c, d, h, w = x.shape
         return x.view(b, c * d, h, w)
