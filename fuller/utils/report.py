@@ -16,13 +16,15 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
         lines.append('  ' + ''.join(f'{det[k]:>8.4f}' for k in DET_KEYS if k in det))
         aps = {k[3:]: v for k, v in det.items() if k.startswith('AP_')}
         if aps:
-            lines.append('  per-class AP: ' + ', '.join(f'{c} {v:.3f}' for c, v in aps.items()))
+            lines.append('  per-class AP:')
+            items = [f'{c} {v:.3f}' for c, v in aps.items()]
+            lines += ['    ' + ', '.join(items[i:i + 5]) for i in range(0, len(items), 5)]
     if seg:
         lines.append('BEV map segmentation (IoU at the best threshold per class)')
         ious = {k[4:]: v for k, v in seg.items() if k.startswith('IoU_')}
-        lines.append('  ' + ''.join(f'{c[:12]:>13}' for c in ious) + f'{"mIoU":>9}')
-        lines.append('  ' + ''.join(f'{v:>13.4f}' for v in ious.values()) + f'{seg.get("mIoU", float("nan")):>9.4f}')
+        lines.append('  ' + ''.join(f'{c:>14}' for c in ious) + f'{"mIoU":>9}')
+        lines.append('  ' + ''.join(f'{v:>14.4f}' for v in ious.values()) + f'{seg.get("mIoU", float("nan")):>9.4f}')
     for k, v in other.items():
         lines.append(f'{k}: {v}')
-    width = max((len(x) for x in lines), default=0)
+    width = min(max((len(x) for x in lines), default=0), 100)
     return '\n'.join(['=' * width, *lines, '=' * width])
