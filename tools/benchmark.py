@@ -183,10 +183,11 @@ def bench_step(args) -> None:
         rows.append([k, 1000 * statistics.mean(ts), 1000 * med, med / base,
                      f'{peaks[k]:.0f}' if k in peaks else 'n/a (CPU)'])
     notes = ('*sum*: plain optimizer step on the summed losses. The calibration methods take each task\'s '
-             'gradient at the shared BEV feature (a backward through the heads only), combine them with the '
-             'rule, and run one backward through the backbone; all of them also apply the modality '
-             'calibration. *param-level pcgrad*: per-task gradients over all shared parameters (one full '
-             'backward per task), the baseline that FULLER\'s feature-level calibration avoids. '
+             'gradient at the shared BEV feature and its head\'s parameter gradients (one backward through '
+             'that head only), combine the feature gradients with the rule, and run one backward through the '
+             'backbone; all of them also apply the modality calibration. *param-level pcgrad*: per-task '
+             'gradients over all shared parameters (one full backward per task), the baseline that '
+             'FULLER\'s feature-level calibration avoids. '
              'Ratios are medians over the interleaved repetitions, relative to *sum*.')
     write_results(args.out, args.name or 'step', 'Train-step cost of gradient calibration', machine_info(device),
                   {'config': args.config, 'batch_size': args.batch_size, 'warmup': args.warmup, 'iters': args.iters},

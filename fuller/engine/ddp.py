@@ -3,9 +3,10 @@
 mmengine's ``MMDistributedDataParallel.train_step`` computes summed losses and steps, which
 would silently bypass gradient calibration. This wrapper runs the calibrated forward through
 DDP's own ``forward`` (so the reducer is prepared exactly once per step) and then the
-wrapper's single calibrated backward: per-task gradients are taken at the detached leaf of
-the shared feature with ``autograd.grad`` (which does not fire the reducer's parameter hooks),
-and the one backward of the surrogate loss reduces every parameter gradient once.
+wrapper's single calibrated backward: per-task gradients (at the detached leaf of the shared
+feature and of the head parameters) are taken with ``autograd.grad``, which does not fire the
+reducer's parameter hooks, and the one backward of the surrogate loss reduces every parameter
+gradient once.
 
 Calibration statistics are **per rank**: each rank combines the task gradients of its own
 samples, then DDP averages the calibrated parameter gradients. This equals a single process

@@ -118,13 +118,14 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
     """:class:`~mmengine.optim.OptimWrapper` that applies FULLER's gradient calibration.
 
     ``calibrated_update`` receives the per-task loss groups computed on a detached leaf
-    copy ``F'`` of the shared feature ``F``. For each task ``t`` it computes
-    ``g_t = d(w_t L_t)/dF'`` (a backward through that task's head only), combines them with
-    the ``inter`` rule into ``g``, and runs **one** backward of
-    ``sum_t w_t L_t(F') + <F, g>``: the heads receive their own gradients, the backbone
-    receives ``g`` once (so DDP sees a single backward per step). The ``intra`` calibrator is
-    installed on the model and rescales the camera/LiDAR gradients inside that backward.
-    Gradient accumulation, clipping and the step are those of the parent class.
+    copy ``F'`` of the shared feature ``F``. For each task ``t`` one backward through that
+    task's head only gives both ``g_t = d(w_t L_t)/dF'`` and the head's parameter gradients
+    ``h_t``. The ``inter`` rule combines the ``g_t`` into ``g``, and **one** backward of the
+    surrogate ``<F, g> + sum_t <theta_heads, h_t>`` (``h_t`` detached) puts ``g`` through the
+    backbone and ``h_t`` on the head parameters, so every parameter gradient arrives in a
+    single backward (DDP reduces each once) and no head is traversed twice. The ``intra``
+    calibrator is installed on the model and rescales the camera/LiDAR gradients inside that
+    backward. Gradient accumulation, clipping and the step are those of the parent class.
 
     Args:
         inter: inter-task rule config (``dict(type='FullerInter')``, ``dict(type='UPGrad')``,
@@ -152,10 +153,15 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self.warmup_iters = warmup_iters
         self._updates = 0
 
-    def task_gradient(self, total: Tensor, leaf: Tensor) -> Tensor:
-        """``d total / d leaf`` in fp32 (a backward through the task's head only)."""
-        (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()
+    def task_gradient(self, total: Tensor, leaf: Tensor, params: list[Tensor]) -> tuple[Tensor, list]:
+        """``d total / d leaf`` in fp32 and ``d total / d params`` (``None`` where unused), from
+        one backward through the task's head only (the rest of the network is not reachable
+        from the detached leaf)."""
+        g, *pg = torch.autograd.grad(total, [leaf, *params], retain_graph=True, allow_unused=True)
+        return (torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()), pg
+
+    def _trainable(self) -> list[Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group['params'] if p.requires_grad]
 
     def on_nonfinite_task_gradient(self) -> None:
         self._skip('task gradient at the shared feature')
@@ -179,14 +185,17 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             return log_vars
 
         active = self.inter is not None and self._updates >= self.warmup_iters
-        grads = []
+        params = self._trainable()
+        grads, head_grads = [], []
         for task, total in totals.items():
-            grads.append(self.task_gradient(total, leaf).flatten())
+            g, pg = self.task_gradient(total, leaf, params)
+            grads.append(g.flatten())
+            head_grads.append(pg)
         matrix = torch.stack(grads)
-        if _any_rank(not bool(torch.isfinite(matrix).all()), matrix.device):
+        norms = matrix.norm(dim=1)  # non-finite iff some element is (or the norm overflows fp32)
+        if _any_rank(not bool(torch.isfinite(norms).all()), matrix.device):
             self.on_nonfinite_task_gradient()
             return log_vars
-        norms = matrix.norm(dim=1)
         for task, n in zip(totals, norms):
             log_vars[f'calib/grad_norm_{task}'] = float(n)
         if len(grads) == 2:
@@ -195,17 +204,23 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             lw = self.weighting(torch.stack([t.detach() for t in totals.values()]),
                                 matrix if self.weighting.needs_grads else None).to(matrix.device)
             matrix = matrix * lw[:, None]
-            loss = sum(w * t for w, t in zip(lw, totals.values()))
+            head_grads = [[None if g is None else g * float(w) for g in pg] for w, pg in zip(lw, head_grads)]
             for task, wt in zip(totals, lw):
                 log_vars[f'calib/loss_weight_{task}'] = float(wt)
         combined = self.inter(matrix) if active else matrix.sum(0)
-        # Least-squares weights w with G^T w ~ g: what the rule did, in task coordinates.
-        w = torch.linalg.lstsq(matrix.T.double(), combined.double().unsqueeze(1)).solution.squeeze(1)
+        # Least-squares weights w with G^T w ~ g (what the rule did, in task coordinates), from
+        # the m x m normal equations: two passes over the gradients instead of a tall QR.
+        gram = (matrix @ matrix.T).double()
+        w = torch.linalg.lstsq(gram, (matrix @ combined).double().unsqueeze(1)).solution.squeeze(1)
         for task, wt in zip(totals, w):
             log_vars[f'calib/weight_{task}'] = float(wt)
         log_vars['calib/grad_norm_combined'] = float(combined.norm())
 
-        surrogate = loss + (shared * combined.view_as(shared).to(shared.dtype).detach()).sum()
+        surrogate = (shared * combined.view_as(shared).to(shared.dtype).detach()).sum()
+        for i, p in enumerate(params):
+            hs = [pg[i] for pg in head_grads if pg[i] is not None]
+            if hs:
+                surrogate = surrogate + (p * sum(hs).detach()).sum()
         self._backward_and_step(surrogate)  # the loss was checked above; gradients are checked before the step
         self._updates += 1
         if self.intra is not None and self.intra.last_stats:
@@ -268,11 +283,13 @@ class CalibratedAmpOptimWrapper(CalibratedOptimWrapper):
     def _scale(self) -> float:
         return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
 
-    def task_gradient(self, total: Tensor, leaf: Tensor) -> Tensor:
+    def task_gradient(self, total: Tensor, leaf: Tensor, params: list[Tensor]) -> tuple[Tensor, list]:
         if not self.scaler.is_enabled():
-            return super().task_gradient(total, leaf)
+            return super().task_gradient(total, leaf, params)
         scaled = self.scaler.scale(total)  # also initialises the scaler's state
-        return super().task_gradient(scaled, leaf) / self._scale()
+        g, pg = super().task_gradient(scaled, leaf, params)
+        inv = 1.0 / self._scale()
+        return g * inv, [None if x is None else x.float() * inv for x in pg]
 
     def on_nonfinite_task_gradient(self) -> None:
         if not self.scaler.is_enabled():

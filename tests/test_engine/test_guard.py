@@ -139,3 +139,16 @@ def test_gradient_accumulation_averages_calibrated_micro_batches():
         _calibrated_step(mods, ow, x)
     for p, b, g1, g2 in zip(params, before, *grads):
         torch.testing.assert_close(p.detach(), b - 0.1 * (g1 + g2) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_logged_rule_weights_reconstruct_the_combined_gradient():
+    x = torch.randn(16, 8)
+    mods, _, ow = _toy(CalibratedOptimWrapper)
+    ow.inter = None  # sum: weight 1 per task (a diagnostic from fp32 normal equations: ~1e-5)
+    log = _calibrated_step(mods, ow, x)
+    assert log['calib/weight_det'] == pytest.approx(1.0, abs=1e-4)
+    assert log['calib/weight_map'] == pytest.approx(1.0, abs=1e-4)
+    # FULLER's rule equalises magnitudes: the small map gradient gets a much larger weight.
+    mods, _, ow = _toy(CalibratedOptimWrapper)
+    log = _calibrated_step(mods, ow, x)
+    assert log['calib/weight_map'] > 10 * log['calib/weight_det'] > 0
