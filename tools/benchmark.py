@@ -19,6 +19,7 @@ import json
 import os
 import os.path as osp
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -85,12 +86,20 @@ def _sync(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------- step
-def load_batch(cfg, batch_size: int) -> dict:
+def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
+    """``batch_size`` training samples of the config's pipeline; ``data_root`` reads them from
+    another nuScenes-format tree (e.g. the demo data for the nuScenes config)."""
     from mmengine.dataset import pseudo_collate
 
     from fuller.registry import DATASETS
 
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+        for t in ds_cfg.pipeline:
+            if 'dataroot' in t:
+                t['dataroot'] = data_root
+    dataset = DATASETS.build(ds_cfg)
     return pseudo_collate([dataset[i % len(dataset)] for i in range(batch_size)])
 
 
@@ -224,14 +233,16 @@ def nuscenes_frustum_coords(n_cam: int = 6, depth_bins: int = 118, fh: int = 32,
 
 
 def bench_bevpool(args) -> None:
-    from fuller.models.camera.bev_pool import bev_pool, bev_pool_scatter
+    from fuller.models.camera.bev_pool import bev_pool_indexed, bev_pool_scatter, bev_pool_sorted
 
     device = torch.device(args.device)
     coords, n = nuscenes_frustum_coords(depth_bins=args.depth_bins, fh=args.feat_h, fw=args.feat_w)
     coords = coords.to(device)
     torch.manual_seed(0)
     feats = torch.randn(len(coords), args.channels, device=device)
-    impls = {'bev_pool (sort + segment_reduce)': bev_pool, 'scatter-add reference (index_add)': bev_pool_scatter}
+    impls = {'bev_pool_indexed (index_add, spare row; CPU default)': bev_pool_indexed,
+             'bev_pool_sorted (sort + segment_reduce; CUDA default)': bev_pool_sorted,
+             'scatter-add reference (filter + index_add)': bev_pool_scatter}
 
     def run(fn) -> tuple[float, float]:
         x = feats.detach().requires_grad_(True)
@@ -245,8 +256,7 @@ def bench_bevpool(args) -> None:
         return t1 - t0, time.perf_counter() - t1
 
     ref = bev_pool_scatter(feats, coords, 1, n, n, 1)
-    got = bev_pool(feats, coords, 1, n, n, 1)
-    max_err = float((ref - got).abs().max())
+    max_err = max(float((ref - fn(feats, coords, 1, n, n, 1)).abs().max()) for fn in impls.values())
     times = {k: [] for k in impls}
     for _ in range(args.warmup):
         for fn in impls.values():
@@ -299,10 +309,10 @@ def bench_data(args) -> None:
 
 
 # ---------------------------------------------------------------------------- train
-def synthetic_batch(cfg, batch_size: int, n_points: int) -> dict:
+def synthetic_batch(cfg, batch_size: int, n_points: int, data_root: str | None = None) -> dict:
     """Inputs of the config's sizes: points in range, random images, calibration of a real
     demo sample, boxes and map masks from that sample (so the losses are real)."""
-    batch = load_batch(cfg, batch_size)
+    batch = load_batch(cfg, batch_size, data_root)
     torch.manual_seed(0)
     pcr = torch.tensor(cfg.model.encoders.lidar.voxelize.point_cloud_range) if 'lidar' in cfg.model.encoders else None
     if 'points' in batch['inputs'] and pcr is not None:
@@ -326,7 +336,7 @@ def bench_train(args) -> None:
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
     init_default_scope('fuller')
-    batch = synthetic_batch(cfg, args.batch_size, args.points)
+    batch = synthetic_batch(cfg, args.batch_size, args.points, args.data_root)
     rows = []
     for dtype in args.dtypes:
         torch.manual_seed(0)
@@ -354,14 +364,20 @@ def bench_train(args) -> None:
             if i >= args.warmup:
                 ts.append(time.perf_counter() - t0)
         med = statistics.median(ts)
-        peak = f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f}' if device.type == 'cuda' else 'n/a (CPU)'
+        if device.type == 'cuda':
+            peak = f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f}'
+        else:  # the process's peak resident memory so far (Linux reports KiB)
+            peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} (RSS)'
         rows.append([dtype, 1000 * med, args.batch_size / med, peak])
     write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
-                  {'config': args.config, 'batch_size': args.batch_size, 'points_per_sample': args.points,
+                  {'config': args.config, 'data_root': args.data_root or cfg.train_dataloader.dataset.data_root,
+                   'batch_size': args.batch_size, 'points_per_sample': args.points,
                    'warmup': args.warmup, 'iters': args.iters, 'optim_wrapper': cfg.optim_wrapper.get('type')},
                   ['precision', 'median ms/step', 'samples/s/device', 'peak MiB'], rows,
                   'Random points in the point-cloud range and random images at the config\'s sizes; boxes, map '
-                  'masks and calibration from real demo samples, so every loss is computed for real.')
+                  'masks and calibration from real samples of the data root, so every loss is computed for real. '
+                  'Peak memory: CUDA allocator peak on GPU; on CPU the process\'s peak resident set so far (it '
+                  'only grows, so a later row includes the earlier ones).')
 
 
 # ---------------------------------------------------------------------------- cli
@@ -400,6 +416,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument('--batch-size', type=int, default=2)
     t.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
     t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    t.add_argument('--data-root', help='take the calibration, boxes and map masks from this nuScenes-format tree '
+                                       '(e.g. data/nuscenes-demo/ when nuScenes is not on disk)')
     return p.parse_args(argv)
 
 

@@ -63,11 +63,14 @@ class GuardedOptimWrapper(OptimWrapper):
                 f'{it}{", " + detail if detail else ""}); raise optim_wrapper.max_consecutive_skips, lower the '
                 f'learning rate or check the data')
 
-    def loss_is_finite(self, loss: Tensor, detail: str = '') -> bool:
-        """Check (over all ranks) that ``loss`` is finite; log and count a skip if not."""
+    def loss_is_finite(self, loss: Tensor, detail=None) -> bool:
+        """Check (over all ranks) that ``loss`` is finite; log and count a skip if not.
+
+        ``detail``: a callable returning the text for the log, called only for a bad loss.
+        """
         bad = _any_rank(not bool(torch.isfinite(loss.detach()).all()), loss.device)
         if bad:
-            self._skip('loss', detail or f'loss={float(loss.detach()):g}')
+            self._skip('loss', detail() if detail is not None else f'loss={float(loss.detach()):g}')
         return not bad
 
     def _grads_finite(self) -> bool:
@@ -181,7 +184,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             totals[task] = total * self.task_weights.get(task, 1.0)
         loss = sum(totals.values())
         log_vars['loss'] = loss.detach()
-        if not self.loss_is_finite(loss, ', '.join(f'{k}={float(v):g}' for k, v in totals.items())):
+        if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}' for k, v in totals.items())):
             return log_vars
 
         active = self.inter is not None and self._updates >= self.warmup_iters

@@ -21,11 +21,17 @@ class LSSViewTransform(nn.Module):
         xbound, ybound, zbound: (min, max, step) of the BEV grid, m.
         dbound: (min, max, step) of the depth bins, m.
         downsample: stride of the conv that follows pooling (1 or 2).
+        pool_impl: BEV pooling formulation, see :func:`~fuller.models.camera.bev_pool.bev_pool`
+            (``'auto'``: by device).
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
-                 xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1) -> None:
+                 xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1,
+                 pool_impl: str = 'auto') -> None:
         super().__init__()
+        if pool_impl not in ('auto', 'indexed', 'sorted', 'scatter'):
+            raise ValueError(f"vtransform.pool_impl must be 'auto', 'indexed', 'sorted' or 'scatter', got {pool_impl!r}")
+        self.pool_impl = pool_impl
         self.out_channels = out_channels
         self.image_size = tuple(image_size)
         self.feature_size = tuple(feature_size)
@@ -78,5 +84,5 @@ class LSSViewTransform(nn.Module):
         cell = ((geom - lo) / step).floor().long()
         batch_ix = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
         coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
-        bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz)
+        bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
         return self.downsample(bev)
