@@ -143,13 +143,14 @@ def plot_curves(out_path: str, series: dict[str, dict[str, tuple[np.ndarray, np.
                 title: str = '', hline: float | None = None, logy: bool = False, smooth: int = 1) -> None:
     """One line per (run, label): ``series[run][label] = (x, y)``; a moving average of ``smooth``."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for run, curves in series.items():
-        for label, (x, y) in curves.items():
-            y = np.asarray(y, dtype=np.float64)
-            if smooth > 1 and len(y) >= smooth:
-                y = np.convolve(y, np.ones(smooth) / smooth, mode='valid')
-                x = np.asarray(x)[smooth - 1:]
-            ax.plot(x, y, lw=1.2, label=f'{run} {label}'.strip())
+    lines = [(f'{run} {label}'.strip(), xy) for run, curves in series.items() for label, xy in curves.items()]
+    cmap = plt.get_cmap('tab10' if len(lines) <= 10 else 'tab20')  # distinct colours up to 20 lines
+    for i, (name, (x, y)) in enumerate(lines):
+        y = np.asarray(y, dtype=np.float64)
+        if smooth > 1 and len(y) >= smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode='valid')
+            x = np.asarray(x)[smooth - 1:]
+        ax.plot(x, y, lw=1.2, color=cmap(i % cmap.N), ls='-' if i < 10 else '--', label=name)
     if hline is not None:
         ax.axhline(hline, color='k', lw=0.8, ls='--')
     if logy:
@@ -158,7 +159,7 @@ def plot_curves(out_path: str, series: dict[str, dict[str, tuple[np.ndarray, np.
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2 if len(lines) > 8 else 1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
