@@ -92,13 +92,11 @@ def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     from mmengine.dataset import pseudo_collate
 
     from fuller.registry import DATASETS
+    from fuller.utils import set_data_root
 
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     if data_root is not None:
-        ds_cfg.data_root = data_root
-        for t in ds_cfg.pipeline:
-            if 'dataroot' in t:
-                t['dataroot'] = data_root
+        set_data_root(ds_cfg, data_root)
     dataset = DATASETS.build(ds_cfg)
     return pseudo_collate([dataset[i % len(dataset)] for i in range(batch_size)])
 

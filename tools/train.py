@@ -40,7 +40,7 @@ def main() -> None:
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         cfg.optim_wrapper.dtype = args.amp_dtype
         if args.amp_dtype == 'float16' and not torch.cuda.is_available():
-            print('train: --amp with float16 on CPU: half-precision CPU kernels are slow (about 20x slower than '
+            print('train: --amp with float16 on CPU: half-precision CPU kernels are slow (over 10x slower than '
                   'fp32 on the demo model); use --amp-dtype bfloat16 on CPU', flush=True)
     if args.resume == 'auto':
         latest = find_latest_good_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None

@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 from fuller.datasets.create_infos import create_nuscenes_infos
 from fuller.datasets.demo import DemoConfig, generate_demo_dataset
+from fuller.utils import set_data_root
 
 from .faults import KillAtIterHook
 
@@ -31,14 +32,12 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.num_workers = 0
         loader.persistent_workers = False
-        loader.dataset.data_root = root
+        set_data_root(loader.dataset, root)
         for t in loader.dataset.pipeline:
             if t['type'] == 'ImageAug3D':
                 t['final_dim'] = TINY_IMAGE
                 t['resize_lim'] = (0.55, 0.55)
                 t['bot_pct_lim'] = (0.0, 0.0)
-            if t['type'] == 'LoadBEVMapMask':
-                t['dataroot'] = root
             if t['type'] == 'LoadMultiSweepPoints':
                 t['sweeps'] = 1
     cfg.train_dataloader.batch_size = 1

@@ -33,3 +33,12 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def set_data_root(dataset_cfg, root: str) -> None:
+    """Point a dataset config at another nuScenes-format tree: its ``data_root`` and every
+    pipeline transform that reads the tree itself (``dataroot``, e.g. ``LoadBEVMapMask``)."""
+    dataset_cfg.data_root = root
+    for t in dataset_cfg.pipeline:
+        if 'dataroot' in t:
+            t['dataroot'] = root

@@ -20,7 +20,7 @@ from torch import Tensor
 
 
 def _cell_index(coords: Tensor, batch_size: int, nx: int, ny: int, nz: int) -> tuple[Tensor, Tensor]:
-    """Keep points inside the grid; return their flat cell index and the keep mask.
+    """Flat cell index of every point (meaningful only where inside) and the inside-the-grid mask.
 
     Args:
         coords: [P, 4] long (x, y, z, batch) cell coordinates.
@@ -29,8 +29,7 @@ def _cell_index(coords: Tensor, batch_size: int, nx: int, ny: int, nz: int) -> t
         (coords[:, 0] >= 0) & (coords[:, 0] < nx) & (coords[:, 1] >= 0) & (coords[:, 1] < ny)
         & (coords[:, 2] >= 0) & (coords[:, 2] < nz) & (coords[:, 3] >= 0) & (coords[:, 3] < batch_size)
     )
-    c = coords[keep]
-    flat = ((c[:, 3] * nz + c[:, 2]) * ny + c[:, 1]) * nx + c[:, 0]
+    flat = ((coords[:, 3] * nz + coords[:, 2]) * ny + coords[:, 1]) * nx + coords[:, 0]
     return flat, keep
 
 
@@ -64,11 +63,7 @@ def bev_pool(feats: Tensor, coords: Tensor, batch_size: int, nx: int, ny: int, n
 def bev_pool_indexed(feats: Tensor, coords: Tensor, batch_size: int, nx: int, ny: int, nz: int = 1) -> Tensor:
     """One ``index_add`` into the grid plus a spare row for points outside it (see module doc)."""
     n = batch_size * nz * ny * nx
-    inside = (
-        (coords[:, 0] >= 0) & (coords[:, 0] < nx) & (coords[:, 1] >= 0) & (coords[:, 1] < ny)
-        & (coords[:, 2] >= 0) & (coords[:, 2] < nz) & (coords[:, 3] >= 0) & (coords[:, 3] < batch_size)
-    )
-    flat = ((coords[:, 3] * nz + coords[:, 2]) * ny + coords[:, 1]) * nx + coords[:, 0]
+    flat, inside = _cell_index(coords, batch_size, nx, ny, nz)
     flat = torch.where(inside, flat, n)
     out = feats.new_zeros(n + 1, feats.shape[1]).index_add(0, flat, feats)
     return _to_bev(out[:n], batch_size, nx, ny, nz)
@@ -87,7 +82,7 @@ def bev_pool_sorted(feats: Tensor, coords: Tensor, batch_size: int, nx: int, ny:
         [B, C * nz, ny, nx] pooled features (z folded into channels).
     """
     flat, keep = _cell_index(coords, batch_size, nx, ny, nz)
-    x = feats[keep]
+    flat, x = flat[keep], feats[keep]
     c = feats.shape[1]
     out = feats.new_zeros(batch_size * nz * ny * nx, c)
     if flat.numel():
@@ -101,5 +96,5 @@ def bev_pool_scatter(feats: Tensor, coords: Tensor, batch_size: int, nx: int, ny
     """Reference BEV pooling with ``index_add`` (same contract as :func:`bev_pool`)."""
     flat, keep = _cell_index(coords, batch_size, nx, ny, nz)
     c = feats.shape[1]
-    out = feats.new_zeros(batch_size * nz * ny * nx, c).index_add(0, flat, feats[keep])
+    out = feats.new_zeros(batch_size * nz * ny * nx, c).index_add(0, flat[keep], feats[keep])
     return _to_bev(out, batch_size, nx, ny, nz)
