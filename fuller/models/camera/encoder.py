@@ -1,6 +1,7 @@
 """Camera branch: image backbone -> neck -> view transform to BEV."""
 
-from torch import Tensor, nn
+from mmengine.model import BaseModule
+from torch import Tensor
 
 from fuller.registry import MODELS
 
@@ -8,17 +9,19 @@ from .geometry import CameraGeometry
 
 
 @MODELS.register_module()
-class CameraEncoder(nn.Module):
+class CameraEncoder(BaseModule):
     """Multi-view images to a BEV feature map.
 
     Args:
         backbone: image backbone config (e.g. ``mmdet.ResNet``, ``mmdet.SwinTransformer``).
         neck: neck config (e.g. ``mmdet.FPN``); its first output level is lifted.
         vtransform: view transform config (:class:`LSSViewTransform`).
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=FILE)`` for a
+            whole camera branch (a backbone's own ``init_cfg`` loads ImageNet weights).
     """
 
-    def __init__(self, backbone: dict, neck: dict, vtransform: dict) -> None:
-        super().__init__()
+    def __init__(self, backbone: dict, neck: dict, vtransform: dict, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.vtransform = MODELS.build(vtransform)

@@ -11,6 +11,7 @@ from fuller.calibration import intra_calibrate
 from fuller.registry import MODELS
 
 from ..camera.geometry import CameraGeometry
+from ..init import init_weights_everywhere
 
 
 @MODELS.register_module()
@@ -56,6 +57,14 @@ class FullerNet(BaseModel):
         self.missing_modality = missing_modality
         self._grids_checked = False
         self.intra_calibrator = None  # set by the calibrated optimizer wrapper
+
+    def init_weights(self) -> None:
+        """Initialise every submodule (also those inside ``ModuleDict``\\s and plain wrappers).
+
+        ``Pretrained`` ``init_cfg``\\s anywhere in the tree must name existing local files;
+        each one's load is reported (see :mod:`fuller.models.init`).
+        """
+        init_weights_everywhere(self, super().init_weights)
 
     # ------------------------------------------------------------------ features
     def extract_bev(self, inputs: dict, samples: list) -> dict[str, Tensor]:

@@ -1,13 +1,14 @@
 """Convolutional fuser of the camera and LiDAR BEV maps."""
 
 import torch
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
 
 
 @MODELS.register_module()
-class ConvFuser(nn.Module):
+class ConvFuser(BaseModule):
     """Concatenate the modality BEV maps and mix them with a 3x3 conv.
 
     Its inputs are where modality-level (intra) gradient calibration acts: the detector
@@ -17,10 +18,11 @@ class ConvFuser(nn.Module):
         in_channels: channels of each input, in the order the detector passes them
             (camera, LiDAR).
         out_channels: fused channels.
+        init_cfg: mmengine init config.
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int) -> None:
-        super().__init__()
+    def __init__(self, in_channels: list[int], out_channels: int, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
         self.fuse = nn.Sequential(nn.Conv2d(sum(in_channels), out_channels, 3, padding=1, bias=False),

@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from mmdet3d.structures import Det3DDataSample
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
@@ -47,7 +48,7 @@ class BEVGridTransform(nn.Module):
 
 
 @MODELS.register_module()
-class BEVSegmentationHead(nn.Module):
+class BEVSegmentationHead(BaseModule):
     """Map segmentation from the shared BEV feature.
 
     Standard design: two 3x3 conv-BN-ReLU layers at ``in_channels``; lightweight design:
@@ -61,11 +62,13 @@ class BEVSegmentationHead(nn.Module):
         lightweight: use the lightweight design.
         loss_weight: multiplier of the focal loss.
         focal_alpha, focal_gamma: focal loss parameters.
+        init_cfg: mmengine init config.
     """
 
     def __init__(self, in_channels: int, grid_transform: dict, classes: tuple, lightweight: bool = False,
-                 loss_weight: float = 1.0, focal_alpha: float = -1.0, focal_gamma: float = 2.0) -> None:
-        super().__init__()
+                 loss_weight: float = 1.0, focal_alpha: float = -1.0, focal_gamma: float = 2.0,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.classes = tuple(classes)
         self.loss_weight = loss_weight
         self.focal_alpha = focal_alpha

@@ -1,13 +1,14 @@
 """LiDAR branch: voxelization -> voxel feature encoder -> sparse 3D encoder -> BEV."""
 
 import torch
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
 
 
 @MODELS.register_module()
-class LidarEncoder(nn.Module):
+class LidarEncoder(BaseModule):
     """Point clouds to a BEV feature map.
 
     Args:
@@ -15,10 +16,11 @@ class LidarEncoder(nn.Module):
             ``point_cloud_range``, ``max_num_points``, ``max_voxels``).
         voxel_encoder: voxel feature encoder config (e.g. mmdet3d ``HardSimpleVFE``).
         backbone: sparse encoder config (:class:`SparseBEVEncoder`).
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=FILE, prefix=...)``.
     """
 
-    def __init__(self, voxelize: dict, voxel_encoder: dict, backbone: dict) -> None:
-        super().__init__()
+    def __init__(self, voxelize: dict, voxel_encoder: dict, backbone: dict, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         from mmcv.ops import Voxelization  # compiled op, imported lazily
 
         self.voxelizer = Voxelization(**voxelize)

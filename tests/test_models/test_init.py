@@ -1,0 +1,127 @@
+"""Weight initialisation reaches every submodule; Pretrained init_cfgs load local files or fail clearly."""
+
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModule
+from mmengine.registry import init_default_scope
+
+from fuller.testing import REPO_ROOT
+
+DEMO = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py')
+NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')
+
+
+def _build(cfg_model):
+    from fuller.registry import MODELS
+
+    init_default_scope('fuller')
+    torch.manual_seed(0)
+    return MODELS.build(cfg_model)
+
+
+@pytest.mark.parametrize('config', [DEMO, NUSCENES], ids=['demo', 'nuscenes'])
+def test_every_basemodule_is_initialised(config):
+    cfg = Config.fromfile(config)
+    model = _build(cfg.model)
+    base_modules = [n for n, m in model.named_modules() if isinstance(m, BaseModule)]
+    # Modules that sit inside plain containers (ModuleDict, nn.ModuleList, wrappers) are among them.
+    assert 'encoders.camera.backbone' in base_modules and 'heads.det.head.task_heads.0' in base_modules
+    model.init_weights()
+    uninitialised = [n for n, m in model.named_modules() if isinstance(m, BaseModule) and not m.is_init]
+    assert uninitialised == []
+    det_cfg = cfg.model.heads.det
+    init_bias = det_cfg.separate_head.init_bias
+    for task_head in model.heads['det'].head.task_heads:
+        hm = task_head.heatmap[-1]
+        assert torch.allclose(hm.bias, torch.full_like(hm.bias, init_bias))
+        # Prior initialisation: every cell starts near sigmoid(init_bias).
+        assert hm.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_initial_heatmap_starts_at_the_prior(demo_root, tmp_path):
+    """The first heatmap prediction is about sigmoid(init_bias) everywhere, whatever the feature scale
+    (the first training step normalises the head's features with batch statistics)."""
+    from fuller.testing import tiny_config
+
+    cfg = tiny_config(demo_root, str(tmp_path))
+    model = _build(cfg.model)
+    model.init_weights()
+    head = model.heads['det'].head
+    feats = torch.randn(2, head.shared_conv.conv.in_channels, 32, 32) * 3
+    model.train()
+    with torch.no_grad():
+        hm = head([feats])[0][0]['heatmap'].sigmoid()
+    prior = torch.sigmoid(torch.tensor(cfg.model.heads.det.separate_head.init_bias))
+    assert (hm.mean() - prior).abs() < 0.01
+    assert (hm - prior).abs().max() < 0.15
+
+
+def _camera_backbone_cfg(tmp_path, checkpoint, prefix=None):
+    cfg = Config.fromfile(DEMO)
+    init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
+    if prefix:
+        init_cfg['prefix'] = prefix
+    cfg.model.encoders.camera.backbone.init_cfg = init_cfg
+    return cfg
+
+
+def test_pretrained_camera_backbone_loads_a_local_file(tmp_path):
+    cfg = Config.fromfile(DEMO)
+    donor = _build(cfg.model).encoders['camera'].backbone
+    with torch.no_grad():
+        for p in donor.parameters():
+            p.normal_()
+    # An mmengine-style checkpoint of a whole detector: the backbone's keys under a prefix.
+    path = str(tmp_path / 'resnet.pth')
+    torch.save({'state_dict': {f'img_backbone.{k}': v for k, v in donor.state_dict().items()},
+                'meta': {'note': 'plain data'}}, path)
+    cfg = _camera_backbone_cfg(tmp_path, path, prefix='img_backbone')
+    model = _build(cfg.model)
+    model.init_weights()
+    got = model.encoders['camera'].backbone.state_dict()
+    for k, v in donor.state_dict().items():
+        assert torch.equal(got[k], v), k
+    # Everything else was initialised as usual.
+    assert all(m.is_init for m in model.modules() if isinstance(m, BaseModule))
+
+
+def test_pretrained_reports_missing_keys(tmp_path):
+    from fuller.models.init import report_pretrained
+
+    cfg = Config.fromfile(DEMO)
+    donor = _build(cfg.model).encoders['camera'].backbone.state_dict()
+    partial = {k: v for k, v in donor.items() if not k.startswith('layer4.')}
+    path = str(tmp_path / 'partial.pth')
+    torch.save(partial, path)
+    model = _build(_camera_backbone_cfg(tmp_path, path).model)
+    model.init_weights()
+    reports = report_pretrained(model)
+    (rep,) = reports
+    assert rep['key'] == 'model.encoders.camera.backbone'
+    assert rep['missing'] and all(k.startswith('layer4.') for k in rep['missing'])
+    assert not rep['unexpected'] and not rep['mismatched']
+    assert len(rep['matched']) == len(partial)
+
+
+def test_pretrained_missing_file_names_key_and_file(tmp_path):
+    missing = str(tmp_path / 'no_such_weights.pth')
+    model = _build(_camera_backbone_cfg(tmp_path, missing).model)
+    with pytest.raises(FileNotFoundError, match=r'model\.encoders\.camera\.backbone\.init_cfg.*no_such_weights\.pth'):
+        model.init_weights()
+
+
+def test_pretrained_remote_address_is_refused(tmp_path):
+    model = _build(_camera_backbone_cfg(tmp_path, 'torchvision://resnet18').model)
+    with pytest.raises(ValueError, match='downloads nothing'):
+        model.init_weights()
+
+
+def test_pretrained_file_that_does_not_fit_is_an_error(tmp_path):
+    path = str(tmp_path / 'other.pth')
+    torch.save({'some.other.weight': torch.zeros(3)}, path)
+    model = _build(_camera_backbone_cfg(tmp_path, path).model)
+    with pytest.raises(ValueError, match='no tensor of .*other.pth'):
+        model.init_weights()
