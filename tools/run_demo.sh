@@ -11,7 +11,7 @@ CONFIG="${CONFIG:-configs/fuller/fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-
 WORK_DIR="${WORK_DIR:-work_dirs/$(basename "${CONFIG%.py}")}"
 if [[ ! -f data/nuscenes-demo/nuscenes_infos_val.pkl ]]; then
   "$PY" tools/create_demo_data.py --out data/nuscenes-demo
-  "$PY" tools/create_data.py nuscenes --root-path data/nuscenes-demo --version v1.0-mini --max-sweeps 2
+  "$PY" tools/create_data.py nuscenes --root-path data/nuscenes-demo --version v1.0-mini --max-sweeps 4
 fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"

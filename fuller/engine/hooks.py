@@ -115,6 +115,7 @@ class BEVVisualizationHook(Hook):
         if self.show_dir:
             os.makedirs(self.show_dir, exist_ok=True)
         self.map_extent = _map_extent_from_pipeline(runner.cfg.test_dataloader.dataset.pipeline)
+        self.class_names = tuple(runner.test_dataloader.dataset.metainfo.get('classes', ()))
         self.map_classes = tuple(next((m.get('classes', ()) for m in _as_list(runner.cfg.get('test_evaluator'))
                                        if m.get('type') == 'BEVMapIoUMetric'), ()))
 
@@ -130,7 +131,7 @@ class BEVVisualizationHook(Hook):
                 continue
             meta = sample.metainfo
             pts = inputs['points'][i].cpu().numpy() if 'points' in inputs else None
-            gt_boxes = pred_boxes = None
+            gt_boxes = pred_boxes = pred_scores = pred_labels = None
             if 'eval_ann_info' in sample and 'gt_bboxes_3d' in sample.eval_ann_info:
                 gt_boxes = sample.eval_ann_info['gt_bboxes_3d'].tensor.cpu().numpy()
             elif 'gt_instances_3d' in sample and 'bboxes_3d' in sample.gt_instances_3d:
@@ -139,6 +140,8 @@ class BEVVisualizationHook(Hook):
                 p = sample.pred_instances_3d
                 keep = p.scores_3d >= self.score_thr
                 pred_boxes = p.bboxes_3d.tensor[keep.to(p.bboxes_3d.tensor.device)].cpu().numpy()
+                pred_scores = p.scores_3d[keep].cpu().numpy()
+                pred_labels = p.labels_3d[keep.to(p.labels_3d.device)].cpu().numpy()
             imgs = lidar2img = img_aug = None
             if 'imgs' in inputs:
                 imgs = inputs['imgs'][i].permute(0, 2, 3, 1).cpu().numpy()
@@ -152,7 +155,8 @@ class BEVVisualizationHook(Hook):
             draw_sample(osp.join(self.show_dir, f'{self._seen - 1:05d}_{token}.png'), points=pts, gt_boxes=gt_boxes,
                         pred_boxes=pred_boxes, gt_map=gt_map, pred_map=pred_map, map_extent=self.map_extent,
                         imgs=imgs, lidar2img=lidar2img, img_aug=img_aug, title=f'sample {token}',
-                        map_classes=self.map_classes)
+                        map_classes=self.map_classes, pred_scores=pred_scores, pred_labels=pred_labels,
+                        class_names=self.class_names)
             self._count += 1
 
     def after_test_epoch(self, runner, metrics=None) -> None:

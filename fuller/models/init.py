@@ -122,14 +122,18 @@ def _checkpoint_state(cfg: dict, module: nn.Module) -> dict[str, torch.Tensor]:
                 state = ckpt[key]
                 break
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if hasattr(module, 'convert_weights'):
+        # mmdet's Swin loads by itself: original Swin keys are converted (to 'backbone.*'), and
+        # only 'backbone.*' keys are taken, whatever the prefix.
+        if module.convert_weights:
+            from mmdet.models.backbones.swin import swin_converter
+
+            state = swin_converter(state)
+        return {k[9:]: v for k, v in state.items() if k.startswith('backbone.')}
     prefix = cfg.get('prefix')
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if getattr(module, 'convert_weights', False):
-        from mmdet.models.backbones.swin import swin_converter  # original Swin keys -> mmdet keys
-
-        state = swin_converter(state)
     return state
 
 
@@ -143,12 +147,16 @@ def report_pretrained(root: nn.Module, prefix: str = 'model') -> list[dict]:
     for key, module, cfg in _pretrained_modules(root, prefix):
         offered = _checkpoint_state(cfg, module)
         own = module.state_dict()
-        matched = [k for k in own if k in offered and offered[k].shape == own[k].shape]
+        # What the module holds now, not what a loader claims: a tensor counts as loaded when it
+        # equals the file's (modules with their own loader, such as Swin, are checked alike).
+        same_shape = [k for k in own if k in offered and offered[k].shape == own[k].shape]
+        matched = [k for k in same_shape if torch.equal(own[k], offered[k].to(own[k].dtype))]
+        not_loaded = [k for k in same_shape if k not in matched]
         mismatched = [k for k in own if k in offered and offered[k].shape != own[k].shape]
         missing = [k for k in own if k not in offered]
         unexpected = [k for k in offered if k not in own]
         rep = dict(key=key, checkpoint=cfg['checkpoint'], matched=matched, missing=missing, unexpected=unexpected,
-                   mismatched=mismatched)
+                   mismatched=mismatched, not_loaded=not_loaded)
         reports.append(rep)
         if not matched:
             raise ValueError(f'{key}.init_cfg: no tensor of {cfg["checkpoint"]!r} fits {type(module).__name__} '
@@ -158,12 +166,14 @@ def report_pretrained(root: nn.Module, prefix: str = 'model') -> list[dict]:
         def short(keys: list[str]) -> str:
             return ', '.join(keys[:8]) + (f', ... ({len(keys)} in all)' if len(keys) > 8 else '')
 
-        level = logging.WARNING if (missing or mismatched) else logging.INFO
+        level = logging.WARNING if (missing or mismatched or not_loaded) else logging.INFO
         msg = f'{key}: loaded {len(matched)}/{len(own)} tensors from {cfg["checkpoint"]}'
         if missing:
             msg += f'; missing in the file (left as initialised): {short(missing)}'
         if mismatched:
             msg += f'; shape mismatch (not loaded): {short(mismatched)}'
+        if not_loaded:
+            msg += f'; in the file but not loaded: {short(not_loaded)}'
         if unexpected:
             msg += f'; unused from the file: {short(unexpected)}'
         print_log(msg, logger='current', level=level)

@@ -42,13 +42,15 @@ def map_to_rgb(masks: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _draw_boxes_bev(ax, boxes: np.ndarray, color: str, label: str) -> None:
+def _draw_boxes_bev(ax, boxes: np.ndarray, color: str, label: str, texts: list[str] | None = None) -> None:
     for i, corners in enumerate(box_corners_bev(boxes)):
         poly = np.vstack([corners, corners[:1]])
         ax.plot(poly[:, 0], poly[:, 1], color=color, lw=0.8, label=label if i == 0 else None)
         front = corners[[0, 3]].mean(0)
         centre = corners.mean(0)
         ax.plot([centre[0], front[0]], [centre[1], front[1]], color=color, lw=0.8)
+        if texts is not None:
+            ax.text(corners[:, 0].max() + 0.5, centre[1], texts[i], color=color, fontsize=5, va='center')
 
 
 def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,
@@ -56,7 +58,9 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
                 pred_map: np.ndarray | None = None, map_extent: tuple = (-50, 50, -50, 50),
                 imgs: np.ndarray | None = None, lidar2img: np.ndarray | None = None,
                 img_aug: np.ndarray | None = None, bev_range: float = 51.2,
-                map_threshold: float = 0.5, title: str = '', map_classes: tuple = ()) -> None:
+                map_threshold: float = 0.5, title: str = '', map_classes: tuple = (),
+                pred_scores: np.ndarray | None = None, pred_labels: np.ndarray | None = None,
+                class_names: tuple = ()) -> None:
     """Save one PNG: BEV points with GT (green) and predicted (red) boxes, GT and predicted
     map masks side by side, and the camera images with the boxes projected.
 
@@ -73,6 +77,9 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
         map_threshold: probability threshold for the predicted mask.
         title: figure title.
         map_classes: class names for the legend.
+        pred_scores, pred_labels: [N] score and class index of each predicted box, written next
+            to it in BEV (class name from ``class_names``).
+        class_names: detection class names.
     """
     n_cam = 0 if imgs is None else len(imgs)
     cam_rows = (n_cam + 2) // 3
@@ -86,7 +93,12 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
     if gt_boxes is not None and len(gt_boxes):
         _draw_boxes_bev(ax, gt_boxes, 'tab:green', 'ground truth')
     if pred_boxes is not None and len(pred_boxes):
-        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction')
+        texts = None
+        if pred_scores is not None:
+            names = [class_names[int(k)] if pred_labels is not None and int(k) < len(class_names) else ''
+                     for k in (pred_labels if pred_labels is not None else np.zeros(len(pred_scores)))]
+            texts = [f'{n} {float(sc):.2f}'.strip() for n, sc in zip(names, pred_scores)]
+        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction', texts)
     ax.set_xlim(-bev_range, bev_range)
     ax.set_ylim(-bev_range, bev_range)
     ax.set_aspect('equal')

@@ -102,7 +102,7 @@ def test_pretrained_reports_missing_keys(tmp_path):
     (rep,) = reports
     assert rep['key'] == 'model.encoders.camera.backbone'
     assert rep['missing'] and all(k.startswith('layer4.') for k in rep['missing'])
-    assert not rep['unexpected'] and not rep['mismatched']
+    assert not rep['unexpected'] and not rep['mismatched'] and not rep['not_loaded']
     assert len(rep['matched']) == len(partial)
 
 
@@ -125,3 +125,23 @@ def test_pretrained_file_that_does_not_fit_is_an_error(tmp_path):
     model = _build(_camera_backbone_cfg(tmp_path, path).model)
     with pytest.raises(ValueError, match='no tensor of .*other.pth'):
         model.init_weights()
+
+
+def test_pretrained_swin_from_a_detector_checkpoint(tmp_path):
+    """nuImages-style weights for the nuScenes config's Swin-T: an mmdet detector checkpoint whose
+    backbone keys start with 'backbone.' (Swin's own loader takes those)."""
+    cfg = Config.fromfile(NUSCENES)
+    cfg.model.encoders.camera.backbone.convert_weights = False
+    donor = _build(cfg.model).encoders['camera'].backbone
+    with torch.no_grad():
+        for p in donor.parameters():
+            p.normal_()
+    path = str(tmp_path / 'swint-detector.pth')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in donor.state_dict().items()}}, path)
+    cfg.model.encoders.camera.backbone.init_cfg = dict(type='Pretrained', checkpoint=path)
+    model = _build(cfg.model)
+    model.init_weights()
+    got = model.encoders['camera'].backbone.state_dict()
+    for k, v in donor.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert all(m.is_init for m in model.modules() if isinstance(m, BaseModule))

@@ -7,7 +7,7 @@ map_classes = ['drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 map_bound = dict(xbound=(-50.0, 50.0, 1.0), ybound=(-50.0, 50.0, 1.0))
 image_size = (128, 352)
-sweeps = 2
+sweeps = 4
 metainfo = dict(classes=class_names)
 
 train_pipeline = [

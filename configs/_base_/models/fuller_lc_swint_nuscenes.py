@@ -1,7 +1,8 @@
 # BEVFusion's camera+LiDAR network for nuScenes: Swin-T + FPN + LSS (0.3 m, 118 depth bins,
 # 180x180 BEV at 0.6 m), 0.075 m voxels with a sparse encoder to the same 180x180 grid, conv
 # fuser, SECOND + SECONDFPN decoder, CenterPoint head (6 task groups) and the map head
-# (0.5 m output grid). Swin-T ImageNet weights: set model.encoders.camera.backbone.init_cfg.
+# (0.5 m output grid). Swin-T ImageNet weights: set model.encoders.camera.backbone.init_cfg to
+# dict(type='Pretrained', checkpoint=<local .pth>) (README, 'Pretrained weights').
 voxel_size = [0.075, 0.075, 0.2]
 model_pc_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 model_image_size = (256, 704)

@@ -74,8 +74,8 @@ class DemoConfig:
     """
 
     seed: int = 0
-    keyframes: int = 8
-    sweeps: int = 2
+    keyframes: int = 16
+    sweeps: int = 4
     image_scale: float = 0.2
     azimuth_steps: int = 600
     object_counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
