@@ -52,6 +52,8 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
                  'upgrad'],
         'bevpool': ['bevpool', '--depth-bins', '8', '--feat-h', '8', '--feat-w', '22', '--channels', '8',
                     '--warmup', '0', '--iters', '1'],
+        'vtransform': ['vtransform', '--depth-bins', '8', '--feat-h', '8', '--feat-w', '22', '--channels', '8',
+                       '--warmup', '0', '--iters', '1'],
         'data': ['data', '--config', cfg, '--warmup', '0', '--iters', '2'],
         'train': ['train', '--config', cfg, '--batch-size', '1', '--points', '2000', '--warmup', '0', '--iters', '1',
                   '--dtypes', 'fp32'],
@@ -67,3 +69,6 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     assert [r[0] for r in step['rows']] == ['sum', 'fuller', 'upgrad', 'param-level pcgrad']
     pool = json.loads((tmp_path / 'bench' / 'bevpool.json').read_text())
     assert pool['params']['max_abs_diff'] < 1e-3
+    vt = json.loads((tmp_path / 'bench' / 'vtransform.json').read_text())
+    assert vt['params']['max_abs_diff'] < 1e-3 and len(vt['rows']) == 4
+    assert all(r[5] > 0 for r in vt['rows'])  # a peak memory for every path

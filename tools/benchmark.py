@@ -5,6 +5,7 @@ Each sub-command writes ``<name>.json`` and ``<name>.md`` under ``--out`` (defau
 
     python tools/benchmark.py step     # train-step time: plain vs FULLER vs other rules vs param-level PCGrad
     python tools/benchmark.py bevpool  # BEV pooling forward+backward, nuScenes-sized inputs
+    python tools/benchmark.py vtransform  # view-transform pooling: frustum-free vs materialised (time, memory)
     python tools/benchmark.py data     # training pipeline samples/s per worker
     python tools/benchmark.py train    # samples/s and peak memory, synthetic inputs (fp32 and bf16)
 
@@ -42,6 +43,23 @@ RULES = {
 
 
 # ---------------------------------------------------------------------------- reporting
+def cpu_model() -> str:
+    """CPU model name and its widest vector extensions (timings differ between AVX2 and
+    AVX-512/AMX machines of the same kind)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and name in ('', platform.machine(), platform.processor()):
+                    name = line.split(':', 1)[1].strip()
+                elif line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    isa = [x for x in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if x in flags]
+    return f'{name} ({", ".join(isa) or "no AVX2"})'
+
+
 def machine_info(device: torch.device) -> dict:
     import mmcv
     import mmdet3d
@@ -52,7 +70,7 @@ def machine_info(device: torch.device) -> dict:
         'date': datetime.datetime.now().isoformat(timespec='seconds'),
         'python': platform.python_version(), 'torch': torch.__version__, 'mmengine': mmengine.__version__,
         'mmcv': mmcv.__version__, 'mmdet3d': mmdet3d.__version__, 'spconv': getattr(spconv, '__version__', '?'),
-        'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
+        'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
         'torch_threads': torch.get_num_threads(), 'device': str(device),
     }
     if device.type == 'cuda':
@@ -277,6 +295,113 @@ def bench_bevpool(args) -> None:
                   'on a 0.3 m BEV grid as in BEVFusion.')
 
 
+# ---------------------------------------------------------------------------- vtransform
+def _rss_kib() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * (os.sysconf('SC_PAGE_SIZE') // 1024)
+
+
+def bench_vtransform(args) -> None:
+    from fuller.models.camera.bev_pool import _to_bev, bev_pool_indexed, bev_pool_scatter
+    from fuller.models.camera.depth_pool import FrustumMapping, depth_weighted_pool
+
+    device = torch.device(args.device)
+    n_cam, d, fh, fw, c = 6, args.depth_bins, args.feat_h, args.feat_w, args.channels
+    coords, n = nuscenes_frustum_coords(n_cam=n_cam, depth_bins=d, fh=fh, fw=fw)
+    coords = coords.to(device)
+    inside = (coords[:, 0] >= 0) & (coords[:, 0] < n) & (coords[:, 1] >= 0) & (coords[:, 1] < n) & (coords[:, 2] == 0)
+    cells = torch.where(inside, coords[:, 1] * n + coords[:, 0], -1)
+    torch.manual_seed(0)
+    depth0 = torch.randn(n_cam, d, fh, fw, device=device).softmax(1)
+    ctx0 = torch.randn(n_cam, c, fh, fw, device=device)
+    mapping = FrustumMapping.from_cells(cells, n * n, d, fh * fw)
+
+    def materialised(pool):
+        def f(depth, ctx):
+            vol = (depth.unsqueeze(1) * ctx.unsqueeze(2)).permute(0, 2, 3, 4, 1)  # [N, D, fH, fW, C]
+            return pool(vol.reshape(-1, c), coords, 1, n, n, 1)
+        return f
+
+    def frustum_free(rebuild: bool):
+        def f(depth, ctx):
+            m = FrustumMapping.from_cells(cells, n * n, d, fh * fw) if rebuild else mapping
+            return _to_bev(depth_weighted_pool(depth, ctx, m), 1, n, n, 1)
+        return f
+
+    variants = {
+        'frustum-free CSR pooling, mapping reused (inference; FULLER default)': frustum_free(False),
+        'frustum-free CSR pooling, mapping built every step (training)': frustum_free(True),
+        'materialised frustum + index_add pooling (previous default)': materialised(bev_pool_indexed),
+        'materialised frustum + scatter-add (naive reference)': materialised(bev_pool_scatter),
+    }
+
+    if args.only is not None:  # child process of the memory measurement: one path, print its peak
+        fn = list(variants.values())[args.only]
+        start = _rss_kib()
+        for _ in range(2):
+            out = fn(depth0.detach().requires_grad_(True), ctx0.detach().requires_grad_(True))
+            out.backward(torch.ones_like(out))
+            del out
+        print(f'PEAK_MIB {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024:.1f}')
+        return
+
+    def step(fn) -> tuple[float, float]:
+        depth = depth0.detach().requires_grad_(True)
+        ctx = ctx0.detach().requires_grad_(True)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn(depth, ctx)
+        _sync(device)
+        t1 = time.perf_counter()
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+    ref = variants['materialised frustum + scatter-add (naive reference)'](depth0, ctx0)
+    max_err = max(float((ref - fn(depth0, ctx0)).abs().max()) for fn in variants.values())
+    times = {k: [] for k in variants}
+    for _ in range(args.warmup):
+        for fn in variants.values():
+            step(fn)
+    for _ in range(args.iters):
+        for k, fn in variants.items():
+            times[k].append(step(fn))
+    peaks = {}
+    for k, fn in variants.items():
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+            base_alloc = torch.cuda.memory_allocated(device)
+            step(fn)
+            peaks[k] = (torch.cuda.max_memory_allocated(device) - base_alloc) / 2**20
+        else:  # a fresh process per path, so that paths do not see each other's peaks
+            import subprocess
+
+            argv = [sys.executable, osp.abspath(__file__), 'vtransform', '--only', str(list(variants).index(k)),
+                    '--channels', str(c), '--depth-bins', str(d), '--feat-h', str(fh), '--feat-w', str(fw),
+                    '--device', 'cpu']
+            res = subprocess.run(argv, capture_output=True, text=True, check=True)
+            peaks[k] = float(res.stdout.split('PEAK_MIB')[-1])
+    prev = 'materialised frustum + index_add pooling (previous default)'
+    base_t = statistics.median(f + b for f, b in times[prev])
+    rows = []
+    for k, ts in times.items():
+        fw_ms = 1000 * statistics.median(t[0] for t in ts)
+        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, base_t / ((fw_ms + bw_ms) / 1000), peaks[k],
+                     peaks[prev] / max(peaks[k], 1e-6)])
+    info = machine_info(device)
+    write_results(args.out, args.name or 'vtransform', 'LSS view transform pooling, forward + backward',
+                  info, {'cameras': n_cam, 'depth_bins': d, 'feature_map': f'{fh}x{fw}', 'channels': c,
+                         'grid': f'{n}x{n}', 'frustum_points': len(coords), 'points_in_grid': mapping.nnz,
+                         'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
+                  ['path', 'forward ms', 'backward ms', 'total ms', 'speed-up vs previous default', 'peak MiB',
+                   'memory ratio vs previous default'], rows,
+                  'Depth probabilities and context features in, BEV map out (what the view transform pools), with '
+                  'the gradients of both inputs. Medians over interleaved repetitions. Peak MiB: on CPU the peak '
+                  'resident memory above the inputs, in a fresh process per path (two steps); on CUDA the '
+                  'allocator peak above the inputs.')
+
+
 # ---------------------------------------------------------------------------- data
 def bench_data(args) -> None:
     from mmengine.config import Config
@@ -405,6 +530,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     b.add_argument('--depth-bins', type=int, default=118)
     b.add_argument('--feat-h', type=int, default=32)
     b.add_argument('--feat-w', type=int, default=88)
+    v = sub.add_parser('vtransform', help='view-transform pooling: frustum-free vs materialised, time and memory')
+    common(v, 1, 5)
+    v.add_argument('--channels', type=int, default=80)
+    v.add_argument('--depth-bins', type=int, default=118)
+    v.add_argument('--feat-h', type=int, default=32)
+    v.add_argument('--feat-w', type=int, default=88)
+    v.add_argument('--only', type=int, help=argparse.SUPPRESS)
     d = sub.add_parser('data', help='training pipeline samples/s per worker')
     common(d, 2, 20)
     d.add_argument('--config', default=DEMO_CONFIG)
@@ -421,7 +553,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    {'step': bench_step, 'bevpool': bench_bevpool, 'data': bench_data, 'train': bench_train}[args.cmd](args)
+    {'step': bench_step, 'bevpool': bench_bevpool, 'vtransform': bench_vtransform, 'data': bench_data,
+     'train': bench_train}[args.cmd](args)
 
 
 if __name__ == '__main__':

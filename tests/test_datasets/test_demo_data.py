@@ -212,8 +212,9 @@ def _one_agent_scene():
 
 
 def test_cast_boxes_cone_culling_keeps_every_hit():
-    """Rays are pre-selected by the box's bounding-sphere cone; a brute-force slab test over
-    all rays finds exactly the same hits."""
+    """Rays are pre-selected by the object's bounding-sphere cone; a brute-force slab test of
+    every part over all rays finds exactly the same hits."""
+    from fuller.datasets.demo.objects import agent_parts
     from fuller.datasets.demo.sensors import cast_boxes, yaw_matrix
 
     rng = np.random.default_rng(0)
@@ -224,52 +225,53 @@ def test_cast_boxes_cone_culling_keeps_every_hit():
     dist, idx, _, cov = cast_boxes(origin, dirs, agents, 0.0, 70.0)
     a = agents[0]
     rot = yaw_matrix(a.yaw)
-    o = rot.T @ (origin - a.center)
     d = dirs @ rot
-    half = np.array([a.size[1], a.size[0], a.size[2]]) / 2
-    with np.errstate(divide='ignore', invalid='ignore'):
-        t1, t2 = (-half - o) / d, (half - o) / d
-    near, far = np.nanmax(np.minimum(t1, t2), 1), np.nanmin(np.maximum(t1, t2), 1)
-    brute = (near <= far) & (far > 0) & (near > 0)
+    near_all = np.full(len(dirs), np.inf)
+    for offset, half in agent_parts(a):
+        o = rot.T @ (origin - a.center) - offset
+        with np.errstate(divide='ignore', invalid='ignore'):
+            t1, t2 = (-half - o) / d, (half - o) / d
+        near, far = np.nanmax(np.minimum(t1, t2), 1), np.nanmin(np.maximum(t1, t2), 1)
+        hit = (near <= far) & (far > 0) & (near > 0)
+        near_all = np.where(hit, np.minimum(near_all, near), near_all)
+    brute = np.isfinite(near_all)
     assert brute.sum() > 50
     np.testing.assert_array_equal(idx >= 0, brute)
-    np.testing.assert_allclose(dist[brute], near[brute])
+    np.testing.assert_allclose(dist[brute], near_all[brute])
     assert cov[0] == brute.sum()
 
 
-def test_front_faces_are_marked_for_lidar_and_cameras():
-    """Objects show their heading: LiDAR returns from the front face are brighter, and the
-    front face is lighter in the camera (a box alone looks the same from front and back)."""
-    from fuller.datasets.demo.sensors import CLASS_INTENSITY, FRONT_INTENSITY_GAIN, lidar_sweep, render_camera
+def test_vehicles_show_their_heading_to_lidar_and_cameras():
+    """A vehicle's front is a lower nose inside its box (LiDAR sees it), and its front face is
+    lighter in the cameras: a plain box looks the same from the front and the back."""
+    from fuller.datasets.demo.sensors import lidar_sweep, render_camera
     from fuller.datasets.demo.world import build_world
 
     rng = np.random.default_rng(0)
     world = build_world('boston-seaport', np.random.default_rng(0))
     car = _one_agent_scene()[0]
     heading = np.array([np.cos(car.yaw), np.sin(car.yaw)])
-    for yaw_view, expect_front in ((car.yaw + np.pi, True), (car.yaw, False)):
-        # LiDAR placed in front of (or behind) the car, looking at it.
-        pos = car.center[:2] - 10.0 * np.array([np.cos(yaw_view), np.sin(yaw_view)])
-        pose = np.eye(4)
-        pose[:3, 3] = [pos[0], pos[1], 1.8]
-        pts, hit = lidar_sweep(world, [car], 0.0, pose, 600, rng, dropout=0.0)
-        on_car = pts[hit == 0]
-        bright = on_car[:, 3] > CLASS_INTENSITY['car'] + FRONT_INTENSITY_GAIN / 2
-        assert bright.any() == expect_front
-        if expect_front:
-            # The bright returns lie on the front half of the box.
-            rel = on_car[bright, :2] + pos - car.center[:2]
-            assert (rel @ heading > 0).all()
+    side = np.array([-heading[1], heading[0]])
+    pos = car.center[:2] + 8.0 * side  # LiDAR beside the car, sees its whole length
+    pose = np.eye(4)
+    pose[:3, 3] = [pos[0], pos[1], 2.5]
+    pts, hit = lidar_sweep(world, [car], 0.0, pose, 1800, rng, dropout=0.0)
+    on_car = pts[hit == 0]
+    along = (on_car[:, :2] + pos - car.center[:2]) @ heading
+    z = on_car[:, 2] + 2.5
+    front, rear = z[along > car.size[1] * 0.3], z[along < -car.size[1] * 0.3]
+    assert len(front) > 10 and len(rear) > 10
+    assert front.max() < 0.7 * car.size[2] < rear.max()
     k = np.array([[200.0, 0, 160], [0, 200.0, 90], [0, 0, 1]])
-    imgs = []
-    for side in (1.0, -1.0):  # camera looking at the front, then at the back
-        eye = car.center[:2] + side * 12.0 * heading
-        fwd = -side * np.r_[heading, 0.0]
+    means = []
+    for sign in (1.0, -1.0):  # camera looking at the front, then at the back
+        eye = car.center[:2] + sign * 12.0 * heading
+        fwd = -sign * np.r_[heading, 0.0]
         right = np.cross(fwd, [0.0, 0.0, 1.0])
         cam = np.eye(4)
         cam[:3, :3] = np.stack([right, [0.0, 0.0, -1.0], fwd], 1)
-        cam[:3, 3] = [eye[0], eye[1], 1.0]
+        cam[:3, 3] = [eye[0], eye[1], 0.6]
         img, vis, _ = render_camera(world, [car], 0.0, cam, k, 320, 180, np.random.default_rng(0))
         assert vis[0] > 100
-        imgs.append(img[80:100, 150:170].astype(float).mean())
-    assert imgs[0] > imgs[1] + 40
+        means.append(img[88:100, 150:170].astype(float).mean())
+    assert means[0] > means[1] + 40

@@ -60,6 +60,28 @@ class Agent:
         return c
 
 
+# Vehicles are not plain boxes: the front of the box is a lower nose (bonnet, cab front,
+# fairing), so LiDAR and cameras can tell the front from the back. Fraction of the length and
+# of the height the nose takes; classes not listed are solid boxes.
+NOSE = {
+    'car': (0.28, 0.55), 'truck': (0.22, 0.7), 'trailer': (0.12, 0.35), 'bus': (0.08, 0.75),
+    'construction_vehicle': (0.3, 0.5), 'bicycle': (0.3, 0.6), 'motorcycle': (0.3, 0.6),
+}
+
+
+def agent_parts(agent: 'Agent') -> list[tuple[np.ndarray, np.ndarray]]:
+    """Solid parts of an object in its box frame (x along the heading, z up, origin at the box
+    centre): ``[(centre offset [3], half extents [3]), ...]``, all inside the annotated box."""
+    w, l, h = agent.size
+    if agent.name not in NOSE:
+        return [(np.zeros(3), np.array([l, w, h]) / 2)]
+    fl, fh = NOSE[agent.name]
+    body_l, nose_l, nose_h = l * (1 - fl), l * fl, h * fh
+    body = (np.array([-l / 2 + body_l / 2, 0.0, 0.0]), np.array([body_l, w, h]) / 2)
+    nose = (np.array([l / 2 - nose_l / 2, 0.0, -h / 2 + nose_h / 2]), np.array([nose_l, w, nose_h]) / 2)
+    return [body, nose]
+
+
 def _along(world: World, rng, focus: np.ndarray, radius: float):
     """A road near ``focus`` and a coordinate along it within ``radius``."""
     near = [r for r in world.roads if abs(focus[1 - r.axis] - r.center) < radius]

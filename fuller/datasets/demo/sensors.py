@@ -6,7 +6,7 @@ boxes. Both sensors cast rays from their origin and keep the nearest hit.
 
 import numpy as np
 
-from .objects import CLASSES, Agent
+from .objects import CLASSES, Agent, agent_parts
 from .world import CARPARK, DIVIDER, DRIVABLE, GROUND, PED_CROSSING, STOP_LINE, WALKWAY, World
 
 # Ground colour per label code (RGB): cameras see every map layer clearly.
@@ -20,10 +20,10 @@ GROUND_INTENSITY = {
     GROUND: 9.0, DRIVABLE: 4.0, WALKWAY: 5.5, CARPARK: 4.0, PED_CROSSING: 35.0, STOP_LINE: 35.0, DIVIDER: 30.0,
 }
 CLASS_INTENSITY = {name: 15.0 + 6.0 * i for i, name in enumerate(CLASSES)}
-# The front face of every object carries retro-reflectors (number plates, lights, a
-# pedestrian's hi-vis front) and shows a light band to the cameras: without it a box looks
-# the same from the front and the back, and a detector cannot learn headings.
-FRONT_INTENSITY_GAIN = 60.0
+# Objects show their heading: vehicles have a lower nose (bonnet, cab, fairing; see
+# objects.agent_parts) that LiDAR and cameras see, and cameras see a light band on the front
+# face. Without both a box looks the same from the front and the back, and a detector cannot
+# learn headings.
 FRONT_RGB_MIX = 0.55
 SKY_RGB = np.array([170, 200, 235], np.float64)
 SUN = np.array([0.4, 0.3, 0.866])
@@ -39,12 +39,13 @@ def yaw_matrix(yaw: float) -> np.ndarray:
 
 def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: float, max_range: float,
                forward: np.ndarray | None = None):
-    """Nearest box hit of each ray.
+    """Nearest object hit of each ray.
 
     Args:
         origin: [3] ray origin (global frame).
         dirs: [N, 3] unit ray directions (global frame).
-        agents: boxes to intersect, posed at time ``t``.
+        agents: objects to intersect, posed at time ``t``; each is the union of the solid
+            parts :func:`~fuller.datasets.demo.objects.agent_parts` gives, inside its box.
         t: time since the scene start, s.
         max_range: rays are cut here, m.
         forward: optional viewing direction [3]; boxes wholly behind it are skipped.
@@ -66,8 +67,8 @@ def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: flo
             continue
         if forward is not None and float((center - origin) @ forward) < -radius:
             continue
-        # Only rays inside the cone around the box's bounding sphere can hit it: the slab
-        # test runs on those (same hits, a fraction of the rays).
+        # Only rays inside the cone around the object's bounding sphere can hit it: the slab
+        # tests run on those (same hits, a fraction of the rays).
         to_c = center - origin
         d_c = float(np.linalg.norm(to_c))
         if d_c > radius:
@@ -77,36 +78,33 @@ def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: flo
         else:
             cand = np.arange(n)
         rot = yaw_matrix(a.yaw)
-        o = rot.T @ (origin - center)
         d = dirs[cand] @ rot  # row-wise rot.T @ dir
-        half = np.array([a.size[1], a.size[0], a.size[2]]) / 2  # (l, w, h) along box x, y, z
-        with np.errstate(divide='ignore', invalid='ignore'):
-            inv = 1.0 / d
-            t1 = (-half - o) * inv
-            t2 = (half - o) * inv
-        tmin = np.minimum(t1, t2)
-        tmax = np.maximum(t1, t2)
-        t_near = np.nanmax(tmin, axis=1)
-        t_far = np.nanmin(tmax, axis=1)
-        any_hit = (t_near <= t_far) & (t_far > 0) & (t_near > 0)
-        coverage[k] = int(any_hit.sum())
-        hit = any_hit & (t_near < dist[cand])
-        if not hit.any():
-            continue
-        axis = np.nanargmax(tmin[hit], axis=1)
-        sign = -np.sign(d[hit, axis])
-        local_n = np.zeros((hit.sum(), 3))
-        local_n[np.arange(hit.sum()), axis] = sign
-        rows = cand[hit]
-        dist[rows] = t_near[hit]
-        idx[rows] = k
-        normal[rows] = local_n @ rot.T
+        hit_any = np.zeros(len(cand), bool)
+        for offset, half in agent_parts(a):
+            o = rot.T @ (origin - center) - offset
+            with np.errstate(divide='ignore', invalid='ignore'):
+                inv = 1.0 / d
+                t1 = (-half - o) * inv
+                t2 = (half - o) * inv
+            tmin = np.minimum(t1, t2)
+            tmax = np.maximum(t1, t2)
+            t_near = np.nanmax(tmin, axis=1)
+            t_far = np.nanmin(tmax, axis=1)
+            any_hit = (t_near <= t_far) & (t_far > 0) & (t_near > 0)
+            hit_any |= any_hit
+            hit = any_hit & (t_near < dist[cand])
+            if not hit.any():
+                continue
+            axis = np.nanargmax(tmin[hit], axis=1)
+            sign = -np.sign(d[hit, axis])
+            local_n = np.zeros((hit.sum(), 3))
+            local_n[np.arange(hit.sum()), axis] = sign
+            rows = cand[hit]
+            dist[rows] = t_near[hit]
+            idx[rows] = k
+            normal[rows] = local_n @ rot.T
+        coverage[k] = int(hit_any.sum())
     return dist, idx, normal, coverage
-
-
-def _front_face(normal: np.ndarray, yaw: float) -> np.ndarray:
-    """[N] bool: the hit face is the box's front face (outward normal along its heading)."""
-    return normal[:, :2] @ np.array([np.cos(yaw), np.sin(yaw)]) > 0.7
 
 
 def cast_ground(origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
@@ -144,13 +142,13 @@ def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.n
     local = np.stack([np.cos(ee) * np.cos(aa), np.cos(ee) * np.sin(aa), np.sin(ee)], -1).reshape(-1, 3)
     rot, origin = sensor2global[:3, :3], sensor2global[:3, 3]
     dirs = local @ rot.T
-    d_box, idx, normal, _ = cast_boxes(origin, dirs, agents, t, max_range)
+    d_box, idx, _, _ = cast_boxes(origin, dirs, agents, t, max_range)
     d_gnd = cast_ground(origin, dirs)
     dist = np.minimum(d_box, d_gnd)
     idx = np.where(d_box <= d_gnd, idx, -1)
     keep = (dist < max_range) & (rng.random(len(dist)) > dropout)
     dist = dist[keep] + rng.normal(0.0, range_noise, keep.sum())
-    idx, local, ring, normal = idx[keep], local[keep], ring[keep], normal[keep]
+    idx, local, ring = idx[keep], local[keep], ring[keep]
     pts_local = local * dist[:, None]
     hit_global = pts_local @ rot.T + origin
     intensity = np.empty(len(dist))
@@ -158,9 +156,7 @@ def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.n
     codes = world.label_at(hit_global[ground, :2])
     intensity[ground] = np.vectorize(GROUND_INTENSITY.get, otypes=[float])(codes) if len(codes) else []
     for k in np.unique(idx[~ground]):
-        on_k = idx == k
-        intensity[on_k] = CLASS_INTENSITY[agents[k].name]
-        intensity[on_k & _front_face(normal, agents[k].yaw)] += FRONT_INTENSITY_GAIN
+        intensity[idx == k] = CLASS_INTENSITY[agents[k].name]
     intensity = np.clip(intensity + rng.normal(0.0, 2.0, len(intensity)), 0.0, 255.0)
     pts = np.concatenate([pts_local, intensity[:, None], ring[:, None]], 1).astype(np.float32)
     return pts, idx

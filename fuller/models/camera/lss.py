@@ -5,7 +5,8 @@ from torch import Tensor, nn
 
 from fuller.registry import MODELS
 
-from .bev_pool import bev_pool
+from .bev_pool import _to_bev, bev_pool
+from .depth_pool import FrustumMapping, depth_weighted_pool
 from .geometry import CameraGeometry
 
 
@@ -21,17 +22,21 @@ class LSSViewTransform(nn.Module):
         xbound, ybound, zbound: (min, max, step) of the BEV grid, m.
         dbound: (min, max, step) of the depth bins, m.
         downsample: stride of the conv that follows pooling (1 or 2).
-        pool_impl: BEV pooling formulation, see :func:`~fuller.models.camera.bev_pool.bev_pool`
-            (``'auto'``: by device).
+        pool_impl: ``'auto'``/``'csr'`` (default): depth-weighted pooling without the lifted
+            frustum tensor (:mod:`~fuller.models.camera.depth_pool`); ``'indexed'``,
+            ``'sorted'``, ``'scatter'``: materialise the frustum ([points, C]) and pool it with
+            :func:`~fuller.models.camera.bev_pool.bev_pool` (the reference of the tests).
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
                  xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1,
                  pool_impl: str = 'auto') -> None:
         super().__init__()
-        if pool_impl not in ('auto', 'indexed', 'sorted', 'scatter'):
-            raise ValueError(f"vtransform.pool_impl must be 'auto', 'indexed', 'sorted' or 'scatter', got {pool_impl!r}")
-        self.pool_impl = pool_impl
+        impls = ('auto', 'csr', 'indexed', 'sorted', 'scatter')
+        if pool_impl not in impls:
+            raise ValueError(f'vtransform.pool_impl must be one of {impls}, got {pool_impl!r}')
+        self.pool_impl = 'csr' if pool_impl == 'auto' else pool_impl
+        self._mapping_cache: tuple[Tensor, FrustumMapping] | None = None
         self.out_channels = out_channels
         self.image_size = tuple(image_size)
         self.feature_size = tuple(feature_size)
@@ -70,19 +75,52 @@ class LSSViewTransform(nn.Module):
         pts = torch.einsum('bnij,bndhwj->bndhwi', cams.frustum_to_lidar(), hom)
         return pts[..., :3]
 
+    def cells(self, cams: CameraGeometry) -> Tensor:
+        """[B, N, D, fH, fW] long flat BEV cell ``((b * nz + z) * ny + y) * nx + x`` of every
+        frustum point, -1 outside the grid."""
+        geom = self.geometry(cams)
+        lo = self.bounds[:, 0].to(geom)
+        step = self.bounds[:, 2].to(geom)
+        cell = ((geom - lo) / step).floor().long()
+        x, y, z = cell.unbind(-1)
+        inside = (x >= 0) & (x < self.nx) & (y >= 0) & (y < self.ny) & (z >= 0) & (z < self.nz)
+        b = torch.arange(cell.shape[0], device=cell.device).view(-1, 1, 1, 1, 1)
+        flat = ((b * self.nz + z) * self.ny + y) * self.nx + x
+        return torch.where(inside, flat, -1)
+
+    def mapping(self, cams: CameraGeometry) -> FrustumMapping:
+        """The batch's compact frustum mapping; reused while the cameras and augmentation of the
+        batch are unchanged (e.g. at inference with fixed calibration)."""
+        key = torch.cat([cams.cam2img.flatten(1), cams.lidar2cam.flatten(1), cams.img_aug.flatten(1),
+                         cams.lidar_aug.flatten(1)], 1).detach()
+        if self._mapping_cache is not None:
+            old_key, old = self._mapping_cache
+            if old_key.shape == key.shape and old_key.device == key.device and torch.equal(old_key, key):
+                return old
+        b = key.shape[0]
+        m = FrustumMapping.from_cells(self.cells(cams), b * self.nz * self.ny * self.nx, self.num_depth,
+                                      self.feature_size[0] * self.feature_size[1])
+        self._mapping_cache = (key.clone(), m)
+        return m
+
     def forward(self, feats: Tensor, cams: CameraGeometry) -> Tensor:
         """Args: feats [B, N, C_in, fH, fW]. Returns: BEV features [B, C, ny', nx']."""
         b, n, c, fh, fw = feats.shape
         x = self.depthnet(feats.flatten(0, 1))
         depth = x[:, : self.num_depth].softmax(1)
         ctx = x[:, self.num_depth:]
-        vol = depth.unsqueeze(1) * ctx.unsqueeze(2)  # [BN, C, D, fH, fW]
-        vol = vol.view(b, n, self.out_channels, self.num_depth, fh, fw).permute(0, 1, 3, 4, 5, 2)
-        geom = self.geometry(cams)
-        lo = self.bounds[:, 0].to(geom)
-        step = self.bounds[:, 2].to(geom)
-        cell = ((geom - lo) / step).floor().long()
-        batch_ix = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
-        coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
-        bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
+        if self.pool_impl == 'csr':
+            pooled = depth_weighted_pool(depth, ctx, self.mapping(cams))
+            bev = _to_bev(pooled, b, self.nx, self.ny, self.nz)
+        else:
+            # Reference path: the lifted frustum [B, N, D, fH, fW, C], then pooling.
+            vol = depth.unsqueeze(1) * ctx.unsqueeze(2)  # [BN, C, D, fH, fW]
+            vol = vol.view(b, n, self.out_channels, self.num_depth, fh, fw).permute(0, 1, 3, 4, 5, 2)
+            geom = self.geometry(cams)
+            lo = self.bounds[:, 0].to(geom)
+            step = self.bounds[:, 2].to(geom)
+            cell = ((geom - lo) / step).floor().long()
+            batch_ix = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
+            coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
+            bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
         return self.downsample(bev)
