@@ -20,7 +20,6 @@ import json
 import os
 import os.path as osp
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py')
+DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
 RULES = {
     'fuller': dict(type='FullerInter', normalize='mean'),
     'upgrad': dict(type='UPGrad'),
@@ -296,9 +295,14 @@ def bench_bevpool(args) -> None:
 
 
 # ---------------------------------------------------------------------------- vtransform
-def _rss_kib() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * (os.sysconf('SC_PAGE_SIZE') // 1024)
+def _status_kib(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS: now; VmHWM: peak of this process image,
+    unlike ru_maxrss, which a child inherits from the parent it was forked from)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
 
 
 def bench_vtransform(args) -> None:
@@ -337,12 +341,12 @@ def bench_vtransform(args) -> None:
 
     if args.only is not None:  # child process of the memory measurement: one path, print its peak
         fn = list(variants.values())[args.only]
-        start = _rss_kib()
+        start = _status_kib('VmRSS')
         for _ in range(2):
             out = fn(depth0.detach().requires_grad_(True), ctx0.detach().requires_grad_(True))
             out.backward(torch.ones_like(out))
             del out
-        print(f'PEAK_MIB {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024:.1f}')
+        print(f'PEAK_MIB {(_status_kib("VmHWM") - start) / 1024:.1f}')
         return
 
     def step(fn) -> tuple[float, float]:
@@ -457,7 +461,11 @@ def bench_train(args) -> None:
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
+    if args.pool_impls and len(args.pool_impls) > 1:
+        return _train_per_pool_impl(args, device)
     cfg = Config.fromfile(args.config)
+    if args.pool_impls:
+        cfg.model.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
     init_default_scope('fuller')
     batch = synthetic_batch(cfg, args.batch_size, args.points, args.data_root)
     rows = []
@@ -489,8 +497,8 @@ def bench_train(args) -> None:
         med = statistics.median(ts)
         if device.type == 'cuda':
             peak = f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f}'
-        else:  # the process's peak resident memory so far (Linux reports KiB)
-            peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} (RSS)'
+        else:  # the process's peak resident memory so far
+            peak = f'{_status_kib("VmHWM") / 1024:.0f} (RSS)'
         rows.append([dtype, 1000 * med, args.batch_size / med, peak])
     write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
                   {'config': args.config, 'data_root': args.data_root or cfg.train_dataloader.dataset.data_root,
@@ -501,6 +509,37 @@ def bench_train(args) -> None:
                   'masks and calibration from real samples of the data root, so every loss is computed for real. '
                   'Peak memory: CUDA allocator peak on GPU; on CPU the process\'s peak resident set so far (it '
                   'only grows, so a later row includes the earlier ones).')
+
+
+def _train_per_pool_impl(args, device: torch.device) -> None:
+    """The train benchmark once per view-transform pooling path, each in a fresh process (so
+    that each has its own peak memory), back to back; one table."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for impl in args.pool_impls:
+            argv = [sys.executable, osp.abspath(__file__), 'train', '--config', args.config, '--batch-size',
+                    str(args.batch_size), '--points', str(args.points), '--warmup', str(args.warmup), '--iters',
+                    str(args.iters), '--dtypes', *args.dtypes, '--pool-impls', impl, '--device', str(device),
+                    '--out', tmp, '--name', impl]
+            if args.data_root:
+                argv += ['--data-root', args.data_root]
+            subprocess.run(argv, check=True, capture_output=True, text=True)
+            with open(osp.join(tmp, f'{impl}.json')) as f:
+                rows += [[impl, *r] for r in json.load(f)['rows']]
+    base = {r[1]: r[2] for r in rows if r[0] == args.pool_impls[-1]}
+    rows = [[*r, base[r[1]] / r[2]] for r in rows]
+    write_results(args.out, args.name or 'train', 'Training step per view-transform pooling path',
+                  machine_info(device), {'config': args.config, 'data_root': args.data_root, 'batch_size':
+                                         args.batch_size, 'points_per_sample': args.points, 'warmup': args.warmup,
+                                         'iters': args.iters},
+                  ['pool_impl', 'precision', 'median ms/step', 'samples/s/device', 'peak MiB',
+                   f'speed-up vs {args.pool_impls[-1]}'], rows,
+                  'Each path in a fresh process, back to back (peak memory is that process\'s peak resident set '
+                  'on CPU, the allocator peak on CUDA). csr: frustum-free pooling (default); indexed: the lifted '
+                  'frustum materialised and pooled with index_add (the previous default).')
 
 
 # ---------------------------------------------------------------------------- cli
@@ -546,6 +585,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument('--batch-size', type=int, default=2)
     t.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
     t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    t.add_argument('--pool-impls', nargs='+', help='view-transform pooling paths to compare, e.g. csr indexed '
+                                                   '(each in its own process)')
     t.add_argument('--data-root', help='take the calibration, boxes and map masks from this nuScenes-format tree '
                                        '(e.g. data/nuscenes-demo/ when nuScenes is not on disk)')
     return p.parse_args(argv)

@@ -80,7 +80,7 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
 
     cfg = tiny_config(demo_root, str(tmp_path / 'work'),
                       config=os.path.join(REPO_ROOT, 'configs', 'fuller',
-                                          'fuller_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py'))
+                                          'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py'))
     cfg.dump(str(tmp_path / 'cfg.py'))
     init_default_scope('fuller')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
@@ -126,6 +126,9 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
             # Per tensor loosely (a BN bias gradient is a sum with cancellation), overall tightly.
             assert err <= 1e-2 * norm + 1e-6, \
                 f'step {step}: DDP gradient != accumulated gradient at {k} (|diff| {err:.3g}, |g| {norm:.3g})'
-        assert sq_err**0.5 <= 1e-3 * sq_norm**0.5, f'step {step}: relative gradient error {(sq_err / sq_norm)**0.5:.3g}'
+        # Float32 summation order only: measured 1.6e-3 at step 0 with the prior-initialised heads
+        # (whose small last-conv weights make the shared-feature gradient a sum with more
+        # cancellation), the same with either BEV pooling path; a wrong reduction is O(1).
+        assert sq_err**0.5 <= 3e-3 * sq_norm**0.5, f'step {step}: relative gradient error {(sq_err / sq_norm)**0.5:.3g}'
     # Training moved the weights (the comparison above is not between untouched models).
     assert not torch.equal(r0['params']['fuser.fuse.0.weight'], init['fuser.fuse.0.weight'])

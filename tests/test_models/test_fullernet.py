@@ -46,9 +46,17 @@ def test_every_branch_gets_gradient(setup):
     losses = model(**batch, mode='loss')
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
-    # Only the FPN output convs of levels the view transform does not read.
+    # The ResNet initialises the last BN of every residual block to zero (mmdet's zero_init_residual):
+    # at the first step the convs inside those blocks get no gradient, the zeroed BN weights do.
+    zeroed = {n.rsplit('.', 2)[0] for n, p in model.named_parameters()
+              if n.startswith('encoders.camera.backbone.layer') and n.endswith('bn2.weight') and not p.any()}
+    assert zeroed
+    for block in zeroed:
+        assert model.get_parameter(f'{block}.bn2.weight').grad.any(), block
+    # Otherwise only the FPN output convs of levels the view transform does not read.
+    rest = [n for n in no_grad if n.rsplit('.', 2)[0] not in zeroed]
     assert all(n.startswith('encoders.camera.neck.fpn_convs.') and not n.startswith('encoders.camera.neck.fpn_convs.0')
-               for n in no_grad), no_grad
+               for n in rest), rest
     for prefix in ('encoders.camera.backbone', 'encoders.camera.vtransform', 'encoders.lidar', 'fuser', 'decoder',
                    'heads.det', 'heads.map'):
         assert any(n.startswith(prefix) and p.grad is not None and p.grad.any() for n, p in model.named_parameters())

@@ -3,7 +3,7 @@
 # task gradients, intra target 'none' passes them unchanged): numerically the naive
 # baseline, but every run logs the same diagnostics (task-gradient cosine, camera/LiDAR
 # gradient ratio) every iteration. Variants override optim_wrapper / heads.
-_base_ = ['../../fuller/naive_lc_r18-tiny_1x2-300it_nuscenes-demo-det-map.py']
+_base_ = ['../../fuller/naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py']
 ablation_iters = 150
 optim_wrapper = dict(_delete_=True, type='CalibratedOptimWrapper', inter=dict(type='Sum'),
                      intra=dict(type='ModalityCalibrator', target='none'),
