@@ -102,6 +102,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _interleaved(fns: dict, timer, warmup: int, iters: int) -> dict[str, list]:
+    """``timer(fn)`` for every variant in turn, repeated ``iters`` times after ``warmup`` rounds,
+    so that slow drifts of the machine affect all variants alike."""
+    times = {k: [] for k in fns}
+    for _ in range(warmup):
+        for fn in fns.values():
+            timer(fn)
+    for _ in range(iters):
+        for k, fn in fns.items():
+            times[k].append(timer(fn))
+    return times
+
+
 # ---------------------------------------------------------------------------- step
 def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     """``batch_size`` training samples of the config's pipeline; ``data_root`` reads them from
@@ -272,13 +285,7 @@ def bench_bevpool(args) -> None:
 
     ref = bev_pool_scatter(feats, coords, 1, n, n, 1)
     max_err = max(float((ref - fn(feats, coords, 1, n, n, 1)).abs().max()) for fn in impls.values())
-    times = {k: [] for k in impls}
-    for _ in range(args.warmup):
-        for fn in impls.values():
-            run(fn)
-    for _ in range(args.iters):
-        for k, fn in impls.items():
-            times[k].append(run(fn))
+    times = _interleaved(impls, run, args.warmup, args.iters)
     base = statistics.median(f + b for f, b in times[next(reversed(impls))])
     rows = []
     for k, ts in times.items():
@@ -306,15 +313,15 @@ def _status_kib(field: str) -> int:
 
 
 def bench_vtransform(args) -> None:
-    from fuller.models.camera.bev_pool import _to_bev, bev_pool_indexed, bev_pool_scatter
+    from fuller.models.camera.bev_pool import _cell_index, _to_bev, bev_pool_indexed, bev_pool_scatter
     from fuller.models.camera.depth_pool import FrustumMapping, depth_weighted_pool
 
     device = torch.device(args.device)
     n_cam, d, fh, fw, c = 6, args.depth_bins, args.feat_h, args.feat_w, args.channels
     coords, n = nuscenes_frustum_coords(n_cam=n_cam, depth_bins=d, fh=fh, fw=fw)
     coords = coords.to(device)
-    inside = (coords[:, 0] >= 0) & (coords[:, 0] < n) & (coords[:, 1] >= 0) & (coords[:, 1] < n) & (coords[:, 2] == 0)
-    cells = torch.where(inside, coords[:, 1] * n + coords[:, 0], -1)
+    flat, inside = _cell_index(coords, 1, n, n, 1)
+    cells = torch.where(inside, flat, -1)
     torch.manual_seed(0)
     depth0 = torch.randn(n_cam, d, fh, fw, device=device).softmax(1)
     ctx0 = torch.randn(n_cam, c, fh, fw, device=device)
@@ -363,13 +370,7 @@ def bench_vtransform(args) -> None:
 
     ref = variants['materialised frustum + scatter-add (naive reference)'](depth0, ctx0)
     max_err = max(float((ref - fn(depth0, ctx0)).abs().max()) for fn in variants.values())
-    times = {k: [] for k in variants}
-    for _ in range(args.warmup):
-        for fn in variants.values():
-            step(fn)
-    for _ in range(args.iters):
-        for k, fn in variants.items():
-            times[k].append(step(fn))
+    times = _interleaved(variants, step, args.warmup, args.iters)
     peaks = {}
     for k, fn in variants.items():
         if device.type == 'cuda':

@@ -59,6 +59,14 @@ def test_initial_heatmap_starts_at_the_prior(demo_root, tmp_path):
     assert (hm - prior).abs().max() < 0.15
 
 
+def _assert_backbone_loaded(model, donor) -> None:
+    """The camera backbone holds the donor's tensors; everything else was initialised as usual."""
+    got = model.encoders['camera'].backbone.state_dict()
+    for k, v in donor.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert all(m.is_init for m in model.modules() if isinstance(m, BaseModule))
+
+
 def _camera_backbone_cfg(tmp_path, checkpoint, prefix=None):
     cfg = Config.fromfile(DEMO)
     init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
@@ -81,11 +89,7 @@ def test_pretrained_camera_backbone_loads_a_local_file(tmp_path):
     cfg = _camera_backbone_cfg(tmp_path, path, prefix='img_backbone')
     model = _build(cfg.model)
     model.init_weights()
-    got = model.encoders['camera'].backbone.state_dict()
-    for k, v in donor.state_dict().items():
-        assert torch.equal(got[k], v), k
-    # Everything else was initialised as usual.
-    assert all(m.is_init for m in model.modules() if isinstance(m, BaseModule))
+    _assert_backbone_loaded(model, donor)
 
 
 def test_pretrained_reports_missing_keys(tmp_path):
@@ -141,7 +145,4 @@ def test_pretrained_swin_from_a_detector_checkpoint(tmp_path):
     cfg.model.encoders.camera.backbone.init_cfg = dict(type='Pretrained', checkpoint=path)
     model = _build(cfg.model)
     model.init_weights()
-    got = model.encoders['camera'].backbone.state_dict()
-    for k, v in donor.state_dict().items():
-        assert torch.equal(got[k], v), k
-    assert all(m.is_init for m in model.modules() if isinstance(m, BaseModule))
+    _assert_backbone_loaded(model, donor)

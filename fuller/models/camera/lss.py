@@ -75,13 +75,17 @@ class LSSViewTransform(nn.Module):
         pts = torch.einsum('bnij,bndhwj->bndhwi', cams.frustum_to_lidar(), hom)
         return pts[..., :3]
 
-    def cells(self, cams: CameraGeometry) -> Tensor:
-        """[B, N, D, fH, fW] long flat BEV cell ``((b * nz + z) * ny + y) * nx + x`` of every
-        frustum point, -1 outside the grid."""
+    def cell_coords(self, cams: CameraGeometry) -> Tensor:
+        """[B, N, D, fH, fW, 3] long (x, y, z) BEV cell of every frustum point (may lie outside)."""
         geom = self.geometry(cams)
         lo = self.bounds[:, 0].to(geom)
         step = self.bounds[:, 2].to(geom)
-        cell = ((geom - lo) / step).floor().long()
+        return ((geom - lo) / step).floor().long()
+
+    def cells(self, cams: CameraGeometry) -> Tensor:
+        """[B, N, D, fH, fW] long flat BEV cell ``((b * nz + z) * ny + y) * nx + x`` of every
+        frustum point, -1 outside the grid."""
+        cell = self.cell_coords(cams)
         x, y, z = cell.unbind(-1)
         inside = (x >= 0) & (x < self.nx) & (y >= 0) & (y < self.ny) & (z >= 0) & (z < self.nz)
         b = torch.arange(cell.shape[0], device=cell.device).view(-1, 1, 1, 1, 1)
@@ -116,10 +120,7 @@ class LSSViewTransform(nn.Module):
             # Reference path: the lifted frustum [B, N, D, fH, fW, C], then pooling.
             vol = depth.unsqueeze(1) * ctx.unsqueeze(2)  # [BN, C, D, fH, fW]
             vol = vol.view(b, n, self.out_channels, self.num_depth, fh, fw).permute(0, 1, 3, 4, 5, 2)
-            geom = self.geometry(cams)
-            lo = self.bounds[:, 0].to(geom)
-            step = self.bounds[:, 2].to(geom)
-            cell = ((geom - lo) / step).floor().long()
+            cell = self.cell_coords(cams)
             batch_ix = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
             coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
             bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
