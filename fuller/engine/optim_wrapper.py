@@ -1,6 +1,6 @@
 """The calibrated optimizer wrapper: multi-level gradient calibration inside the step."""
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -33,20 +33,66 @@ class GuardedOptimWrapper(OptimWrapper):
     skip together. A skipped micro-batch under gradient accumulation does not count towards
     ``accumulative_counts``.
 
+    **Mixed precision** (``amp='float16'`` or ``'bfloat16'``; ``tools/train.py --amp`` sets it):
+    the forward runs under ``torch.autocast``. With float16 a dynamic loss scale
+    (``torch.amp.GradScaler``) protects small gradients: gradients are unscaled before
+    clipping and the step, and an fp16 overflow lowers the scale and skips the step, as
+    GradScaler does, without counting as a non-finite step; a genuine NaN/Inf loss is still
+    counted and bounded by ``max_consecutive_skips``. bfloat16 needs no loss scale.
+
     Args:
         max_consecutive_skips: stop after this many skipped steps in a row (0: stop at the first).
         check_grads: also check the gradients before each step (one fused norm over all of them).
+        amp: ``None`` (full precision), ``'float16'`` or ``'bfloat16'``.
+        init_scale: initial loss scale (float16).
+        growth_interval: steps without overflow before the scale doubles (float16).
+        device_type: autocast device (``'cuda'`` when available, else ``'cpu'``).
         **kwargs: :class:`OptimWrapper` arguments.
     """
 
-    def __init__(self, max_consecutive_skips: int = 10, check_grads: bool = True, **kwargs) -> None:
+    def __init__(self, max_consecutive_skips: int = 10, check_grads: bool = True, amp: str | None = None,
+                 init_scale: float = 2.0**16, growth_interval: int = 2000, device_type: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if max_consecutive_skips < 0:
             raise ValueError(f'optim_wrapper.max_consecutive_skips must be >= 0, got {max_consecutive_skips}')
+        dtypes = {None: None, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+        if amp not in dtypes:
+            raise ValueError(f"optim_wrapper.amp must be None, 'float16' or 'bfloat16', got {amp!r}")
         self.max_consecutive_skips = max_consecutive_skips
         self.check_grads = check_grads
         self.skipped_steps = 0
         self._consecutive_skips = 0
+        self.cast_dtype = dtypes[amp]
+        self.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,
+                                           enabled=self.cast_dtype == torch.float16)
+        if self.scaler.is_enabled():
+            self.check_grads = False  # the scaler finds overflowing gradients itself
+
+    @contextmanager
+    def optim_context(self, model):
+        cast = nullcontext() if self.cast_dtype is None else torch.autocast(self.device_type, dtype=self.cast_dtype)
+        with super().optim_context(model), cast:
+            yield
+
+    def _scale(self) -> float:
+        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        if not self.scaler.is_enabled():
+            return super().backward(loss, **kwargs)
+        self.scaler.scale(loss).backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs) -> None:
+        if not self.scaler.is_enabled():
+            return super().step(**kwargs)
+        if self.clip_grad_kwargs:
+            self.scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.scaler.step(self.optimizer, **kwargs)
+        self.scaler.update()
 
     def _skip(self, what: str, detail: str = '') -> None:
         self.skipped_steps += 1
@@ -110,10 +156,15 @@ class GuardedOptimWrapper(OptimWrapper):
             self._load_extra_state(extra)
 
     def _extra_state(self) -> dict:
-        return {'skipped_steps': self.skipped_steps}
+        state = {'skipped_steps': self.skipped_steps}
+        if self.scaler.is_enabled():
+            state['scaler'] = self.scaler.state_dict()
+        return state
 
     def _load_extra_state(self, extra: dict) -> None:
         self.skipped_steps = int(extra.get('skipped_steps', 0))
+        if self.scaler.is_enabled() and extra.get('scaler'):
+            self.scaler.load_state_dict(extra['scaler'])
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -159,15 +210,26 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
     def task_gradient(self, total: Tensor, leaf: Tensor, params: list[Tensor]) -> tuple[Tensor, list]:
         """``d total / d leaf`` in fp32 and ``d total / d params`` (``None`` where unused), from
         one backward through the task's head only (the rest of the network is not reachable
-        from the detached leaf)."""
+        from the detached leaf). Under float16 AMP the gradients come from the scaled loss and
+        are unscaled in fp32 here, before the rule sees them."""
+        if self.scaler.is_enabled():
+            total = self.scaler.scale(total)  # also initialises the scaler's state
         g, *pg = torch.autograd.grad(total, [leaf, *params], retain_graph=True, allow_unused=True)
-        return (torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()), pg
+        g = torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()
+        if self.scaler.is_enabled():
+            inv = 1.0 / self._scale()
+            g, pg = g * inv, [None if x is None else x.float() * inv for x in pg]
+        return g, pg
 
     def _trainable(self) -> list[Tensor]:
         return [p for group in self.optimizer.param_groups for p in group['params'] if p.requires_grad]
 
     def on_nonfinite_task_gradient(self) -> None:
-        self._skip('task gradient at the shared feature')
+        if not self.scaler.is_enabled():
+            return self._skip('task gradient at the shared feature')
+        new = self._scale() * self.scaler.get_backoff_factor()
+        self.scaler.update(new_scale=new)
+        MMLogger.get_current_instance().info(f'fp16 overflow in a task gradient: loss scale lowered to {new:g}')
 
     def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor) -> dict:
         """Calibrated backward + step. Returns the log variables (losses and diagnostics)."""
@@ -246,76 +308,14 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
 
 @OPTIM_WRAPPERS.register_module()
 class CalibratedAmpOptimWrapper(CalibratedOptimWrapper):
-    """:class:`CalibratedOptimWrapper` under automatic mixed precision.
-
-    The forward runs under ``torch.autocast``. With ``dtype='float16'`` a dynamic loss scale
-    (``torch.amp.GradScaler``) protects small gradients: each task gradient at the shared
-    feature is taken from the *scaled* task loss and unscaled in fp32 before the rule sees
-    it, the surrogate backward is scaled by the same factor, and parameter gradients are
-    unscaled before clipping and the step. An fp16 overflow (in a task gradient or a
-    parameter gradient) lowers the scale and skips the step, as GradScaler does, without
-    counting as a non-finite step; genuine NaN/Inf losses are still counted and bounded by
-    ``max_consecutive_skips``. With ``dtype='bfloat16'`` there is no loss scale.
+    """:class:`CalibratedOptimWrapper` with ``amp=dtype`` (kept for configs that name it).
 
     Args:
         dtype: ``'float16'`` or ``'bfloat16'``.
-        init_scale: initial loss scale (fp16).
-        growth_interval: steps without overflow before the scale doubles (fp16).
-        device_type: autocast device (``'cuda'`` when available, else ``'cpu'``).
         **kwargs: :class:`CalibratedOptimWrapper` arguments.
     """
 
-    def __init__(self, dtype: str = 'float16', init_scale: float = 2.0**16, growth_interval: int = 2000,
-                 device_type: str | None = None, **kwargs) -> None:
-        dtypes = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
-        if dtype not in dtypes:
+    def __init__(self, dtype: str = 'float16', **kwargs) -> None:
+        if dtype not in ('float16', 'bfloat16'):
             raise ValueError(f"optim_wrapper.dtype must be 'float16' or 'bfloat16', got {dtype!r}")
-        super().__init__(**kwargs)
-        self.cast_dtype = dtypes[dtype]
-        self.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
-        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,
-                                           enabled=self.cast_dtype == torch.float16)
-        if self.scaler.is_enabled():
-            self.check_grads = False  # the scaler finds overflowing gradients itself
-
-    @contextmanager
-    def optim_context(self, model):
-        with super().optim_context(model), torch.autocast(self.device_type, dtype=self.cast_dtype):
-            yield
-
-    def _scale(self) -> float:
-        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
-
-    def task_gradient(self, total: Tensor, leaf: Tensor, params: list[Tensor]) -> tuple[Tensor, list]:
-        if not self.scaler.is_enabled():
-            return super().task_gradient(total, leaf, params)
-        scaled = self.scaler.scale(total)  # also initialises the scaler's state
-        g, pg = super().task_gradient(scaled, leaf, params)
-        inv = 1.0 / self._scale()
-        return g * inv, [None if x is None else x.float() * inv for x in pg]
-
-    def on_nonfinite_task_gradient(self) -> None:
-        if not self.scaler.is_enabled():
-            return super().on_nonfinite_task_gradient()
-        new = self._scale() * self.scaler.get_backoff_factor()
-        self.scaler.update(new_scale=new)
-        MMLogger.get_current_instance().info(f'fp16 overflow in a task gradient: loss scale lowered to {new:g}')
-
-    def backward(self, loss: Tensor, **kwargs) -> None:
-        self.scaler.scale(loss).backward(**kwargs)
-        self._inner_count += 1
-
-    def step(self, **kwargs) -> None:
-        if self.clip_grad_kwargs:
-            self.scaler.unscale_(self.optimizer)
-            self._clip_grad()
-        self.scaler.step(self.optimizer, **kwargs)
-        self.scaler.update()
-
-    def _extra_state(self) -> dict:
-        return {**super()._extra_state(), 'scaler': self.scaler.state_dict()}
-
-    def _load_extra_state(self, extra: dict) -> None:
-        super()._load_extra_state(extra)
-        if extra.get('scaler'):
-            self.scaler.load_state_dict(extra['scaler'])
+        super().__init__(amp=dtype, **kwargs)

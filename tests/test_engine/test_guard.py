@@ -152,3 +152,38 @@ def test_logged_rule_weights_reconstruct_the_combined_gradient():
     mods, _, ow = _toy(CalibratedOptimWrapper)
     log = _calibrated_step(mods, ow, x)
     assert log['calib/weight_map'] > 10 * log['calib/weight_det'] > 0
+
+
+@pytest.mark.parametrize('amp', ['bfloat16', 'float16'])
+def test_naive_amp_wrapper_keeps_the_guard(amp):
+    """The naive baseline under --amp (GuardedOptimWrapper(amp=...)) still skips and counts a
+    NaN step, bounds consecutive skips, and steps under autocast otherwise."""
+    model, ow = _wrapper(max_consecutive_skips=1, amp=amp, device_type='cpu', init_scale=2.0**8)
+    before = model.weight.detach().clone()
+    with ow.optim_context(model):
+        loss = model(torch.ones(1, 3)).sum() * float('nan')
+    ow.update_params(loss)
+    assert ow.skipped_steps == 1 and torch.equal(model.weight, before)
+    with ow.optim_context(model):
+        out = model(torch.ones(1, 3))
+    assert out.dtype == getattr(torch, amp)  # the forward ran under autocast
+    ow.update_params(out.float().sum())
+    assert not torch.equal(model.weight, before) and ow._consecutive_skips == 0
+    # the update equals the fp32 one up to half-precision rounding (the scale is undone)
+    ref_model, ref = _wrapper()
+    ref.update_params(ref_model(torch.ones(1, 3)).sum())
+    assert torch.allclose(model.weight, ref_model.weight, atol=1e-2)
+    for _ in range(2):
+        if _ == 1:
+            with pytest.raises(FloatingPointError, match='non-finite steps in a row'):
+                ow.update_params(torch.tensor(float('nan')))
+        else:
+            ow.update_params(torch.tensor(float('nan')))
+    state = ow.state_dict()['fuller']
+    assert state['skipped_steps'] == 3
+    assert ('scaler' in state) == (amp == 'float16')
+
+
+def test_unknown_amp_dtype_is_refused():
+    with pytest.raises(ValueError, match="optim_wrapper.amp must be None, 'float16' or 'bfloat16'"):
+        _wrapper(amp='fp8')
