@@ -14,11 +14,15 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # Checkpoints are written as plain data so that every load can use torch's weights_only=True.
-custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='ProgressBarHook')]
+custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='ProgressBarHook'), dict(type='CurvesHook')]
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='mmdet3d.Det3DLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+# load_from must fit the model exactly unless load_partial (tools: --load-partial); files load
+# with torch's safe unpickler unless trust_checkpoint (tools: --trust-checkpoint).
+load_partial = False
+trust_checkpoint = False
 randomness = dict(seed=0, deterministic=False)

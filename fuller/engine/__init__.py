@@ -1,9 +1,19 @@
 from .checkpoint_hook import SafeCheckpointHook
-from .checkpoint_io import AtomicLocalBackend, find_latest_good_checkpoint
+from .checkpoint_io import (
+                            AtomicLocalBackend,
+                            CheckpointLoadError,
+                            CheckpointMismatchError,
+                            extract_state_dict,
+                            find_latest_good_checkpoint,
+                            load_checkpoint_file,
+                            match_state_dict,
+)
 from .ddp import FullerDistributedDataParallel
-from .hooks import BEVVisualizationHook, ProgressBarHook
+from .hooks import BEVVisualizationHook, CurvesHook, ProgressBarHook
 from .optim_wrapper import CalibratedAmpOptimWrapper, CalibratedOptimWrapper, GuardedOptimWrapper
+from .runner import FullerRunner
 
 __all__ = ['AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedAmpOptimWrapper', 'CalibratedOptimWrapper',
-           'FullerDistributedDataParallel', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook',
-           'find_latest_good_checkpoint']
+           'CheckpointLoadError', 'CheckpointMismatchError', 'CurvesHook', 'FullerDistributedDataParallel',
+           'FullerRunner', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'extract_state_dict',
+           'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict']

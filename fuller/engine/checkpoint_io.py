@@ -13,6 +13,7 @@ import os.path as osp
 import re
 import tempfile
 import warnings
+from collections import OrderedDict
 
 import torch
 from mmengine.fileio import LocalBackend, register_backend
@@ -29,6 +30,11 @@ class AtomicLocalBackend(LocalBackend):
         os.makedirs(d, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=d)
         try:
+            # mkstemp creates the file as 0600; give it the mode a plain open() would (0666 minus
+            # the umask), so that teammates on a shared cluster can read checkpoints.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, 'wb') as f:
                 f.write(data)
                 f.flush()
@@ -85,3 +91,155 @@ def find_latest_good_checkpoint(work_dir: str) -> str | None:
             return path
         warnings.warn(f'resume: {path} is incomplete or corrupt; looking for an older checkpoint')
     return None
+
+
+# ---------------------------------------------------------------------------- loading weights
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file cannot be read (missing, corrupt, or not loadable safely). Names the file."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's tensors do not match the model. Names the file and the keys."""
+
+
+def load_checkpoint_file(path: str, trusted: bool = False, map_location='cpu') -> dict:
+    """Read a checkpoint file.
+
+    Args:
+        path: a local ``.pth`` file.
+        trusted: load with the full unpickler (``weights_only=False``), which runs code the
+            file names: only for files from a trusted source, such as checkpoints of plain
+            mmengine/mmdet3d training (their ``message_hub`` holds mmengine objects). By
+            default the safe unpickler reads tensors and plain data only.
+        map_location: as in :func:`torch.load`.
+
+    Raises:
+        CheckpointLoadError: the file is missing or corrupt, or holds objects the safe
+            unpickler refuses; the message says how to proceed.
+    """
+    if not osp.isfile(path):
+        raise CheckpointLoadError(f'checkpoint file not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except Exception as e:  # noqa: BLE001 - reported with the file's name
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not trusted and ('weights_only' in str(e) or 'Unsupported global' in str(e)):
+            raise CheckpointLoadError(
+                f'{path} holds Python objects besides tensors (e.g. a checkpoint of plain mmengine/mmdet3d '
+                f'training), which the safe loader refuses ({first}). If you trust its source, load it with '
+                f'--trust-checkpoint (trust_checkpoint=True); otherwise take only its weights, without running '
+                f'any code from it: python tools/misc/extract_weights.py {path} OUT.pth') from e
+        raise CheckpointLoadError(f'cannot read checkpoint {path}: {type(e).__name__}: {first} '
+                                  '(incomplete download or not a PyTorch checkpoint?)') from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointLoadError(f'{path} is not a checkpoint: it holds a {type(ckpt).__name__}, not a dict')
+    return ckpt
+
+
+class _Inert:
+    """Stands in for any class or function an untrusted pickle names: accepts its arguments
+    and state and does nothing with them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+def _inert_pickle_module():
+    """A ``pickle``-like module whose unpickler resolves only the globals torch's safe
+    (``weights_only``) unpickler allows and replaces every other one by an inert class."""
+    import pickle
+    import types
+
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed = _get_allowed_globals()
+
+    class InertUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            obj = allowed.get(f'{module}.{name}')
+            if obj is not None:
+                return obj
+            return type(name, (_Inert,), {'__module__': f'inert.{module}'})
+
+    mod = types.ModuleType('fuller_inert_pickle')
+    mod.Unpickler = InertUnpickler
+    mod.load = lambda f, **kw: InertUnpickler(f, **kw).load()
+    mod.__name__ = 'fuller_inert_pickle'
+    return mod
+
+
+def extract_state_dict(path: str) -> dict:
+    """The tensors of ``path``'s ``state_dict`` (or of the file, if it is a bare state dict),
+    read without running any code the file names: every non-tensor object becomes inert.
+    For checkpoints of untrusted origin that the safe loader refuses (plain mmengine/mmdet3d
+    ones); ``tools/misc/extract_weights.py`` writes the result as a safe checkpoint."""
+    if not osp.isfile(path):
+        raise CheckpointLoadError(f'checkpoint file not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=False, pickle_module=_inert_pickle_module())
+    except Exception as e:  # noqa: BLE001 - reported with the file's name
+        raise CheckpointLoadError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointLoadError(f'{path} has no state_dict')
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointLoadError(f'{path}: its state_dict holds no tensors')
+    return tensors
+
+
+class StateDictReport:
+    """How a checkpoint's tensors match a model's: what loads, what is missing, unexpected or
+    of another shape."""
+
+    def __init__(self, loadable: dict, missing: list, unexpected: list, mismatched: list) -> None:
+        self.loadable = loadable
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched  # (key, shape in the file, shape in the model)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int | None = 10) -> str:
+        def block(title: str, items: list) -> str:
+            shown = items if limit is None else items[:limit]
+            more = '' if limit is None or len(items) <= limit else f'\n    ... and {len(items) - limit} more'
+            return f'  {title} ({len(items)}):\n' + '\n'.join(f'    {x}' for x in shown) + more
+
+        parts = []
+        if self.missing:
+            parts.append(block('missing from the file (left as initialised)', self.missing))
+        if self.unexpected:
+            parts.append(block('in the file but not in the model', self.unexpected))
+        if self.mismatched:
+            parts.append(block('shape differs (file vs model)',
+                               [f'{k}: {tuple(a)} vs {tuple(b)}' for k, a, b in self.mismatched]))
+        return '\n'.join(parts) if parts else '  all tensors match'
+
+
+def match_state_dict(model: torch.nn.Module, state: dict) -> StateDictReport:
+    """Compare ``state`` with ``model.state_dict()`` key by key and shape by shape.
+
+    The loadable tensors carry the model's own state-dict metadata: they have the shapes of
+    the model's tensors, so modules that convert old layouts on load (spconv's kernels under
+    mmdet3d, keyed on the metadata version) must take them as they are.
+    """
+    own = model.state_dict()
+    loadable, mismatched = OrderedDict(), []
+    loadable._metadata = getattr(own, '_metadata', None)
+    for k, v in state.items():
+        if k in own:
+            if tuple(v.shape) == tuple(own[k].shape):
+                loadable[k] = v
+            else:
+                mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    return StateDictReport(loadable, missing, unexpected, mismatched)

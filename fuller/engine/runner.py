@@ -1,0 +1,185 @@
+"""FULLER's mmengine Runner: checkpoints that load exactly, CPU launchers, a readable terminal.
+
+:class:`FullerRunner` is mmengine's :class:`~mmengine.runner.Runner` with four changes, all
+driven by top-level config keys (set by ``tools/train.py`` / ``tools/test.py`` flags):
+
+- ``load_from`` loads **exactly**: a checkpoint whose tensors do not match the model (missing,
+  unexpected or differently shaped keys) is an error naming the file and the keys, unless
+  ``load_partial=True`` (``--load-partial``), which loads what fits and lists the rest in the
+  log. Files load with ``weights_only=True`` unless ``trust_checkpoint=True``
+  (``--trust-checkpoint``), the opt-in for plain mmengine/mmdet3d checkpoints from a trusted
+  source (:func:`~fuller.engine.checkpoint_io.load_checkpoint_file`).
+- Under a launcher on a machine without CUDA the process group is started with gloo
+  (mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and fails there).
+- The console shows what a person reads: no environment report or config dump (they go to
+  the log file, whose path is printed), no
+  per-step calibration diagnostics on the log line (they go to the log file, the scalars
+  JSON and TensorBoard), no colour codes when the output is not a terminal, and log lines
+  that clear and redraw the progress bar instead of being glued onto it.
+- ``tools/test.py`` writes its config copy into its own log folder, not over the training
+  config copy in the work dir.
+"""
+
+import copy
+import logging
+import os.path as osp
+import re
+
+import torch
+import torch.distributed as dist
+from mmengine.logging import MMLogger
+from mmengine.logging.logger import MMFormatter
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from fuller.utils.quiet import is_registry_noise
+
+from .checkpoint_io import CheckpointMismatchError, load_checkpoint_file, match_state_dict
+
+# Log-line fields that stay in the log file, the scalars JSON and TensorBoard, not on the console:
+# the calibration diagnostics, and the per-class metrics (the metrics print their own tables).
+_CONSOLE_DROPPED_FIELD = re.compile(r'\s+(calib/\S+|det/(?!mAP:|NDS:)\S+|map/(?!mIoU:)\S+): \S+')
+_CONSOLE_DROPPED_MESSAGES = ('Config:\n', 'Hooks will be executed in the following order',
+                             'Distributed training is not used', '"FileClient" will be deprecated',
+                             '"HardDiskBackend" is the alias')
+
+
+class _ConsoleFilter(logging.Filter):
+    """Keep the console short: drop the environment report, the config dump, the hook table
+    and registry notices (all stay in the log file)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith(_CONSOLE_DROPPED_MESSAGES) or 'System environment:' in msg[:100]
+                    or is_registry_noise(msg))
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Format with ``base`` after stripping the calibration diagnostics from log lines (on a
+    copy of the record: the file handler sees the full line)."""
+
+    def __init__(self, base: logging.Formatter) -> None:
+        super().__init__()
+        self.base = base
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if ('Iter(' in msg or 'Epoch(' in msg) and ('calib/' in msg or 'det/' in msg or 'map/' in msg):
+            record = copy.copy(record)
+            record.msg, record.args = _CONSOLE_DROPPED_FIELD.sub('', msg), ()
+        return self.base.format(record)
+
+
+class _BarAwareStream:
+    """A console stream that clears any tqdm bar before a log line and redraws it after."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, s: str) -> int:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=self.stream):
+            return self.stream.write(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+def make_console_readable(logger: logging.Logger) -> None:
+    """Apply the console rules of :class:`FullerRunner` to ``logger``'s stream handlers."""
+    for h in logger.handlers:
+        if not isinstance(h, logging.StreamHandler) or isinstance(h, logging.FileHandler):
+            continue
+        if any(isinstance(f, _ConsoleFilter) for f in h.filters):
+            continue
+        h.addFilter(_ConsoleFilter())
+        tty = bool(getattr(h.stream, 'isatty', lambda: False)())
+        base = h.formatter if tty else MMFormatter(color=False, datefmt='%m/%d %H:%M:%S')
+        h.setFormatter(_ConsoleFormatter(base))
+        h.setStream(_BarAwareStream(h.stream))
+
+
+def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
+    """Start torch.distributed with gloo from the launcher's environment (no CUDA calls)."""
+    if launcher != 'pytorch':
+        raise RuntimeError(f'launcher={launcher!r} on a machine without CUDA: only the pytorch launcher '
+                           '(tools/dist_train.sh, torchrun) is supported on CPU')
+    backend = dist_cfg.get('backend', 'gloo')
+    if backend != 'gloo':
+        logging.getLogger('fuller').info(f'no CUDA device: env_cfg.dist_cfg.backend={backend!r} replaced by gloo')
+    kwargs = {}
+    if 'timeout' in dist_cfg:
+        from datetime import timedelta
+        kwargs['timeout'] = timedelta(seconds=dist_cfg['timeout'])
+    dist.init_process_group(backend='gloo', init_method='env://', **kwargs)
+
+
+class FullerRunner(Runner):
+    """mmengine ``Runner`` with exact checkpoint loading, CPU launchers and a quiet console
+    (see the module docstring). Built with :meth:`from_cfg` like mmengine's."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        log_file = next((h.baseFilename for h in self.logger.handlers if isinstance(h, logging.FileHandler)), None)
+        self.logger.info(f'work dir: {self.work_dir} | processes: {self.world_size} | log with the config and the '
+                         f'environment: {log_file}')
+
+    def setup_env(self, env_cfg: dict) -> None:
+        if self.distributed and not dist.is_initialized() and not torch.cuda.is_available():
+            _init_cpu_process_group(self.launcher, dict(env_cfg.get('dist_cfg', {})))
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        if self.distributed and not torch.cuda.is_available():
+            # mmengine passes device_ids=[LOCAL_RANK], which DDP refuses for a CPU module.
+            model_wrapper_cfg = dict(model_wrapper_cfg or dict(
+                type='MMDistributedDataParallel', broadcast_buffers=False,
+                find_unused_parameters=self.cfg.get('find_unused_parameters', False)))
+            model_wrapper_cfg['device_ids'] = None
+        return super().wrap_model(model_wrapper_cfg, model)
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs) -> MMLogger:
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        make_console_readable(logger)
+        return logger
+
+    def dump_config(self) -> None:
+        if self.cfg.get('test_config_in_log_dir'):
+            # A test run keeps its config beside its own log, not over the training copy.
+            name = osp.basename(self.cfg.filename) if self.cfg.filename else f'{self.timestamp}.py'
+            self.cfg.dump(osp.join(self._log_dir, name))
+        else:
+            super().dump_config()
+
+    def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
+                        revise_keys: list = [(r'^module\.', '')]) -> dict:  # noqa: B006 - mmengine's signature
+        """Load ``filename`` into the model: exactly, unless the config says ``load_partial``.
+
+        Raises:
+            CheckpointMismatchError: tensors do not match and ``load_partial`` is off.
+        """
+        partial = bool(self.cfg.get('load_partial', False))
+        checkpoint = load_checkpoint_file(filename, trusted=bool(self.cfg.get('trust_checkpoint', False)),
+                                          map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        state = checkpoint.get('state_dict', checkpoint)
+        for pattern, repl in revise_keys:
+            state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+        report = match_state_dict(model, state)
+        if not report.exact and not partial:
+            raise CheckpointMismatchError(
+                f'{filename} does not fit the model of {self.cfg.filename or "this config"}:\n{report.describe()}\n'
+                'Pass --load-partial (load_partial=True) to load only the tensors that fit.')
+        model.load_state_dict(report.loadable, strict=False)
+        self._has_loaded = True
+        if report.exact:
+            self.logger.info(f'Loaded {len(report.loadable)} tensors from {filename} (exact match)')
+        else:
+            self.logger.warning(f'Partial load of {filename} (--load-partial): {len(report.loadable)} tensors '
+                                f'loaded; skipped:\n{report.describe(limit=None)}')
+        return checkpoint
