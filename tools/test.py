@@ -11,9 +11,18 @@ import argparse
 import json
 import os.path as osp
 
-from mmengine.runner import Runner
+from fuller.utils import (
+    add_checkpoint_args,
+    explain_registry_error,
+    format_metrics_table,
+    load_config,
+    parse_launcher_args,
+    quiet_third_party_warnings,
+)
 
-from fuller.utils import format_metrics_table, load_config, parse_launcher_args
+quiet_third_party_warnings()
+
+from fuller.engine import CheckpointLoadError, CheckpointMismatchError, FullerRunner  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--show-dir', help='save PNG pictures of every sample here (relative: under the work dir)')
     p.add_argument('--show-interval', type=int, default=1, help='draw every n-th sample')
     p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
+    add_checkpoint_args(p)
     return parse_launcher_args(p)
 
 
@@ -33,6 +43,9 @@ def main() -> None:
         raise SystemExit(f'test: checkpoint file not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='test')
     cfg.load_from = args.checkpoint
+    cfg.load_partial = args.load_partial
+    cfg.trust_checkpoint = args.trust_checkpoint
+    cfg.test_config_in_log_dir = True  # keep the training config copy in the work dir as it is
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     for ev in evaluators:
         if ev.get('type') == 'NuScenesDetMetric' and not ev.get('jsonfile_prefix'):
@@ -41,8 +54,16 @@ def main() -> None:
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'BEVVisualizationHook']
         cfg.custom_hooks.append(dict(type='BEVVisualizationHook', show_dir=args.show_dir,
                                      interval=args.show_interval, score_thr=args.score_thr))
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    try:
+        runner = FullerRunner.from_cfg(cfg)
+        metrics = runner.test()
+    except (CheckpointLoadError, CheckpointMismatchError) as e:
+        raise SystemExit(f'test: {e}') from None
+    except KeyError as e:
+        msg = explain_registry_error(cfg, e)
+        if msg is None:
+            raise
+        raise SystemExit(f'test: {msg}') from None
     if runner.rank == 0:
         print(format_metrics_table(metrics), flush=True)
         path = osp.join(cfg.work_dir, 'metrics.json')

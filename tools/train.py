@@ -3,16 +3,30 @@
 Example:
     python tools/train.py configs/fuller/fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py
     python tools/train.py CONFIG --work-dir work_dirs/x --resume --cfg-options train_cfg.max_iters=100
+    python tools/train.py CONFIG --load-from other.pth --load-partial --wandb
 """
 
 import argparse
 import os.path as osp
 
-import torch
-from mmengine.runner import Runner
+from fuller.utils import (
+    add_checkpoint_args,
+    explain_registry_error,
+    load_config,
+    parse_launcher_args,
+    quiet_third_party_warnings,
+)
 
-from fuller.engine import find_latest_good_checkpoint
-from fuller.utils import load_config, parse_launcher_args
+quiet_third_party_warnings()
+
+import torch  # noqa: E402
+
+from fuller.engine import (  # noqa: E402
+    CheckpointLoadError,
+    CheckpointMismatchError,
+    FullerRunner,
+    find_latest_good_checkpoint,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +38,10 @@ def parse_args() -> argparse.Namespace:
                    help='half-precision type under --amp (float16 uses a dynamic loss scale)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
+    p.add_argument('--load-from', help='initialise the model from this checkpoint (weights only; see --load-partial)')
+    p.add_argument('--wandb', nargs='?', const='offline', choices=['offline', 'online'],
+                   help='also log to Weights & Biases (default mode: offline, synced later with `wandb sync`)')
+    add_checkpoint_args(p)
     return parse_launcher_args(p)
 
 
@@ -31,17 +49,23 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='train')
     if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper.startswith('Calibrated'):
-            # Task gradients from scaled losses, unscaled in fp32 before calibration.
-            cfg.optim_wrapper.type = 'CalibratedAmpOptimWrapper'
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        cfg.optim_wrapper.dtype = args.amp_dtype
-        if args.amp_dtype == 'float16' and not torch.cuda.is_available():
-            print('train: --amp with float16 on CPU: half-precision CPU kernels are slow (over 10x slower than '
-                  'fp32 on the demo model); use --amp-dtype bfloat16 on CPU', flush=True)
+        # The project's guarded wrappers do AMP themselves: the non-finite-step guard, skip
+        # counting and max_consecutive_skips hold under AMP as without it.
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
+            cfg.optim_wrapper.type = 'GuardedOptimWrapper'
+        cfg.optim_wrapper.amp = args.amp_dtype
+        if not torch.cuda.is_available():
+            print(f'train: --amp {args.amp_dtype} on CPU: on CPUs without native half-precision units it is '
+                  'slower than fp32 (measured: docs/benchmarks/train_demo_cpu.md); check yours with '
+                  'python tools/benchmark.py train --dtypes fp32 bf16', flush=True)
+    cfg.load_partial = args.load_partial
+    cfg.trust_checkpoint = args.trust_checkpoint
+    if args.load_from:
+        cfg.load_from = args.load_from
+    if args.wandb:
+        cfg.visualizer.vis_backends = list(cfg.visualizer.get('vis_backends') or []) + [
+            dict(type='WandbVisBackend', init_kwargs=dict(project='fuller', name=osp.basename(cfg.work_dir),
+                                                          mode=args.wandb, dir=cfg.work_dir))]
     if args.resume == 'auto':
         latest = find_latest_good_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
         if latest is None:
@@ -51,8 +75,16 @@ def main() -> None:
         cfg.resume, cfg.load_from = latest is not None, latest
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner = FullerRunner.from_cfg(cfg)
+        runner.train()
+    except (CheckpointLoadError, CheckpointMismatchError) as e:
+        raise SystemExit(f'train: {e}') from None
+    except KeyError as e:
+        msg = explain_registry_error(cfg, e)
+        if msg is None:
+            raise
+        raise SystemExit(f'train: {msg}') from None
 
 
 if __name__ == '__main__':

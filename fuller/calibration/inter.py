@@ -137,4 +137,12 @@ def build_inter_rule(cfg: dict | InterRule | None) -> InterRule | None:
     kind = cfg.pop('type')
     if kind in _RULES:
         return _RULES[kind](**cfg)
+    import torchjd.aggregation as agg
+
+    base = ('Aggregator', 'WeightedAggregator', 'GramianWeightedAggregator')
+    avail = sorted(n for n in dir(agg) if n not in base and n not in _RULES and isinstance(getattr(agg, n), type)
+                   and issubclass(getattr(agg, n), agg.Aggregator))
+    if kind not in avail:
+        raise ValueError(f'optim_wrapper.inter.type={kind!r} is not a rule: FULLER\'s rules are {sorted(_RULES)}; '
+                         f'torchjd aggregators: {avail}')
     return TorchJDRule(kind, **cfg)

@@ -50,7 +50,15 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
     def load_data_list(self) -> list[dict]:
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'info file not found: {self.ann_file} (create it with tools/create_data.py)')
-        meta = load(self.ann_file).get('metainfo', {})
+        try:
+            data = load(self.ann_file)
+        except Exception as e:  # noqa: BLE001 - pickle/unicode/EOF errors, reported with the file
+            raise ValueError(f'corrupt info file {self.ann_file}: {type(e).__name__}: {e}; regenerate it with '
+                             'tools/create_data.py') from e
+        if not isinstance(data, dict) or 'data_list' not in data:
+            raise ValueError(f'{self.ann_file} is not a FULLER/mmdet3d info file (no data_list); regenerate it '
+                             'with tools/create_data.py')
+        meta = data.get('metainfo', {})
         version = meta.get('info_version')
         if version != INFO_VERSION:
             raise ValueError(f'{self.ann_file}: info_version is {version!r}, expected {INFO_VERSION!r}; '

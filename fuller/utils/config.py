@@ -1,8 +1,10 @@
 """Config loading shared by the command-line tools."""
 
 import argparse
+import difflib
 import os
 import os.path as osp
+import re
 
 from mmengine.config import Config, DictAction
 
@@ -18,6 +20,28 @@ def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how a checkpoint given to a tool is loaded (see ``FullerRunner``)."""
+    parser.add_argument('--load-partial', action='store_true',
+                        help='load only the checkpoint tensors that fit the model and list the rest in the log '
+                             '(default: a checkpoint that does not fit exactly is an error)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load the checkpoint with the full unpickler, e.g. one of plain mmengine/mmdet3d '
+                             'training; it can run code, so only for files from a trusted source (to take only '
+                             'the weights of any file safely: tools/misc/extract_weights.py)')
+
+
+def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fuller') -> None:
+    """Refuse ``--cfg-options`` whose top-level key is not in the config (a typo such as
+    ``trian_cfg.max_iters=2`` would otherwise be added silently and ignored)."""
+    for key in cfg_options:
+        top = key.split('.')[0]
+        if top not in cfg:
+            close = difflib.get_close_matches(top, list(cfg.keys()), n=3)
+            hint = f'; did you mean {" or ".join(repr(c) for c in close)}?' if close else ''
+            raise SystemExit(f'{tool}: --cfg-options {key}=...: {path} has no top-level key {top!r}{hint}')
+
+
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
                 launcher: str = 'none', tool: str = 'fuller') -> Config:
     """Load ``path``, apply ``--cfg-options`` and settle the work dir.
@@ -30,6 +54,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     if cfg_options:
+        check_cfg_options(cfg, cfg_options, path, tool)
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
@@ -42,3 +67,34 @@ def set_data_root(dataset_cfg, root: str) -> None:
     for t in dataset_cfg.pipeline:
         if 'dataroot' in t:
             t['dataroot'] = root
+
+
+_NOT_REGISTERED = re.compile(r"'?([\w.:]+) is not in the ([\w:]+) registry")
+
+
+def _type_paths(node, name: str, path: str = '') -> list[str]:
+    """Config paths of every ``type`` key whose value is ``name`` (with or without a scope)."""
+    found = []
+    if isinstance(node, dict):
+        t = node.get('type')
+        if isinstance(t, str) and (t == name or t.split('.')[-1] == name.split('.')[-1]):
+            found.append(f'{path}.type' if path else 'type')
+        for k, v in node.items():
+            found += _type_paths(v, name, f'{path}.{k}' if path else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            found += _type_paths(v, name, f'{path}[{i}]')
+    return found
+
+
+def explain_registry_error(cfg: Config, err: BaseException) -> str | None:
+    """For mmengine's "X is not in the Y registry" error: the message with the config key(s)
+    that name ``X``; ``None`` for any other error."""
+    m = _NOT_REGISTERED.search(str(err))
+    if not m:
+        return None
+    name, registry = m.group(1), m.group(2)
+    paths = _type_paths(cfg.to_dict(), name)
+    where = ' and '.join(paths) if paths else 'a type in the config'
+    return (f'{where} = {name!r} in {cfg.filename}: no such type in the {registry} registry '
+            '(misspelt, or its module not imported by custom_imports?)')

@@ -24,6 +24,9 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
         ious = {k[4:]: v for k, v in seg.items() if k.startswith('IoU_')}
         lines.append('  ' + ''.join(f'{c:>14}' for c in ious) + f'{"mIoU":>9}')
         lines.append('  ' + ''.join(f'{v:>14.4f}' for v in ious.values()) + f'{seg.get("mIoU", float("nan")):>9.4f}')
+        thrs = [seg.get(f'thr_{c}') for c in ious]
+        if all(t is not None for t in thrs):
+            lines.append('  ' + ''.join(f'{"thr " + format(t, ".2f"):>14}' for t in thrs))
     for k, v in other.items():
         lines.append(f'{k}: {v}')
     width = min(max((len(x) for x in lines), default=0), 100)

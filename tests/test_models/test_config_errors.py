@@ -60,7 +60,8 @@ def test_unknown_type_and_bad_calibration_option_name_the_key(tiny):
     with pytest.raises(KeyError, match='ConvFusr'):
         MODELS.build(bad.model)
     model = MODELS.build(cfg.model)
-    with pytest.raises(ValueError, match='torchjd.aggregation has no aggregator .UPGard'):
+    with pytest.raises(ValueError, match=r"inter.type='UPGard' is not a rule: FULLER's rules are "
+                                         r"\['FullerInter', 'Mean', 'Sum'\]; torchjd aggregators: .*'UPGrad'"):
         build_optim_wrapper(model, dict(type='CalibratedOptimWrapper', optimizer=dict(type='SGD', lr=0.1),
                                         inter=dict(type='UPGard')))
     with pytest.raises(ValueError, match="intra target must be"):

@@ -1,7 +1,7 @@
 """Loading transforms: multi-sweep LiDAR points and six-camera images, with checked I/O.
 
-Every failure names the file: a missing or truncated ``.pcd.bin`` or an unreadable image
-raises :class:`DataFileError` instead of returning garbage.
+Every failure names the file: a missing or truncated ``.pcd.bin`` or a missing, truncated or
+unreadable image raises :class:`DataFileError` instead of returning garbage.
 """
 
 import os.path as osp
@@ -26,16 +26,43 @@ def load_points_file(path: str, load_dim: int) -> np.ndarray:
     """
     if not osp.isfile(path):
         raise DataFileError(f'point cloud file not found: {path}')
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size == 0 or raw.size % load_dim:
+    size = osp.getsize(path)
+    if size == 0 or size % (4 * load_dim):
         raise DataFileError(
-            f'corrupt point cloud {path}: {raw.size * 4} bytes is not a whole number of '
-            f'{load_dim}-float32 records (truncated file?)'
+            f'corrupt point cloud {path}: {size} bytes is not a whole number of '
+            f'{load_dim}-float32 records ({4 * load_dim} bytes each; truncated file?)'
         )
+    raw = np.fromfile(path, dtype=np.float32)
     pts = raw.reshape(-1, load_dim)
     if not np.isfinite(pts).all():
         raise DataFileError(f'corrupt point cloud {path}: contains NaN/Inf values')
     return pts
+
+
+def load_image_file(path: str) -> np.ndarray:
+    """Read an image as BGR uint8, refusing truncated files.
+
+    libjpeg decodes a truncated JPEG into a partly grey image and only prints "Premature end
+    of JPEG file", without the file's name; a JPEG must end with its end-of-image marker and
+    a PNG with its IEND chunk.
+
+    Raises:
+        DataFileError: the file is missing, empty, truncated or undecodable.
+    """
+    if not osp.isfile(path):
+        raise DataFileError(f'image file not found: {path}')
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data:
+        raise DataFileError(f'corrupt image {path}: empty file')
+    if data[:2] == b'\xff\xd8' and not data.rstrip(b'\x00').endswith(b'\xff\xd9'):
+        raise DataFileError(f'corrupt image {path}: truncated JPEG ({len(data)} bytes, no end-of-image marker)')
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and b'IEND' not in data[-12:]:
+        raise DataFileError(f'corrupt image {path}: truncated PNG ({len(data)} bytes, no IEND chunk)')
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataFileError(f'corrupt or unreadable image: {path}')
+    return img
 
 
 @TRANSFORMS.register_module()
@@ -98,12 +125,7 @@ class LoadMultiViewImages(BaseTransform):
             info = results['images'].get(cam)
             if info is None:
                 raise DataFileError(f'sample {results.get("token", "?")} has no {cam} image entry in its info')
-            path = info['img_path']
-            if not osp.isfile(path):
-                raise DataFileError(f'image file not found: {path}')
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-            if img is None:
-                raise DataFileError(f'corrupt or unreadable image: {path}')
+            img = load_image_file(info['img_path'])
             imgs.append(img[:, :, ::-1].astype(np.float32))
             k = np.eye(4, dtype=np.float32)
             k[:3, :3] = np.asarray(info['cam2img'], dtype=np.float32)

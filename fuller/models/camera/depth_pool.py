@@ -20,6 +20,7 @@ are kept as separate entries: the sparse products sum them, and each keeps its o
 gradient.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -95,7 +96,9 @@ class FrustumMapping:
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
-    return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+    with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice, once per process
+        warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta', category=UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
 # Sparse CSR products on CPU support float32/float64 only: other dtypes compute in float32.

@@ -1,0 +1,48 @@
+"""The real launchers users run: tools/dist_train.sh and tools/dist_test.sh with 2 CPU processes."""
+
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from fuller.testing import REPO_ROOT, tiny_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_dist_train_then_dist_test_with_two_cpu_processes(demo_root, tmp_path):
+    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
+    cfg.train_cfg.max_iters = 3
+    cfg.default_hooks.checkpoint.interval = 3
+    cfg.optim_wrapper = dict(type='CalibratedOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+                             inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator', target='mean'))
+    path = tmp_path / 'tiny.py'
+    cfg.dump(str(path))
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    work = tmp_path / 'work'
+    train = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), str(path), '2', '--work-dir',
+                            str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert train.returncode == 0, (train.stdout[-3000:], train.stderr[-3000:])
+    log = open(next(work.glob('*/*.log'))).read()
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    assert 'Iter(train) [3/3]' in log
+    ckpt = work / 'iter_3.pth'
+    assert ckpt.is_file()
+    env['PORT'] = str(_free_port())
+    test = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_test.sh'), str(path), str(ckpt), '2',
+                           '--work-dir', str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                          timeout=600)
+    assert test.returncode == 0, (test.stdout[-3000:], test.stderr[-3000:])
+    assert test.stdout.count('metrics written to') == 1  # rank 0 only
+    assert test.stdout.count('3D detection (nuScenes devkit)') == 1
+    metrics = json.loads((work / 'metrics.json').read_text())['metrics']
+    assert 'det/mAP' in metrics and 'map/mIoU' in metrics

@@ -1,0 +1,129 @@
+"""Bad input reaching the command-line tools: each ends in a message naming the file or key,
+before training starts."""
+
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fuller.testing import REPO_ROOT, tiny_config
+
+
+def _run(tool: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', tool), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def cfg_path(demo_root, tmp_path_factory):
+    d = tmp_path_factory.mktemp('badinput')
+    cfg = tiny_config(demo_root, str(d / 'work'))
+    path = d / 'tiny.py'
+    cfg.dump(str(path))
+    return path
+
+
+def test_misspelt_top_level_cfg_option_is_refused(cfg_path):
+    proc = _run('train.py', cfg_path, '--cfg-options', 'trian_cfg.max_iters=2')
+    assert proc.returncode != 0
+    assert "has no top-level key 'trian_cfg'; did you mean 'train_cfg'" in proc.stderr
+    assert 'Iter(train)' not in proc.stdout  # refused before training
+
+
+def test_unknown_model_type_names_the_config_key(cfg_path, tmp_path):
+    text = cfg_path.read_text().replace("type='mmdet.ResNet'", "type='mmdet.ResNett'")
+    assert 'ResNett' in text
+    bad = tmp_path / 'bad_type.py'
+    bad.write_text(text)
+    proc = _run('train.py', bad, '--work-dir', tmp_path / 'w')
+    assert proc.returncode != 0
+    assert "model.encoders.camera.backbone.type = 'mmdet.ResNett'" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_unknown_inter_rule_lists_fullers_rules_too(cfg_path, tmp_path):
+    proc = _run('train.py', cfg_path, '--work-dir', tmp_path / 'w', '--cfg-options',
+                "optim_wrapper.type=CalibratedOptimWrapper", "optim_wrapper.inter.type=Fuller")
+    assert proc.returncode != 0
+    assert "optim_wrapper.inter.type='Fuller' is not a rule" in proc.stderr
+    assert "'FullerInter', 'Mean', 'Sum'" in proc.stderr and 'UPGrad' in proc.stderr
+
+
+def test_corrupt_info_file_names_the_file(demo_root, tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    data = (tmp_path / 'infos.pkl')
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        data.write_bytes(f.read()[:300])  # cut short
+    with pytest.raises(ValueError, match=r'corrupt info file .*infos.pkl.*regenerate'):
+        DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(data), pipeline=[]))
+    text = tmp_path / 'text.pkl'
+    text.write_text('not a pickle at all \u00e9')
+    with pytest.raises(ValueError, match=r'corrupt info file .*text.pkl'):
+        DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(text), pipeline=[]))
+    other = tmp_path / 'other.pkl'
+    with open(other, 'wb') as f:
+        pickle.dump({'infos': []}, f)
+    with pytest.raises(ValueError, match=r'other.pkl is not a FULLER/mmdet3d info file'):
+        DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(other), pipeline=[]))
+
+
+def test_truncated_images_are_errors_naming_the_file(tmp_path):
+    from fuller.datasets.transforms import DataFileError
+    from fuller.datasets.transforms.loading import load_image_file
+
+    img = (np.random.rand(48, 64, 3) * 255).astype(np.uint8)
+    for ext in ('jpg', 'png'):
+        good = tmp_path / f'good.{ext}'
+        cv2.imwrite(str(good), img)
+        assert load_image_file(str(good)).shape == (48, 64, 3)
+        cut = tmp_path / f'cut.{ext}'
+        cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+        with pytest.raises(DataFileError, match=rf'corrupt image .*cut.{ext}: truncated'):
+            load_image_file(str(cut))
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    with pytest.raises(DataFileError, match='empty.jpg: empty file'):
+        load_image_file(str(tmp_path / 'empty.jpg'))
+
+
+def test_truncated_image_in_training_is_an_error_or_a_counted_skip(demo_root, tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from fuller.datasets.transforms import DataFileError
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    with open(osp.join(demo_root, 'nuscenes_infos_train.pkl'), 'rb') as f:
+        data = pickle.load(f)
+    cam = data['data_list'][0]['images']['CAM_FRONT']
+    src = osp.join(demo_root, 'samples', 'CAM_FRONT', cam['img_path'])
+    cut = tmp_path / 'cut_front.jpg'
+    with open(src, 'rb') as f:
+        cut.write_bytes(f.read()[:2000])
+    cam['img_path'] = str(cut)
+    ann = tmp_path / 'infos.pkl'
+    with open(ann, 'wb') as f:
+        pickle.dump(data, f)
+    base = dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(ann),
+                pipeline=[dict(type='LoadMultiViewImages'), dict(type='PackMultiTaskInputs')], filter_empty_gt=False)
+    with pytest.raises(DataFileError, match='cut_front.jpg: truncated JPEG'):
+        DATASETS.build(base)[0]
+    ds = DATASETS.build(dict(base, on_bad_sample='skip'))
+    ds[0]
+    assert len(ds.bad_samples) == 1 and 'cut_front.jpg' in ds.bad_samples[0]
+
+
+def test_truncated_point_cloud_reports_its_true_size(tmp_path):
+    from fuller.datasets.transforms import DataFileError
+    from fuller.datasets.transforms.loading import load_points_file
+
+    path = tmp_path / 'cut.pcd.bin'
+    path.write_bytes(np.zeros(5 * 10, np.float32).tobytes() + b'\x00\x00\x00\x00\x00\x00')  # 206 bytes
+    with pytest.raises(DataFileError, match=r'cut.pcd.bin: 206 bytes is not a whole number of 5-float32 records'):
+        load_points_file(str(path), 5)
