@@ -14,7 +14,6 @@ Example (the committed demo study):
 
 import argparse
 import datetime
-import glob
 import json
 import os
 import os.path as osp
@@ -26,6 +25,10 @@ import time
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from fuller.visualization.curves import read_scalars  # noqa: E402
+
 # The committed demo study: the six variants of the paper's ablation, then other inter-task rules
 # and loss-weighting baselines (imtlg / alignedmtl have configs too; add them with --configs).
 DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
@@ -74,18 +77,6 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
     with open(osp.join(run_dir, 'run_info.json'), 'w') as f:
         json.dump({'config': config, 'seed': seed, 'train_s': t_train, 'total_s': time.time() - t0,
                    'cfg_options': cfg_options}, f, indent=2)
-
-
-def read_scalars(run_dir: str) -> dict[str, np.ndarray]:
-    """Per-iteration training scalars (``vis_data/scalars.json`` of the training run)."""
-    rows = []
-    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            lines = [json.loads(x) for x in f if x.strip()]
-        if any('loss' in r for r in lines):
-            rows = [r for r in lines if 'loss' in r]
-    keys = sorted({k for r in rows for k in r})
-    return {k: np.array([r.get(k, np.nan) for r in rows], dtype=np.float64) for k in keys}
 
 
 def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, list[dict]]:

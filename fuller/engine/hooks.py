@@ -1,4 +1,4 @@
-"""Runner hooks: a progress bar and the ``--show-dir`` pictures."""
+"""Runner hooks: a progress bar, the training curves and the ``--show-dir`` pictures."""
 
 import os
 import os.path as osp
@@ -13,23 +13,25 @@ from fuller.registry import HOOKS
 
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
-    """A tqdm progress bar over training iterations and validation/test batches (rank 0 only).
+    """A tqdm progress bar over training iterations and validation/test batches (rank 0 only,
+    on a terminal only; log lines clear and redraw it, see :class:`~fuller.engine.FullerRunner`).
 
     Args:
         train: show it during training too (the logger still prints losses every interval).
-        min_interval: seconds between refreshes; longer when output is not a terminal, so
-            log files are not flooded.
+        min_interval: seconds between refreshes.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self, train: bool = True, min_interval: float = 0.5) -> None:
         self.train = train
-        self.min_interval = min_interval if sys.stderr.isatty() else max(min_interval, 30.0)
+        self.min_interval = min_interval
         self._bar = None
 
     def _open(self, total: int, desc: str, initial: int = 0) -> None:
-        if not is_main_process():
+        # Off when stderr is not a terminal (a log file): the logger's lines carry the progress
+        # and the ETA there, and a bar would fill the file with carriage returns.
+        if not is_main_process() or not sys.stderr.isatty():
             return
         from tqdm import tqdm
         self._close()
@@ -77,6 +79,42 @@ class ProgressBarHook(Hook):
         self._close()
 
 
+@HOOKS.register_module()
+class CurvesHook(Hook):
+    """Tell the user where a run's diagnostics are, and draw its curves into PNGs at the end.
+
+    Before training it logs the TensorBoard command for the work dir; after training (rank 0)
+    it draws ``<work_dir>/curves/*.png`` with :func:`~fuller.visualization.curves.plot_run`
+    (losses, learning rate, task-gradient norms and cosine, rule weights, camera/LiDAR ratio);
+    ``tools/analysis/plot_curves.py`` draws the same for any run, finished or not.
+
+    Args:
+        smooth: moving average over this many logged points.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, smooth: int = 1) -> None:
+        self.smooth = smooth
+
+    def before_train(self, runner) -> None:
+        if is_main_process():
+            runner.logger.info(f'diagnostics: every logged scalar is in {runner.log_dir}/vis_data/scalars.json; '
+                               f'view them with: tensorboard --logdir {runner.work_dir}')
+
+    def after_train(self, runner) -> None:
+        if not is_main_process():
+            return
+        from fuller.visualization.curves import plot_run
+
+        try:
+            paths = plot_run(runner.work_dir, osp.join(runner.work_dir, 'curves'), self.smooth)
+        except FileNotFoundError as e:
+            runner.logger.warning(f'CurvesHook: {e}')
+            return
+        runner.logger.info(f'curves: {len(paths)} PNGs in {osp.join(runner.work_dir, "curves")}')
+
+
 def _map_extent_from_pipeline(pipeline: list) -> tuple:
     for t in pipeline:
         if t.get('type') == 'LoadBEVMapMask':
@@ -88,8 +126,13 @@ def _map_extent_from_pipeline(pipeline: list) -> tuple:
 @HOOKS.register_module()
 class BEVVisualizationHook(Hook):
     """Save one PNG per tested sample (every ``interval``-th) under ``show_dir``: BEV points
-    with ground-truth and predicted boxes, ground-truth and predicted map masks side by side,
-    and the camera images with projected boxes. Set by ``tools/test.py --show-dir``.
+    with ground-truth and predicted boxes and the ego vehicle, ground-truth and predicted map
+    masks side by side, and the six cameras (titled, in rig order) with projected boxes. Set
+    by ``tools/test.py --show-dir``.
+
+    The predicted map is drawn at the threshold the map metric chose for each class, which is
+    known only once the whole split is scored: each sample's arrays wait in
+    ``<show_dir>/.pending`` until the end of the test epoch, then the pictures are drawn.
 
     Args:
         show_dir: output directory (relative paths are under the work dir); ``None`` = off.
@@ -112,56 +155,89 @@ class BEVVisualizationHook(Hook):
     def before_test(self, runner) -> None:
         if self.show_dir and not osp.isabs(self.show_dir):
             self.show_dir = osp.join(runner.work_dir, self.show_dir)
-        if self.show_dir:
-            os.makedirs(self.show_dir, exist_ok=True)
+        if not self.show_dir:
+            return
+        self._pending = osp.join(self.show_dir, '.pending', f'rank{runner.rank}')
+        os.makedirs(self._pending, exist_ok=True)
+        dataset = runner.test_dataloader.dataset
         self.map_extent = _map_extent_from_pipeline(runner.cfg.test_dataloader.dataset.pipeline)
-        self.class_names = tuple(runner.test_dataloader.dataset.metainfo.get('classes', ()))
-        self.map_classes = tuple(next((m.get('classes', ()) for m in _as_list(runner.cfg.get('test_evaluator'))
-                                       if m.get('type') == 'BEVMapIoUMetric'), ()))
+        meta = dataset.metainfo
+        self.class_names = tuple(meta.get('classes', ()))
+        self.map_classes = tuple(meta.get('map_classes', ())) or tuple(next(
+            (m.get('classes', ()) for m in _as_list(runner.cfg.get('test_evaluator')) if m.get('type') == 'BEVMapIoUMetric'),
+            ()))
+        loaders = [t for t in getattr(dataset.pipeline, 'transforms', []) if hasattr(t, 'cameras')]
+        self.cam_names = tuple(loaders[0].cameras) if loaders else None
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if not self.show_dir or outputs is None:
             return
-        from fuller.visualization import draw_sample
-
         inputs = data_batch['inputs']
         for i, sample in enumerate(outputs):
             self._seen += 1
             if (self._seen - 1) % self.interval or (self.max_samples is not None and self._count >= self.max_samples):
                 continue
-            meta = sample.metainfo
-            pts = inputs['points'][i].cpu().numpy() if 'points' in inputs else None
-            gt_boxes = pred_boxes = pred_scores = pred_labels = None
-            if 'eval_ann_info' in sample and 'gt_bboxes_3d' in sample.eval_ann_info:
-                gt_boxes = sample.eval_ann_info['gt_bboxes_3d'].tensor.cpu().numpy()
-            elif 'gt_instances_3d' in sample and 'bboxes_3d' in sample.gt_instances_3d:
-                gt_boxes = sample.gt_instances_3d.bboxes_3d.tensor.cpu().numpy()
-            if 'pred_instances_3d' in sample:
-                p = sample.pred_instances_3d
-                keep = p.scores_3d >= self.score_thr
-                pred_boxes = p.bboxes_3d.tensor[keep.to(p.bboxes_3d.tensor.device)].cpu().numpy()
-                pred_scores = p.scores_3d[keep].cpu().numpy()
-                pred_labels = p.labels_3d[keep.to(p.labels_3d.device)].cpu().numpy()
-            imgs = lidar2img = img_aug = None
-            if 'imgs' in inputs:
-                imgs = inputs['imgs'][i].permute(0, 2, 3, 1).cpu().numpy()
-                lidar_aug = np.asarray(meta.get('lidar_aug_matrix', np.eye(4)), dtype=np.float64)
-                lidar2img = (np.asarray(meta['cam2img'], dtype=np.float64) @ np.asarray(meta['lidar2cam'], dtype=np.float64)
-                             @ np.linalg.inv(lidar_aug))
-                img_aug = np.asarray(meta['img_aug_matrix'], dtype=np.float64) if 'img_aug_matrix' in meta else None
-            gt_map = sample.gt_map.cpu().numpy() if 'gt_map' in sample else None
-            pred_map = sample.pred_map.float().cpu().numpy() if 'pred_map' in sample else None
-            token = meta.get('token', f'{self._seen:06d}')
-            draw_sample(osp.join(self.show_dir, f'{self._seen - 1:05d}_{token}.png'), points=pts, gt_boxes=gt_boxes,
-                        pred_boxes=pred_boxes, gt_map=gt_map, pred_map=pred_map, map_extent=self.map_extent,
-                        imgs=imgs, lidar2img=lidar2img, img_aug=img_aug, title=f'sample {token}',
-                        map_classes=self.map_classes, pred_scores=pred_scores, pred_labels=pred_labels,
-                        class_names=self.class_names)
             self._count += 1
+            arrays = self._sample_arrays(inputs, i, sample)
+            token = sample.metainfo.get('token', f'{self._seen:06d}')
+            np.savez(osp.join(self._pending, f'{self._seen - 1:05d}_{token}.npz'), **arrays)
+
+    def _sample_arrays(self, inputs: dict, i: int, sample) -> dict:
+        meta = sample.metainfo
+        out = {}
+        if 'points' in inputs:
+            out['points'] = inputs['points'][i][:, :2].cpu().numpy()
+        if 'eval_ann_info' in sample and 'gt_bboxes_3d' in sample.eval_ann_info:
+            out['gt_boxes'] = sample.eval_ann_info['gt_bboxes_3d'].tensor.cpu().numpy()
+        elif 'gt_instances_3d' in sample and 'bboxes_3d' in sample.gt_instances_3d:
+            out['gt_boxes'] = sample.gt_instances_3d.bboxes_3d.tensor.cpu().numpy()
+        if 'pred_instances_3d' in sample:
+            p = sample.pred_instances_3d
+            keep = (p.scores_3d >= self.score_thr).cpu()
+            out['pred_boxes'] = p.bboxes_3d.tensor.cpu()[keep].numpy()
+            out['pred_scores'] = p.scores_3d.cpu()[keep].numpy()
+            out['pred_labels'] = p.labels_3d.cpu()[keep].numpy()
+        lidar_aug = np.asarray(meta.get('lidar_aug_matrix', np.eye(4)), dtype=np.float64)
+        if 'lidar2cam' in meta:
+            lidar2cam = np.asarray(meta['lidar2cam'], dtype=np.float64)
+            front = self.cam_names.index('CAM_FRONT') if self.cam_names and 'CAM_FRONT' in self.cam_names else 0
+            out['ego_forward'] = (lidar_aug[:3, :3] @ np.linalg.inv(lidar2cam[front])[:3, :3] @ [0.0, 0.0, 1.0])[:2]
+        if 'imgs' in inputs:
+            out['imgs'] = np.clip(inputs['imgs'][i].permute(0, 2, 3, 1).cpu().numpy(), 0, 255).astype(np.uint8)
+            out['lidar2img'] = (np.asarray(meta['cam2img'], dtype=np.float64) @ np.asarray(meta['lidar2cam'], np.float64)
+                                @ np.linalg.inv(lidar_aug))
+            if 'img_aug_matrix' in meta:
+                out['img_aug'] = np.asarray(meta['img_aug_matrix'], dtype=np.float64)
+        if 'gt_map' in sample:
+            out['gt_map'] = sample.gt_map.cpu().numpy().astype(bool)
+        if 'pred_map' in sample:
+            out['pred_map'] = sample.pred_map.float().cpu().numpy().astype(np.float16)
+        return out
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        if self.show_dir:
-            runner.logger.info(f'BEVVisualizationHook: {self._count} pictures in {self.show_dir}')
+        if not self.show_dir:
+            return
+        from fuller.visualization import draw_sample
+
+        metrics = metrics or {}
+        thr = [metrics.get(f'map/thr_{c}', 0.5) for c in self.map_classes] if self.map_classes else 0.5
+        files = sorted(f for f in os.listdir(self._pending) if f.endswith('.npz'))
+        for name in files:
+            path = osp.join(self._pending, name)
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            pred_map = arrays.pop('pred_map', None)
+            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), map_extent=self.map_extent,
+                        pred_map=None if pred_map is None else pred_map.astype(np.float32), map_threshold=thr,
+                        title=f'sample {name[6:-4]}', map_classes=self.map_classes,
+                        class_names=self.class_names, cam_names=self.cam_names, **arrays)
+            os.remove(path)
+        os.rmdir(self._pending)
+        try:
+            os.rmdir(osp.dirname(self._pending))
+        except OSError:
+            pass  # another rank's pictures are still pending
+        runner.logger.info(f'BEVVisualizationHook: {len(files)} pictures in {self.show_dir}')
 
 
 def _as_list(x) -> list:

@@ -68,6 +68,8 @@ class BEVMapIoUMetric(BaseMetric):
         best = iou.max(1)
         out = {f'IoU_{c}': float(v) for c, v in zip(self.classes, best)}
         out['mIoU'] = float(best.mean())
+        # The threshold each class is scored at (pictures draw the predicted map with it).
+        out.update({f'thr_{c}': float(self.thresholds[int(iou[i].argmax())]) for i, c in enumerate(self.classes)})
         logger = MMLogger.get_current_instance()
         rows = '\n'.join(f'  {c:<14} {v:.4f}  (thr {self.thresholds[int(iou[i].argmax())]})'
                          for i, (c, v) in enumerate(zip(self.classes, best)))

@@ -53,38 +53,67 @@ def _draw_boxes_bev(ax, boxes: np.ndarray, color: str, label: str, texts: list[s
             ax.text(corners[:, 0].max() + 0.5, centre[1], texts[i], color=color, fontsize=5, va='center')
 
 
+# Camera panels in the order of the rig as seen from above the car: front row, then back row.
+RIG_ORDER = ('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT')
+
+
+def _draw_ego(ax, forward: np.ndarray | None) -> None:
+    """The ego vehicle at the origin: a 4.5 x 1.9 m outline and an arrow along its heading."""
+    f = np.array([1.0, 0.0]) if forward is None else np.asarray(forward[:2], np.float64)
+    f = f / max(np.linalg.norm(f), 1e-9)
+    left = np.array([-f[1], f[0]])
+    corners = np.array([f * a + left * b for a, b in ((2.25, 0.95), (2.25, -0.95), (-2.25, -0.95), (-2.25, 0.95))])
+    ax.fill(corners[:, 0], corners[:, 1], color='k', alpha=0.8, zorder=5, label='ego')
+    ax.annotate('', xy=f * 7.0, xytext=(0, 0), arrowprops=dict(arrowstyle='->', color='k', lw=1.5), zorder=6)
+
+
+def _camera_order(cam_names: tuple | None, n_cam: int) -> list[tuple[int, str]]:
+    """(index into the images, title) in rig order; unknown names keep their position."""
+    if not cam_names or len(cam_names) != n_cam:
+        return [(i, f'camera {i}') for i in range(n_cam)]
+    known = [(cam_names.index(c), c) for c in RIG_ORDER if c in cam_names]
+    rest = [(i, c) for i, c in enumerate(cam_names) if c not in RIG_ORDER]
+    return known + rest
+
+
 def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,
                 pred_boxes: np.ndarray | None = None, gt_map: np.ndarray | None = None,
                 pred_map: np.ndarray | None = None, map_extent: tuple = (-50, 50, -50, 50),
                 imgs: np.ndarray | None = None, lidar2img: np.ndarray | None = None,
                 img_aug: np.ndarray | None = None, bev_range: float = 51.2,
-                map_threshold: float = 0.5, title: str = '', map_classes: tuple = (),
+                map_threshold=0.5, title: str = '', map_classes: tuple = (),
                 pred_scores: np.ndarray | None = None, pred_labels: np.ndarray | None = None,
-                class_names: tuple = ()) -> None:
-    """Save one PNG: BEV points with GT (green) and predicted (red) boxes, GT and predicted
-    map masks side by side, and the camera images with the boxes projected.
+                class_names: tuple = (), cam_names: tuple | None = None,
+                ego_forward: np.ndarray | None = None) -> None:
+    """Save one PNG: BEV points with GT (green) and predicted (red, with class and score)
+    boxes and the ego vehicle, GT and predicted map masks side by side with one legend, and
+    the camera images (titled, in rig order) with the boxes projected. BEV axes are in metres
+    in the LiDAR frame.
 
     Args:
         out_path: PNG path.
         points: [N, >=2] LiDAR points (x, y, ...).
         gt_boxes, pred_boxes: [N, >=7] bottom-centred boxes in the same frame as the points.
-        gt_map: [K, H, W] binary; pred_map: [K, H, W] probabilities (thresholded at ``map_threshold``).
+        gt_map: [K, H, W] binary; pred_map: [K, H, W] probabilities.
         map_extent: (xmin, xmax, ymin, ymax) of the map grid; row i is y, column j is x.
         imgs: [N_cam, H, W, 3] uint8 or 0-255 float images.
         lidar2img: [N_cam, 4, 4] LiDAR -> original image pixels, (u*d, v*d, d, 1).
         img_aug: [N_cam, 4, 4] original -> augmented pixels, acting on (u, v, d, 1).
         bev_range: half-size of the BEV plot, m.
-        map_threshold: probability threshold for the predicted mask.
+        map_threshold: probability threshold of the predicted mask: one for all classes or one
+            per class (the thresholds the map metric chose).
         title: figure title.
         map_classes: class names for the legend.
         pred_scores, pred_labels: [N] score and class index of each predicted box, written next
             to it in BEV (class name from ``class_names``).
         class_names: detection class names.
+        cam_names: camera channel of each image (``CAM_FRONT``, ...): panel titles and rig order.
+        ego_forward: the ego vehicle's forward direction in the LiDAR frame (x, y); default +x.
     """
     n_cam = 0 if imgs is None else len(imgs)
     cam_rows = (n_cam + 2) // 3
-    fig = plt.figure(figsize=(15, 5 + 2.6 * cam_rows))
-    grid = fig.add_gridspec(1 + cam_rows, 3, height_ratios=[5] + [2.6] * cam_rows)
+    fig = plt.figure(figsize=(15, 5.6 + 2.6 * cam_rows))
+    grid = fig.add_gridspec(1 + cam_rows, 3, height_ratios=[5.6] + [2.6] * cam_rows)
     ax = fig.add_subplot(grid[0, 0])
     if points is not None and len(points):
         p = np.asarray(points)
@@ -98,31 +127,46 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
             names = [class_names[int(k)] if pred_labels is not None and int(k) < len(class_names) else ''
                      for k in (pred_labels if pred_labels is not None else np.zeros(len(pred_scores)))]
             texts = [f'{n} {float(sc):.2f}'.strip() for n, sc in zip(names, pred_scores)]
-        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction', texts)
+        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction (class score)', texts)
+    _draw_ego(ax, ego_forward)
     ax.set_xlim(-bev_range, bev_range)
     ax.set_ylim(-bev_range, bev_range)
     ax.set_aspect('equal')
+    ax.set_xlabel('x (m)')
+    ax.set_ylabel('y (m)')
     ax.set_title('LiDAR BEV: boxes')
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc='upper right', fontsize=7)
+    ax.legend(loc='upper right', fontsize=8)
+    k_classes = 0 if gt_map is None and pred_map is None else len(gt_map if gt_map is not None else pred_map)
+    thr = np.broadcast_to(np.asarray(map_threshold, dtype=np.float64), (k_classes,))
     for col, (mask, name) in enumerate(((gt_map, 'map: ground truth'), (pred_map, 'map: prediction')), 1):
         ax = fig.add_subplot(grid[0, col])
-        ax.set_title(name)
         if mask is None:
+            ax.set_title(name)
             ax.axis('off')
             continue
         m = np.asarray(mask)
         if col == 2:
-            m = m >= map_threshold
+            m = m >= thr[:, None, None]
+            same = np.allclose(thr, thr[0]) if len(thr) else True
+            name += f' (threshold {thr[0]:.2f})' if same and len(thr) else ' (per-class thresholds)'
+        ax.set_title(name)
         ax.imshow(map_to_rgb(m), origin='lower', extent=map_extent, interpolation='nearest')
+        _draw_ego(ax, ego_forward)
         ax.set_aspect('equal')
-        if col == 2 and map_classes:
-            handles = [plt.Rectangle((0, 0), 1, 1, color=MAP_COLORS[k]) for k in range(len(map_classes))]
-            ax.legend(handles, map_classes, loc='upper right', fontsize=6)
-    for i in range(n_cam):
-        ax = fig.add_subplot(grid[1 + i // 3, i % 3])
+        ax.set_xlabel('x (m)')
+        ax.set_ylabel('y (m)')
+    if k_classes and map_classes:
+        labels = [c if len(thr) != len(map_classes) else f'{c} ({t:.2f})' for c, t in zip(map_classes, thr)] \
+            if pred_map is not None else list(map_classes)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=MAP_COLORS[k]) for k in range(len(map_classes))]
+        fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(2 / 3, 1 - 0.2 / fig.get_figheight()),
+                   ncol=len(map_classes), fontsize=9, frameon=False,
+                   title='map classes' + (' (prediction threshold)' if pred_map is not None else ''))
+    for slot, (i, cam) in enumerate(_camera_order(cam_names, n_cam)):
+        ax = fig.add_subplot(grid[1 + slot // 3, slot % 3])
         img = np.asarray(imgs[i])
         ax.imshow(np.clip(img, 0, 255).astype(np.uint8))
+        ax.set_title(cam, fontsize=9)
         h, w = img.shape[:2]
         for boxes, color in ((gt_boxes, 'lime'), (pred_boxes, 'red')):
             if boxes is None or not len(boxes) or lidar2img is None:
@@ -145,8 +189,8 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
         ax.set_ylim(h, 0)
         ax.axis('off')
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9, x=0.02, ha='left')
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
     fig.savefig(out_path, dpi=80)
     plt.close(fig)
 
