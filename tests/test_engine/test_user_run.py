@@ -107,3 +107,18 @@ def test_checkpoint_from_another_config_is_refused_unless_partial(run, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = open(sorted((tmp_path / 'w').glob('*/*.log'))[-1]).read()  # the second (partial) run's
     assert 'Partial load of' in log and 'encoders.lidar' in log and 'decoder.backbone' in log
+
+
+@pytest.mark.slow
+def test_wandb_offline_from_the_command_line(run, tmp_path):
+    path, _, _ = run
+    work = tmp_path / 'wb'
+    proc = subprocess.run([sys.executable, 'tools/train.py', str(path), '--work-dir', str(work), '--wandb',
+                           '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=100'],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+                          env=dict(os.environ, WANDB_SILENT='true'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((work / 'wandb').glob('offline-run-*'))
+    assert len(runs) == 1
+    records = list(runs[0].glob('run-*.wandb'))
+    assert records and records[0].stat().st_size > 1000  # the logged scalars, ready for `wandb sync`
