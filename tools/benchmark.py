@@ -476,13 +476,11 @@ def bench_train(args) -> None:
         model.init_weights()
         model.train()
         ow_cfg = dict(cfg.optim_wrapper)
-        if dtype == 'bf16':
-            # Keep the config's calibration: the calibrated wrapper has its own AMP variant.
-            calibrated = ow_cfg.get('type') == 'CalibratedOptimWrapper'
-            ow_cfg['type'] = 'CalibratedAmpOptimWrapper' if calibrated else 'AmpOptimWrapper'
-            ow_cfg['dtype'] = 'bfloat16'
-            if calibrated:
-                ow_cfg['device_type'] = device.type
+        if dtype == 'bf16':  # as tools/train.py --amp --amp-dtype bfloat16 does
+            if ow_cfg.get('type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
+                ow_cfg['type'] = 'GuardedOptimWrapper'
+            ow_cfg['amp'] = 'bfloat16'
+            ow_cfg['device_type'] = device.type
         ow = build_optim_wrapper(model, ow_cfg)
         ts = []
         for i in range(args.warmup + args.iters):
@@ -518,28 +516,41 @@ def _train_per_pool_impl(args, device: torch.device) -> None:
     import subprocess
     import tempfile
 
-    rows = []
+    impls = list(args.pool_impls)
+    # Rounds in A B B A order, so that a drift of the machine's speed hits every path alike.
+    order = [impl for r in range(args.rounds) for impl in (impls if r % 2 == 0 else impls[::-1])]
+    runs: dict[tuple, list] = {}  # (impl, precision) -> [(ms/step, peak), ...] over rounds
     with tempfile.TemporaryDirectory() as tmp:
-        for impl in args.pool_impls:
+        for k, impl in enumerate(order):
             argv = [sys.executable, osp.abspath(__file__), 'train', '--config', args.config, '--batch-size',
                     str(args.batch_size), '--points', str(args.points), '--warmup', str(args.warmup), '--iters',
                     str(args.iters), '--dtypes', *args.dtypes, '--pool-impls', impl, '--device', str(device),
-                    '--out', tmp, '--name', impl]
+                    '--out', tmp, '--name', f'{impl}_{k}']
             if args.data_root:
                 argv += ['--data-root', args.data_root]
-            subprocess.run(argv, check=True, capture_output=True, text=True)
-            with open(osp.join(tmp, f'{impl}.json')) as f:
-                rows += [[impl, *r] for r in json.load(f)['rows']]
-    base = {r[1]: r[2] for r in rows if r[0] == args.pool_impls[-1]}
+            res = subprocess.run(argv, capture_output=True, text=True)
+            if res.returncode:
+                raise SystemExit(f'benchmark train --pool-impls {impl} failed:\n{res.stderr[-3000:]}')
+            with open(osp.join(tmp, f'{impl}_{k}.json')) as f:
+                for r in json.load(f)['rows']:
+                    runs.setdefault((impl, r[0]), []).append((r[1], r[3]))
+    rows = []
+    for (impl, prec), rs in runs.items():
+        ms = [r[0] for r in rs]
+        peak = max(rs, key=lambda r: float(str(r[1]).split()[0]))[1]
+        rows.append([impl, prec, statistics.median(ms), ' / '.join(f'{m:.0f}' for m in ms),
+                     args.batch_size / (statistics.median(ms) / 1000), peak])
+    base = {r[1]: r[2] for r in rows if r[0] == impls[-1]}
     rows = [[*r, base[r[1]] / r[2]] for r in rows]
     write_results(args.out, args.name or 'train', 'Training step per view-transform pooling path',
                   machine_info(device), {'config': args.config, 'data_root': args.data_root, 'batch_size':
                                          args.batch_size, 'points_per_sample': args.points, 'warmup': args.warmup,
-                                         'iters': args.iters},
-                  ['pool_impl', 'precision', 'median ms/step', 'samples/s/device', 'peak MiB',
-                   f'speed-up vs {args.pool_impls[-1]}'], rows,
-                  'Each path in a fresh process, back to back (peak memory is that process\'s peak resident set '
-                  'on CPU, the allocator peak on CUDA). csr: frustum-free pooling (default); indexed: the lifted '
+                                         'iters': args.iters, 'rounds': args.rounds},
+                  ['pool_impl', 'precision', 'median ms/step', 'ms/step per round', 'samples/s/device',
+                   'peak MiB', f'speed-up vs {args.pool_impls[-1]}'], rows,
+                  f'Each path in a fresh process per round, {args.rounds} round(s) in A B B A order (median over the '
+                  'rounds of each round\'s median; peak memory is the highest process peak resident set on CPU, '
+                  'the allocator peak on CUDA). csr: frustum-free pooling (default); indexed: the lifted '
                   'frustum materialised and pooled with index_add (the previous default).')
 
 
@@ -588,6 +599,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     t.add_argument('--pool-impls', nargs='+', help='view-transform pooling paths to compare, e.g. csr indexed '
                                                    '(each in its own process)')
+    t.add_argument('--rounds', type=int, default=2, help='with several --pool-impls: fresh processes per path, '
+                                                          'in A B B A order')
     t.add_argument('--data-root', help='take the calibration, boxes and map masks from this nuScenes-format tree '
                                        '(e.g. data/nuscenes-demo/ when nuScenes is not on disk)')
     return p.parse_args(argv)
