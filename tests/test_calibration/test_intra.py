@@ -12,7 +12,7 @@ def test_equal_norms_and_unchanged_directions(target, per_sample):
     for _ in range(50):
         a = torch.randn(3, 4, 5, 5, generator=gen, dtype=torch.float64) * torch.rand(1, generator=gen).item() * 10
         b = torch.randn(3, 6, 5, 5, generator=gen, dtype=torch.float64) * 0.01
-        a2, b2 = cal(a, b)
+        a2, b2, _ = cal(a, b)
         def nrm(x):
             return x.flatten(1).norm(dim=1) if per_sample else x.norm()
 
@@ -27,7 +27,7 @@ def test_equal_norms_and_unchanged_directions(target, per_sample):
 
 def test_ratio_target():
     cal = ModalityCalibrator(target='ratio', ratio=2.0)
-    a2, b2 = cal(torch.randn(100, dtype=torch.float64), 5 * torch.randn(100, dtype=torch.float64))
+    a2, b2, _ = cal(torch.randn(100, dtype=torch.float64), 5 * torch.randn(100, dtype=torch.float64))
     torch.testing.assert_close(a2.norm() / b2.norm(), torch.tensor(2.0, dtype=torch.float64))
 
 
@@ -35,7 +35,8 @@ def test_autograd_function_is_identity_and_calibrates_backward():
     cam = torch.randn(2, 3, 4, 4, requires_grad=True)
     lidar = torch.randn(2, 5, 4, 4, requires_grad=True)
     cal = ModalityCalibrator()
-    c2, l2 = intra_calibrate(cam, lidar, cal)
+    stats = {}
+    c2, l2 = intra_calibrate(cam, lidar, cal, stats=stats)
     torch.testing.assert_close(c2, cam)
     torch.testing.assert_close(l2, lidar)
     w_c, w_l = torch.randn_like(cam), 100 * torch.randn_like(lidar)
@@ -43,8 +44,8 @@ def test_autograd_function_is_identity_and_calibrates_backward():
     torch.testing.assert_close(cam.grad.norm(), lidar.grad.norm())
     cos = torch.nn.functional.cosine_similarity(cam.grad.flatten(), w_c.flatten(), dim=0)
     torch.testing.assert_close(cos, torch.tensor(1.0))
-    assert cal.last_stats['cam_lidar_ratio_before'] < 0.1
-    assert abs(cal.last_stats['cam_lidar_ratio_after'] - 1.0) < 1e-5
+    assert stats['cam_lidar_ratio_before'] < 0.1
+    assert abs(stats['cam_lidar_ratio_after'] - 1.0) < 1e-5
     assert intra_calibrate(cam, lidar, None) == (cam, lidar)
 
 
@@ -59,8 +60,8 @@ def test_intra_config_errors():
 def test_measure_only_target_passes_gradients_unchanged():
     cal = ModalityCalibrator(target='none')
     g_c, g_l = torch.randn(2, 3, 4, 4), 5 * torch.randn(2, 3, 4, 4)
-    out_c, out_l = cal(g_c, g_l)
+    out_c, out_l, stats = cal(g_c, g_l)
     torch.testing.assert_close(out_c, g_c)
     torch.testing.assert_close(out_l, g_l)
-    assert cal.last_stats['cam_lidar_ratio_before'] == pytest.approx(float(g_c.norm() / g_l.norm()), rel=1e-5)
-    assert cal.last_stats['cam_lidar_ratio_after'] == pytest.approx(cal.last_stats['cam_lidar_ratio_before'], rel=1e-5)
+    assert stats['cam_lidar_ratio_before'] == pytest.approx(float(g_c.norm() / g_l.norm()), rel=1e-5)
+    assert stats['cam_lidar_ratio_after'] == pytest.approx(stats['cam_lidar_ratio_before'], rel=1e-5)
