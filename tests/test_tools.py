@@ -66,7 +66,9 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
         assert res['machine']['torch'] and res['rows'], name
         assert (tmp_path / 'bench' / f'{name}.md').read_text().count('|') > 10
     step = json.loads((tmp_path / 'bench' / 'step.json').read_text())
-    assert [r[0] for r in step['rows']] == ['sum', 'fuller', 'upgrad', 'param-level pcgrad']
+    assert [r[0] for r in step['rows']][:5] == ['sum', 'fuller', 'upgrad', 'param-level pcgrad',
+                                                'torchjd mtl_backward + UPGrad']
+    assert step['rows'][-1][0].startswith('fuller + sync=global') and step['rows'][-1][3] > 0
     pool = json.loads((tmp_path / 'bench' / 'bevpool.json').read_text())
     assert pool['params']['max_abs_diff'] < 1e-3
     vt = json.loads((tmp_path / 'bench' / 'vtransform.json').read_text())

@@ -1,17 +1,15 @@
 """DistributedDataParallel that keeps the calibrated step.
 
 mmengine's ``MMDistributedDataParallel.train_step`` computes summed losses and steps, which
-would silently bypass gradient calibration. This wrapper runs the calibrated forward through
-DDP's own ``forward`` (so the reducer is prepared exactly once per step) and then the
-wrapper's single calibrated backward: per-task gradients (at the detached leaf of the shared
-feature and of the head parameters) are taken with ``autograd.grad``, which does not fire the
-reducer's parameter hooks, and the one backward of the surrogate loss reduces every parameter
-gradient once.
+would silently bypass gradient calibration. This wrapper hands the step to the model's own
+``train_step`` with itself as the module to run the forward through, so DDP's ``forward``
+prepares the reducer exactly once per step. In the calibrated step the per-task gradients (at
+the detached leaf of the shared feature and of the head parameters) are taken with
+``autograd.grad``, which does not fire the reducer's parameter hooks, and the one backward of
+the surrogate loss reduces every parameter gradient once.
 
-Calibration statistics are **per rank**: each rank combines the task gradients of its own
-samples, then DDP averages the calibrated parameter gradients. This equals a single process
-that accumulates gradients over the ranks' micro-batches (tested), and differs from a single
-process that calibrates the whole global batch at once, because the rules are nonlinear.
+Whether the calibration sees each rank's samples or the global batch is the optimizer
+wrapper's ``sync`` (``'global'`` by default; see :class:`~fuller.engine.CalibratedOptimWrapper`).
 """
 
 from mmengine.model import MMDistributedDataParallel
@@ -25,13 +23,7 @@ from fuller.registry import MODEL_WRAPPERS
 @ROOT_MODEL_WRAPPERS.register_module()
 @MODEL_WRAPPERS.register_module()
 class FullerDistributedDataParallel(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` whose ``train_step`` honours :class:`CalibratedOptimWrapper`."""
+    """``MMDistributedDataParallel`` whose ``train_step`` is the model's own, run through DDP."""
 
     def train_step(self, data, optim_wrapper: OptimWrapper) -> dict:
-        if not hasattr(optim_wrapper, 'calibrated_update'):
-            return super().train_step(data, optim_wrapper)
-        self.module.intra_calibrator = optim_wrapper.intra
-        with optim_wrapper.optim_context(self):
-            data = self.module.data_preprocessor(data, training=True)
-            groups, shared, leaf = self._run_forward(data, mode='calib')
-        return optim_wrapper.calibrated_update(groups, shared, leaf)
+        return self.module.train_step(data, optim_wrapper, forward=self)

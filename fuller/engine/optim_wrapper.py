@@ -1,14 +1,17 @@
-"""The calibrated optimizer wrapper: multi-level gradient calibration inside the step."""
+"""The optimizer wrappers: the non-finite guard (with AMP), and the calibrated step."""
 
 from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import torch
 import torch.distributed as dist
 from mmengine.logging import MessageHub, MMLogger
+from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
-from fuller.calibration import build_inter_rule, build_intra, build_weighting
+from fuller.calibration import build_inter_rule, build_intra, build_weighting, intra_calibrate
+from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
 from fuller.registry import OPTIM_WRAPPERS
 
 
@@ -85,14 +88,18 @@ class GuardedOptimWrapper(OptimWrapper):
         self.scaler.scale(loss).backward(**kwargs)
         self._inner_count += 1
 
-    def step(self, **kwargs) -> None:
+    def step(self, **kwargs) -> bool:
+        """The optimizer step; ``False`` when float16's scaler skipped it for an overflow."""
         if not self.scaler.is_enabled():
-            return super().step(**kwargs)
+            super().step(**kwargs)
+            return True
         if self.clip_grad_kwargs:
             self.scaler.unscale_(self.optimizer)
             self._clip_grad()
+        before = self._scale()
         self.scaler.step(self.optimizer, **kwargs)
         self.scaler.update()
+        return self._scale() >= before
 
     def _skip(self, what: str, detail: str = '') -> None:
         self.skipped_steps += 1
@@ -131,17 +138,20 @@ class GuardedOptimWrapper(OptimWrapper):
             self._backward_and_step(loss, step_kwargs, zero_kwargs)
 
     def _backward_and_step(self, loss: Tensor, step_kwargs: dict | None = None,
-                           zero_kwargs: dict | None = None) -> None:
-        """Backward of an already-checked loss; step unless the gradients are non-finite."""
+                           zero_kwargs: dict | None = None) -> bool:
+        """Backward of an already-checked loss; step unless the gradients are non-finite.
+        Returns whether the parameters were updated."""
         self.backward(self.scale_loss(loss))
-        if self.should_update():
-            if self.check_grads and not self._grads_finite():
-                self.zero_grad(**(zero_kwargs or {}))
-                self._skip('gradient')
-                return
-            self.step(**(step_kwargs or {}))
+        if not self.should_update():
+            return False
+        if self.check_grads and not self._grads_finite():
             self.zero_grad(**(zero_kwargs or {}))
-            self._consecutive_skips = 0
+            self._skip('gradient')
+            return False
+        stepped = self.step(**(step_kwargs or {}))
+        self.zero_grad(**(zero_kwargs or {}))
+        self._consecutive_skips = 0
+        return stepped is not False
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -169,17 +179,24 @@ class GuardedOptimWrapper(OptimWrapper):
 
 @OPTIM_WRAPPERS.register_module()
 class CalibratedOptimWrapper(GuardedOptimWrapper):
-    """:class:`~mmengine.optim.OptimWrapper` that applies FULLER's gradient calibration.
+    """:class:`GuardedOptimWrapper` that trains with FULLER's multi-level gradient calibration.
 
-    ``calibrated_update`` receives the per-task loss groups computed on a detached leaf
-    copy ``F'`` of the shared feature ``F``. For each task ``t`` one backward through that
-    task's head only gives both ``g_t = d(w_t L_t)/dF'`` and the head's parameter gradients
-    ``h_t``. The ``inter`` rule combines the ``g_t`` into ``g``, and **one** backward of the
-    surrogate ``<F, g> + sum_t <theta_heads, h_t>`` (``h_t`` detached) puts ``g`` through the
-    backbone and ``h_t`` on the head parameters, so every parameter gradient arrives in a
-    single backward (DDP reduces each once) and no head is traversed twice. The ``intra``
-    calibrator is installed on the model and rescales the camera/LiDAR gradients inside that
-    backward. Gradient accumulation, clipping and the step are those of the parent class.
+    :meth:`calibrated_step` is the whole step (``FullerNet.train_step`` and the DDP wrapper
+    call it): the model's ``'tasks'`` forward returns the per-task losses computed on a
+    detached leaf copy ``F'`` of the shared feature ``F``, with the modality calibrator passed
+    in; then :meth:`calibrated_update` takes each task's gradient at ``F'`` through its head
+    only, combines them with the ``inter`` rule's weights, and sends the result through the
+    backbone in one backward (the tensor math is :mod:`fuller.calibration.step`). Gradient
+    accumulation, clipping, AMP and the non-finite guard are those of the parent class.
+
+    **DDP** (``sync``): with ``'global'`` (the default) the ranks all-reduce the m x m Gram
+    matrix of their task gradients and the two squared modality norms, so every rank applies
+    the weights and scales of the *global* batch: the update equals one process calibrating
+    the concatenated batch (exactly, for losses that are means over samples). ``'local'``
+    calibrates each rank's samples on its own (the update equals gradient accumulation of
+    per-rank calibrations). Rules that need the matrix itself (Nash-MTL, non-weighting
+    aggregators) and the dynamic loss ``weighting`` stay per rank. Without a process group the
+    two are the same.
 
     Args:
         inter: inter-task rule config (``dict(type='FullerInter')``, ``dict(type='UPGrad')``,
@@ -189,14 +206,15 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         task_weights: static loss weight per task, e.g. ``dict(det=1.0, map=1.0)``.
         weighting: dynamic loss weighting applied on top of them, before the rule
             (``dict(type='DWA' | 'UncertaintyWeighting' | 'GradNorm', ...)``); ``None``: none.
-            Like the calibration statistics, its state is per rank under DDP.
-        warmup_iters: plain summed gradients for this many updates before calibrating.
-        **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``) and
-            :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
+        warmup_iters: plain summed gradients for this many optimizer updates (steps that were
+            skipped or only accumulated do not count) before calibrating.
+        sync: ``'global'`` or ``'local'`` (see above).
+        **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``, ``amp``)
+            and :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
     def __init__(self, inter: dict | None = None, intra: dict | None = None, task_weights: dict | None = None,
-                 weighting: dict | None = None, warmup_iters: int = 0, **kwargs) -> None:
+                 weighting: dict | None = None, warmup_iters: int = 0, sync: str = 'global', **kwargs) -> None:
         super().__init__(**kwargs)
         self.inter = build_inter_rule(inter)
         self.intra = build_intra(intra)
@@ -204,22 +222,97 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self.task_weights = dict(task_weights or {})
         if warmup_iters < 0:
             raise ValueError(f'optim_wrapper.warmup_iters must be >= 0, got {warmup_iters}')
+        if sync not in ('global', 'local'):
+            raise ValueError(f"optim_wrapper.sync must be 'global' or 'local', got {sync!r}")
         self.warmup_iters = warmup_iters
+        self.sync = sync
         self._updates = 0
+        self._group = None
 
-    def task_gradient(self, total: Tensor, leaf: Tensor, params: list[Tensor]) -> tuple[Tensor, list]:
-        """``d total / d leaf`` in fp32 and ``d total / d params`` (``None`` where unused), from
-        one backward through the task's head only (the rest of the network is not reachable
-        from the detached leaf). Under float16 AMP the gradients come from the scaled loss and
-        are unscaled in fp32 here, before the rule sees them."""
-        if self.scaler.is_enabled():
-            total = self.scaler.scale(total)  # also initialises the scaler's state
-        g, *pg = torch.autograd.grad(total, [leaf, *params], retain_graph=True, allow_unused=True)
-        g = torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()
-        if self.scaler.is_enabled():
-            inv = 1.0 / self._scale()
-            g, pg = g * inv, [None if x is None else x.float() * inv for x in pg]
-        return g, pg
+    # ------------------------------------------------------------------ the step
+    def calibrated_step(self, model, data: dict) -> dict:
+        """One calibrated training step of ``model`` (a ``FullerNet`` or its DDP wrapper) on
+        ``data``; returns the log variables (losses and calibration diagnostics)."""
+        net = model.module if is_model_wrapper(model) else model
+        intra_stats: dict[str, float] = {}
+        intra = partial(intra_calibrate, calibrator=self.intra, group=self._sync_group(), stats=intra_stats)
+        with self.optim_context(model):
+            data = net.data_preprocessor(data, True)
+            groups, shared, leaf = model(**data, mode='tasks', intra=intra if self.intra is not None else None)
+        return self.calibrated_update(groups, shared, leaf, intra_stats)
+
+    def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor,
+                          intra_stats: dict | None = None) -> dict:
+        """Calibrated backward + step from the task losses on ``leaf`` (``F'``) and ``shared`` (``F``)."""
+        totals, log_vars = self._task_totals(groups)
+        loss = sum(totals.values())
+        log_vars['loss'] = loss.detach()
+        if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}' for k, v in totals.items())):
+            return log_vars
+        params = self._trainable()
+        # fp16: the loss scale (scaling a unit tensor also initialises the scaler's state)
+        loss_scale = float(self.scaler.scale(torch.ones((), device=leaf.device))) if self.scaler.is_enabled() else 1.0
+        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale)
+        if self.weighting is not None:
+            matrix, head_grads = self._apply_weighting(totals, matrix, head_grads, log_vars)
+        gram = self._reduce(gram_matrix(matrix))  # the global batch's Gram matrix under sync='global'
+        if not self._finite(gram):
+            self.on_nonfinite_task_gradient()
+            return log_vars
+        combined, weights = self._combine(matrix, gram)
+        log_vars.update(gram_diagnostics(gram, weights, list(totals)))
+        if weights is None:
+            log_vars['calib/grad_norm_combined'] = float(combined.norm())
+        if self._backward_and_step(surrogate_loss(shared, combined, params, head_grads)):
+            self._updates += 1
+        log_vars.update({f'calib/{k}': v for k, v in (intra_stats or {}).items()})
+        return log_vars
+
+    # ------------------------------------------------------------------ its parts
+    def _task_totals(self, groups: dict[str, dict[str, Tensor]]) -> tuple[dict[str, Tensor], dict]:
+        unknown = set(self.task_weights) - set(groups)
+        if unknown:
+            raise KeyError(f'optim_wrapper.task_weights names tasks {sorted(unknown)} the model does not have '
+                           f'(tasks: {sorted(groups)})')
+        log_vars = {f'{task}.{k}': v.detach() for task, losses in groups.items() for k, v in losses.items()}
+        totals = {task: sum(v for k, v in losses.items() if 'loss' in k) * self.task_weights.get(task, 1.0)
+                  for task, losses in groups.items()}
+        return totals, log_vars
+
+    def _apply_weighting(self, totals: dict, matrix: Tensor, head_grads: list, log_vars: dict) -> tuple:
+        lw = self.weighting(torch.stack([t.detach() for t in totals.values()]),
+                            matrix if self.weighting.needs_grads else None).to(matrix.device)
+        log_vars.update({f'calib/loss_weight_{task}': float(w) for task, w in zip(totals, lw)})
+        head_grads = [[None if g is None else g * float(w) for g in pg] for w, pg in zip(lw, head_grads)]
+        return matrix * lw[:, None], head_grads
+
+    def _combine(self, matrix: Tensor, gram: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.inter is None or self._updates < self.warmup_iters:
+            weights = torch.ones(matrix.shape[0], dtype=torch.float64, device=matrix.device)
+            return weights.to(matrix.dtype) @ matrix, weights
+        return self.inter.combine_with_weights(matrix, gram)
+
+    def _sync_group(self):
+        """The process group of the calibration statistics (its own, so that its collectives
+        never interleave with DDP's gradient buckets); ``None`` for local calibration."""
+        if self.sync != 'global' or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        if self._group is None:
+            self._group = dist.new_group(backend=dist.get_backend())
+        return self._group
+
+    def _reduce(self, gram: Tensor) -> Tensor:
+        """``K`` of the global batch: with mean losses the global task gradient at the
+        concatenated feature is the per-rank gradients / W stacked, so ``K = sum_r K_r / W^2``."""
+        group = self._sync_group()
+        if group is None:
+            return gram
+        dist.all_reduce(gram, group=group)
+        return gram / dist.get_world_size(group) ** 2
+
+    def _finite(self, gram: Tensor) -> bool:
+        ok = bool(torch.isfinite(gram).all())
+        return ok if self._sync_group() is not None else not _any_rank(not ok, gram.device)
 
     def _trainable(self) -> list[Tensor]:
         return [p for group in self.optimizer.param_groups for p in group['params'] if p.requires_grad]
@@ -230,68 +323,6 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         new = self._scale() * self.scaler.get_backoff_factor()
         self.scaler.update(new_scale=new)
         MMLogger.get_current_instance().info(f'fp16 overflow in a task gradient: loss scale lowered to {new:g}')
-
-    def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor) -> dict:
-        """Calibrated backward + step. Returns the log variables (losses and diagnostics)."""
-        unknown = set(self.task_weights) - set(groups)
-        if unknown:
-            raise KeyError(f'optim_wrapper.task_weights names tasks {sorted(unknown)} the model does not have '
-                           f'(tasks: {sorted(groups)})')
-        log_vars: dict[str, float] = {}
-        totals = {}
-        for task, losses in groups.items():
-            total = sum(v for k, v in losses.items() if 'loss' in k)
-            for k, v in losses.items():
-                log_vars[f'{task}.{k}'] = v.detach()
-            totals[task] = total * self.task_weights.get(task, 1.0)
-        loss = sum(totals.values())
-        log_vars['loss'] = loss.detach()
-        if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}' for k, v in totals.items())):
-            return log_vars
-
-        active = self.inter is not None and self._updates >= self.warmup_iters
-        params = self._trainable()
-        grads, head_grads = [], []
-        for task, total in totals.items():
-            g, pg = self.task_gradient(total, leaf, params)
-            grads.append(g.flatten())
-            head_grads.append(pg)
-        matrix = torch.stack(grads)
-        norms = matrix.norm(dim=1)  # non-finite iff some element is (or the norm overflows fp32)
-        if _any_rank(not bool(torch.isfinite(norms).all()), matrix.device):
-            self.on_nonfinite_task_gradient()
-            return log_vars
-        for task, n in zip(totals, norms):
-            log_vars[f'calib/grad_norm_{task}'] = float(n)
-        if len(grads) == 2:
-            log_vars['calib/cos'] = float(torch.nn.functional.cosine_similarity(matrix[0], matrix[1], dim=0))
-        if self.weighting is not None:
-            lw = self.weighting(torch.stack([t.detach() for t in totals.values()]),
-                                matrix if self.weighting.needs_grads else None).to(matrix.device)
-            matrix = matrix * lw[:, None]
-            head_grads = [[None if g is None else g * float(w) for g in pg] for w, pg in zip(lw, head_grads)]
-            for task, wt in zip(totals, lw):
-                log_vars[f'calib/loss_weight_{task}'] = float(wt)
-        combined = self.inter(matrix) if active else matrix.sum(0)
-        # Least-squares weights w with G^T w ~ g (what the rule did, in task coordinates), from
-        # the m x m normal equations: two passes over the gradients instead of a tall QR.
-        gram = (matrix @ matrix.T).double()
-        w = torch.linalg.lstsq(gram, (matrix @ combined).double().unsqueeze(1)).solution.squeeze(1)
-        for task, wt in zip(totals, w):
-            log_vars[f'calib/weight_{task}'] = float(wt)
-        log_vars['calib/grad_norm_combined'] = float(combined.norm())
-
-        surrogate = (shared * combined.view_as(shared).to(shared.dtype).detach()).sum()
-        for i, p in enumerate(params):
-            hs = [pg[i] for pg in head_grads if pg[i] is not None]
-            if hs:
-                surrogate = surrogate + (p * sum(hs).detach()).sum()
-        self._backward_and_step(surrogate)  # the loss was checked above; gradients are checked before the step
-        self._updates += 1
-        if self.intra is not None and self.intra.last_stats:
-            for k, v in self.intra.last_stats.items():
-                log_vars[f'calib/{k}'] = v
-        return log_vars
 
     def _extra_state(self) -> dict:
         state = {**super()._extra_state(), 'updates': self._updates}

@@ -1,4 +1,4 @@
-"""Calibrated training under DistributedDataParallel (2 CPU processes, gloo)."""
+"""Calibrated training under DistributedDataParallel (2 CPU processes, gloo), sync='local'."""
 
 import os
 import socket
@@ -26,7 +26,7 @@ def _build(cfg_path: str, accumulative_counts: int = 1):
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.train()
-    ow_cfg = dict(cfg.optim_wrapper)
+    ow_cfg = dict(cfg.optim_wrapper, sync='local')  # per-rank calibration (sync='global': test_ddp_global.py)
     if accumulative_counts > 1:
         ow_cfg['accumulative_counts'] = accumulative_counts
     return model, ow_cfg

@@ -187,3 +187,23 @@ def test_naive_amp_wrapper_keeps_the_guard(amp):
 def test_unknown_amp_dtype_is_refused():
     with pytest.raises(ValueError, match="optim_wrapper.amp must be None, 'float16' or 'bfloat16'"):
         _wrapper(amp='fp8')
+
+
+def test_warmup_counts_optimizer_updates_not_micro_batches_or_skips():
+    mods, params, ow = _toy(CalibratedOptimWrapper, warmup_iters=1, accumulative_counts=2)
+    ow.initialize_count_status(mods[0], 0, 6)
+    x = torch.randn(16, 8)
+    logs = [_calibrated_step(mods, ow, x) for _ in range(2)]  # two micro-batches: one update
+    assert ow._updates == 1
+    assert logs[0]['calib/weight_det'] == logs[0]['calib/weight_map'] == 1.0  # warm-up: plain sum
+    assert logs[1]['calib/weight_det'] == 1.0  # still the first update
+    log = _calibrated_step(mods, ow, x)  # the second update calibrates
+    assert log['calib/weight_det'] != pytest.approx(1.0)
+    backbone, head_a, head_b = mods
+    with ow.optim_context(backbone):
+        shared = backbone(x)
+        leaf = shared.detach().requires_grad_(True)
+        groups = {'det': {'loss_a': head_a(leaf).sum() * float('nan')}, 'map': {'loss_b': head_b(leaf).sum()}}
+    before = ow._updates
+    ow.calibrated_update(groups, shared, leaf)  # skipped: not an update
+    assert ow._updates == before and ow.skipped_steps == 1

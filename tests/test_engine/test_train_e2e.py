@@ -90,7 +90,6 @@ def test_fuller_step_equals_hand_computed_update(demo_root, tmp_path, amp):
             p.copy_(before[k])
     model.train()
     data = model.data_preprocessor(copy.deepcopy(batch), True)
-    model.intra_calibrator = None
     torch.manual_seed(0)
     with torch.autocast('cpu', dtype=getattr(torch, amp or 'float32'), enabled=amp is not None):
         shared, _ = model.extract_feat(data['inputs'], data['data_samples'])

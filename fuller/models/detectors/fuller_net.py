@@ -7,7 +7,6 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
-from fuller.calibration import intra_calibrate
 from fuller.registry import MODELS
 
 from ..camera.geometry import CameraGeometry
@@ -56,7 +55,6 @@ class FullerNet(BaseModel):
         self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items() if v is not None})
         self.missing_modality = missing_modality
         self._grids_checked = False
-        self.intra_calibrator = None  # set by the calibrated optimizer wrapper
 
     def init_weights(self) -> None:
         """Initialise every submodule (also those inside ``ModuleDict``\\s and plain wrappers).
@@ -87,13 +85,17 @@ class FullerNet(BaseModel):
                 bev[k] = ref.new_zeros(ref.shape[0], enc.out_channels, *ref.shape[2:])
         return bev
 
-    def extract_feat(self, inputs: dict, samples: list) -> tuple[Tensor, dict[str, Tensor]]:
-        """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps."""
+    def extract_feat(self, inputs: dict, samples: list, intra=None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps.
+
+        ``intra``: a function applied to the (camera, LiDAR) BEV pair before the fuser, e.g. the
+        calibrated step's modality calibration (:func:`fuller.calibration.intra_calibrate`).
+        """
         bev = self.extract_bev(inputs, samples)
         if not self._grids_checked:
             self._check_grids(bev)
         if self.fuser is not None:
-            cam, lidar = intra_calibrate(bev['camera'], bev['lidar'], self.intra_calibrator if self.training else None)
+            cam, lidar = (bev['camera'], bev['lidar']) if intra is None else intra(bev['camera'], bev['lidar'])
             x = self.fuser([cam, lidar])
         else:
             x = next(iter(bev.values()))
@@ -150,40 +152,42 @@ class FullerNet(BaseModel):
             out['map_logits'] = self.heads['map'](feats)
         return out
 
-    def forward(self, inputs: dict, data_samples: list | None = None, mode: str = 'tensor'):
+    def forward(self, inputs: dict, data_samples: list | None = None, mode: str = 'tensor', intra=None):
+        """``mode``: ``'loss'`` (dict of losses), ``'predict'`` (samples with predictions),
+        ``'tensor'`` (features and raw outputs) or ``'tasks'``: the per-task losses computed on
+        a detached leaf copy of the shared feature, for gradient calibration (:meth:`task_forward`;
+        ``intra`` is applied to the modality BEV pair there)."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
-        if mode == 'calib':
-            return self.calibration_forward(inputs, data_samples)
-        raise ValueError(f"invalid mode {mode!r}; use 'loss', 'predict', 'tensor' or 'calib'")
+        if mode == 'tasks':
+            return self.task_forward(inputs, data_samples, intra)
+        raise ValueError(f"invalid mode {mode!r}; use 'loss', 'predict', 'tensor' or 'tasks'")
 
-    def calibration_forward(self, inputs: dict, samples: list) -> tuple[dict, Tensor, Tensor]:
-        """Forward of the calibrated step: ``(task loss groups, shared feature F, leaf F')``.
-
-        The heads run on ``F'``, a detached leaf copy of ``F``, so each task's gradient at the
-        shared feature costs a backward through its head only.
-        """
-        shared, _ = self.extract_feat(inputs, samples)
+    def task_forward(self, inputs: dict, samples: list, intra=None) -> tuple[dict, Tensor, Tensor]:
+        """``(task loss groups, shared feature F, leaf F')``: the heads run on ``F'``, a detached
+        leaf copy of ``F``, so each task's gradient at the shared feature costs a backward through
+        its head only."""
+        shared, _ = self.extract_feat(inputs, samples, intra)
         leaf = shared.detach().requires_grad_(True)
         return self.task_losses(leaf, samples), shared, leaf
 
     # ------------------------------------------------------------------ training
-    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict[str, Tensor]:
-        """Plain step (summed losses) or, with a calibrated wrapper, the calibrated step.
+    def train_step(self, data: dict, optim_wrapper: OptimWrapper, forward: nn.Module | None = None) -> dict:
+        """One training step: the calibrated step with a :class:`~fuller.engine.CalibratedOptimWrapper`,
+        else summed losses (the naive baseline). ``forward``: the module the forward runs
+        through (the DDP wrapper passes itself); default this model."""
+        from fuller.engine.optim_wrapper import CalibratedOptimWrapper
 
-        Calibrated step: the heads run on a detached leaf copy of the shared feature, so the
-        wrapper can take each task's gradient at that feature through its head only, combine
-        them, and send the combined gradient through the backbone in a single backward.
-        """
-        calibrated = hasattr(optim_wrapper, 'calibrated_update')
-        if not calibrated:
-            return super().train_step(data, optim_wrapper)
-        self.intra_calibrator = optim_wrapper.intra
-        with optim_wrapper.optim_context(self):
+        forward = forward or self
+        if isinstance(optim_wrapper, CalibratedOptimWrapper):
+            return optim_wrapper.calibrated_step(forward, data)
+        with optim_wrapper.optim_context(forward):
             data = self.data_preprocessor(data, True)
-            groups, shared, leaf = self(**data, mode='calib')
-        return optim_wrapper.calibrated_update(groups, shared, leaf)
+            losses = forward(**data, mode='loss')
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
