@@ -127,3 +127,29 @@ def test_truncated_point_cloud_reports_its_true_size(tmp_path):
     path.write_bytes(np.zeros(5 * 10, np.float32).tobytes() + b'\x00\x00\x00\x00\x00\x00')  # 206 bytes
     with pytest.raises(DataFileError, match=r'cut.pcd.bin: 206 bytes is not a whole number of 5-float32 records'):
         load_points_file(str(path), 5)
+
+
+def test_info_without_location_asks_to_regenerate_it(demo_root, tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        data = pickle.load(f)
+    for info in data['data_list']:
+        info.pop('location', None)
+    ann = tmp_path / 'no_location.pkl'
+    with open(ann, 'wb') as f:
+        pickle.dump(data, f)
+    ds = DATASETS.build(dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(ann), test_mode=True,
+                             pipeline=[dict(type='LoadBEVMapMask', dataroot=demo_root)]))
+    with pytest.raises(KeyError, match='info has no "location"; regenerate the info file'):
+        ds[0]
+
+
+def test_create_data_checks_the_out_dir_before_computing(demo_root, tmp_path):
+    proc = _run('create_data.py', 'nuscenes', '--root-path', demo_root, '--version', 'v1.0-mini', '--out-dir',
+                tmp_path / 'nope', timeout=120)
+    assert proc.returncode != 0 and f'--out-dir {tmp_path / "nope"} does not exist' in proc.stderr
+    assert 'infos' not in proc.stderr  # refused before any info was computed (no progress bar)

@@ -23,7 +23,10 @@ def main() -> None:
     if not osp.isdir(osp.join(args.root_path, args.version)):
         raise SystemExit(f'create_data: {osp.join(args.root_path, args.version)} does not exist; '
                          f'is --root-path a nuScenes root and --version right?')
-    out = osp.join(args.out_dir or args.root_path, args.extra_tag)
+    out_dir = args.out_dir or args.root_path
+    if not osp.isdir(out_dir):  # checked before any info is computed
+        raise SystemExit(f'create_data: --out-dir {out_dir} does not exist; create it first')
+    out = osp.join(out_dir, args.extra_tag)
     for split, path in create_nuscenes_infos(args.root_path, args.version, out, args.max_sweeps).items():
         print(f'[create_data] {split}: {path}')
 

@@ -14,6 +14,7 @@ import os.path as osp
 from fuller.utils import (
     add_checkpoint_args,
     explain_registry_error,
+    finish_distributed,
     format_metrics_table,
     load_config,
     parse_launcher_args,
@@ -70,6 +71,7 @@ def main() -> None:
         with open(path, 'w') as f:
             json.dump({'config': args.config, 'checkpoint': args.checkpoint, 'metrics': metrics}, f, indent=2)
         print(f'metrics written to {path}', flush=True)
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import os.path as osp
 from fuller.utils import (
     add_checkpoint_args,
     explain_registry_error,
+    finish_distributed,
     load_config,
     parse_launcher_args,
     quiet_third_party_warnings,
@@ -85,6 +86,7 @@ def main() -> None:
         if msg is None:
             raise
         raise SystemExit(f'train: {msg}') from None
+    finish_distributed()
 
 
 if __name__ == '__main__':

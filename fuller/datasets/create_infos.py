@@ -8,6 +8,7 @@ boxes in the LiDAR frame) plus what map segmentation needs: the map ``location``
 
 import os.path as osp
 import pickle
+import warnings
 
 import numpy as np
 from nuscenes.nuscenes import NuScenes
@@ -143,6 +144,13 @@ def create_nuscenes_infos(root: str, version: str, out_prefix: str, max_sweeps: 
         if key is None:
             continue
         wanted = {scene_names[n] for n in splits[key] if n in scene_names}
+        missing = [n for n in splits[key] if n not in scene_names]
+        if not wanted:
+            raise ValueError(f'{root}/{version}: none of the {len(splits[key])} scenes of the {key} split is in '
+                             f'scene.json (first: {splits[key][:3]}); is --version right?')
+        if missing:
+            warnings.warn(f'{root}/{version}: {len(missing)} of the {len(splits[key])} scenes of the {key} split are '
+                          f'not in scene.json and are left out of {split} (first: {missing[:3]})')
         samples = [s for s in nusc.sample if s['scene_token'] in wanted]
         samples.sort(key=lambda s: (s['scene_token'], s['timestamp']))
         data_list = []

@@ -76,7 +76,3 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
                 f'skipping sample {index} ({len(self.bad_samples)} skipped in this process): {e}')
             return None
 
-    def parse_data_info(self, info: dict) -> dict:
-        info = super().parse_data_info(info)
-        info.setdefault('location', info.get('location'))
-        return info

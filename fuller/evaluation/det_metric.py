@@ -27,8 +27,10 @@ VEHICLES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle')
 CYCLES = ('bicycle', 'motorcycle')
 # Attribute of a box that is not moving (speed <= MOVING_SPEED); the devkit's convention
 # for real nuScenes, where most still vehicles are parked.
+# The convention of mmdet3d's NuScenesMetric (and of BEVFusion's evaluation): a still bus is
+# 'vehicle.stopped', other still vehicles 'vehicle.parked'.
 STILL_ATTRIBUTES = {'car': 'vehicle.parked', 'truck': 'vehicle.parked', 'trailer': 'vehicle.parked',
-                    'bus': 'vehicle.parked', 'construction_vehicle': 'vehicle.parked',
+                    'bus': 'vehicle.stopped', 'construction_vehicle': 'vehicle.parked',
                     'bicycle': 'cycle.without_rider', 'motorcycle': 'cycle.without_rider',
                     'pedestrian': 'pedestrian.standing', 'traffic_cone': '', 'barrier': ''}
 MOVING_SPEED = 0.2

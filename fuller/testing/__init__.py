@@ -76,12 +76,13 @@ def gt_submission(nusc, scene_names: tuple = ('scene-0103', 'scene-0916')) -> di
         recs = []
         for tok in sample['anns']:
             ann = nusc.get('sample_annotation', tok)
-            if ann['num_lidar_pts'] + ann['num_radar_pts'] == 0:
-                continue
+            name = CATEGORY_TO_CLASS.get(ann['category_name'])
+            if name is None or ann['num_lidar_pts'] + ann['num_radar_pts'] == 0:
+                continue  # not a detection class (debris, bicycle racks, animals, ...) or unseen
             attr = nusc.get('attribute', ann['attribute_tokens'][0])['name'] if ann['attribute_tokens'] else ''
             recs.append(dict(sample_token=sample['token'], translation=ann['translation'], size=ann['size'],
                              rotation=ann['rotation'], velocity=list(np.nan_to_num(nusc.box_velocity(tok)[:2])),
-                             detection_name=CATEGORY_TO_CLASS[ann['category_name']], detection_score=1.0,
+                             detection_name=name, detection_score=1.0,
                              attribute_name=attr))
         results[sample['token']] = recs
     meta = dict(use_camera=True, use_lidar=True, use_radar=False, use_map=False, use_external=False)

@@ -98,3 +98,14 @@ def explain_registry_error(cfg: Config, err: BaseException) -> str | None:
     where = ' and '.join(paths) if paths else 'a type in the config'
     return (f'{where} = {name!r} in {cfg.filename}: no such type in the {registry} registry '
             '(misspelt, or its module not imported by custom_imports?)')
+
+
+def finish_distributed() -> None:
+    """End a launcher's process group cleanly: every rank waits for the others (rank 0 may still be
+    evaluating or writing files) before the group is torn down, so no rank exits while a peer's
+    connection is still in use."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -114,3 +114,28 @@ def test_default_attributes():
     assert default_attributes(names, v) == ['vehicle.moving', 'vehicle.parked', 'cycle.without_rider',
                                             'pedestrian.moving', 'pedestrian.standing', '']
     assert default_attributes(['car'], np.zeros((1, 2)), {'car': 'vehicle.stopped'}) == ['vehicle.stopped']
+
+
+def test_default_attributes_follow_mmdet3d_for_every_class_and_speed():
+    """mmdet3d's NuScenesMetric rule (its DefaultAttribute table and speed test), per class,
+    still and moving: a still bus is 'vehicle.stopped'."""
+    from mmdet3d.evaluation.metrics.nuscenes_metric import NuScenesMetric
+
+    def mmdet3d_attr(name: str, speed: float) -> str:
+        if speed > 0.2:
+            if name in ('car', 'construction_vehicle', 'bus', 'truck', 'trailer'):
+                return 'vehicle.moving'
+            if name in ('bicycle', 'motorcycle'):
+                return 'cycle.with_rider'
+            return NuScenesMetric.DefaultAttribute[name]
+        if name == 'pedestrian':
+            return 'pedestrian.standing'
+        if name == 'bus':
+            return 'vehicle.stopped'
+        return NuScenesMetric.DefaultAttribute[name]
+
+    names = list(NuScenesMetric.DefaultAttribute)
+    for speed in (0.0, 0.19, 0.21, 5.0):
+        v = np.tile([[speed, 0.0]], (len(names), 1))
+        assert default_attributes(names, v) == [mmdet3d_attr(n, speed) for n in names], speed
+    assert default_attributes(['bus'], np.zeros((1, 2))) == ['vehicle.stopped']

@@ -147,7 +147,7 @@ class LoadBEVMapMask(BaseTransform):
         return self._cache[location]
 
     def transform(self, results: dict) -> dict:
-        if 'location' not in results:
+        if not results.get('location'):
             raise KeyError(f'sample {results.get("token", "?")}: info has no "location"; regenerate the info '
                            f'file with tools/create_data.py to train map segmentation')
         ego2global = np.asarray(results['ego2global'])

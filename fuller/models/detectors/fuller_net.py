@@ -175,6 +175,11 @@ class FullerNet(BaseModel):
         leaf = shared.detach().requires_grad_(True)
         return self.task_losses(leaf, samples), shared, leaf
 
+    def task_parameters(self):
+        """The parameters downstream of the shared feature (the heads'): the only ones the task
+        losses computed on its detached copy can reach."""
+        return self.heads.parameters()
+
     # ------------------------------------------------------------------ training
     def train_step(self, data: dict, optim_wrapper: OptimWrapper, forward: nn.Module | None = None) -> dict:
         """One training step: the calibrated step with a :class:`~fuller.engine.CalibratedOptimWrapper`,
