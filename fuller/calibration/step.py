@@ -21,7 +21,7 @@ from torch import Tensor
 
 
 def task_gradients(totals: dict[str, Tensor], leaf: Tensor, params: list[Tensor],
-                   loss_scale: float = 1.0) -> tuple[Tensor, list[list[Tensor | None]]]:
+                   loss_scale: float = 1.0, retain_graph: bool = False) -> tuple[Tensor, list[list[Tensor | None]]]:
     """Per-task gradients at the shared feature, and the head parameter gradients.
 
     Args:
@@ -30,15 +30,28 @@ def task_gradients(totals: dict[str, Tensor], leaf: Tensor, params: list[Tensor]
         params: the trainable parameters (those not reachable from ``leaf`` get ``None``).
         loss_scale: the losses are multiplied by this before the backward and the gradients
             divided by it after (fp16 AMP's loss scale; 1.0 otherwise).
+        retain_graph: keep each task's graph after its pass. Not needed when the tasks' graphs
+            below ``leaf`` are disjoint (each head its own modules, as in FullerNet): freeing
+            them as the plain backward does keeps the calibrated step at the plain step's cost
+            (measured: 1.06x with retained graphs, 1.00x without, demo model on CPU).
+
+    Raises:
+        RuntimeError: with ``retain_graph=False``, the tasks share computation below ``leaf``.
 
     Returns:
         ``G`` [m, numel(leaf)] in fp32 (zeros for a task that does not depend on ``leaf``), and
         for each task the list of parameter gradients (fp32 when ``loss_scale != 1``).
     """
     rows, head_grads = [], []
-    for total in totals.values():
-        g, *pg = torch.autograd.grad(total * loss_scale if loss_scale != 1.0 else total, [leaf, *params],
-                                     retain_graph=True, allow_unused=True)
+    for task, total in totals.items():
+        try:
+            g, *pg = torch.autograd.grad(total * loss_scale if loss_scale != 1.0 else total, [leaf, *params],
+                                         retain_graph=retain_graph, allow_unused=True)
+        except RuntimeError as e:
+            if 'second time' not in str(e):
+                raise
+            raise RuntimeError(f'the loss of task {task!r} shares computation with an earlier task below the shared '
+                               'feature (heads with common modules); set optim_wrapper.retain_task_graphs=True') from e
         g = torch.zeros_like(leaf, dtype=torch.float32) if g is None else g.float()
         if loss_scale != 1.0:
             g = g / loss_scale

@@ -209,12 +209,15 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         warmup_iters: plain summed gradients for this many optimizer updates (steps that were
             skipped or only accumulated do not count) before calibrating.
         sync: ``'global'`` or ``'local'`` (see above).
+        retain_task_graphs: keep each task's graph after its gradient pass; only needed when
+            heads share modules below the shared feature (an error says so).
         **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``, ``amp``)
             and :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
     def __init__(self, inter: dict | None = None, intra: dict | None = None, task_weights: dict | None = None,
-                 weighting: dict | None = None, warmup_iters: int = 0, sync: str = 'global', **kwargs) -> None:
+                 weighting: dict | None = None, warmup_iters: int = 0, sync: str = 'global',
+                 retain_task_graphs: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.inter = build_inter_rule(inter)
         self.intra = build_intra(intra)
@@ -226,6 +229,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             raise ValueError(f"optim_wrapper.sync must be 'global' or 'local', got {sync!r}")
         self.warmup_iters = warmup_iters
         self.sync = sync
+        self.retain_task_graphs = retain_task_graphs
         self._updates = 0
         self._group = None
 
@@ -256,7 +260,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         params = self._trainable() if head_params is None else head_params
         # fp16: the loss scale (scaling a unit tensor also initialises the scaler's state)
         loss_scale = float(self.scaler.scale(torch.ones((), device=leaf.device))) if self.scaler.is_enabled() else 1.0
-        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale)
+        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale, self.retain_task_graphs)
         if self.weighting is not None:
             matrix, head_grads = self._apply_weighting(totals, matrix, head_grads, log_vars)
         gram = self._reduce(gram_matrix(matrix))  # the global batch's Gram matrix under sync='global'

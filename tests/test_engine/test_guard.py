@@ -207,3 +207,25 @@ def test_warmup_counts_optimizer_updates_not_micro_batches_or_skips():
     before = ow._updates
     ow.calibrated_update(groups, shared, leaf)  # skipped: not an update
     assert ow._updates == before and ow.skipped_steps == 1
+
+
+def test_heads_sharing_modules_need_retained_task_graphs():
+    torch.manual_seed(0)
+    backbone, trunk, head_a, head_b = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 1), nn.Linear(4, 1)
+    params = [p for m in (backbone, trunk, head_a, head_b) for p in m.parameters()]
+
+    def step(ow):
+        shared = backbone(torch.randn(3, 4))
+        leaf = shared.detach().requires_grad_(True)
+        common = torch.tanh(trunk(leaf))  # computed once, used by both tasks
+        return ow.calibrated_update({'det': {'loss': head_a(common).pow(2).mean()},
+                                     'map': {'loss': head_b(common).pow(2).mean()}}, shared, leaf)
+
+    ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'))
+    with pytest.raises(RuntimeError, match="task 'map' shares computation.*retain_task_graphs=True"):
+        step(ow)
+    ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'),
+                                retain_task_graphs=True)
+    before = trunk.weight.detach().clone()
+    step(ow)
+    assert not torch.equal(trunk.weight, before)
