@@ -210,7 +210,8 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             skipped or only accumulated do not count) before calibrating.
         sync: ``'global'`` or ``'local'`` (see above).
         retain_task_graphs: keep each task's graph after its gradient pass; only needed when
-            heads share modules below the shared feature (an error says so).
+            heads share modules below the shared feature (an error says so). Under DDP the
+            graphs are always kept (DDP's output node is shared by all tasks).
         **kwargs: :class:`GuardedOptimWrapper` arguments (``max_consecutive_skips``, ``amp``)
             and :class:`OptimWrapper` ones (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
@@ -246,12 +247,17 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         # Only the heads' parameters can get a gradient from the task losses on F'; asking
         # autograd for every parameter of the model costs ~2-5% of a demo step.
         heads = [p for p in net.task_parameters() if p.requires_grad] if hasattr(net, 'task_parameters') else None
-        return self.calibrated_update(groups, shared, leaf, intra_stats, heads)
+        # DDP joins all forward outputs in one autograd node (its sink), which every task pass
+        # and the final backward go through: there the task graphs must be kept.
+        retain = self.retain_task_graphs or is_model_wrapper(model)
+        return self.calibrated_update(groups, shared, leaf, intra_stats, heads, retain)
 
     def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor,
-                          intra_stats: dict | None = None, head_params: list[Tensor] | None = None) -> dict:
+                          intra_stats: dict | None = None, head_params: list[Tensor] | None = None,
+                          retain_task_graphs: bool | None = None) -> dict:
         """Calibrated backward + step from the task losses on ``leaf`` (``F'``) and ``shared`` (``F``).
-        ``head_params``: the parameters downstream of ``F'`` (default: every trainable one)."""
+        ``head_params``: the parameters downstream of ``F'`` (default: every trainable one);
+        ``retain_task_graphs``: default the wrapper's setting."""
         totals, log_vars = self._task_totals(groups)
         loss = sum(totals.values())
         log_vars['loss'] = loss.detach()
@@ -260,7 +266,8 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         params = self._trainable() if head_params is None else head_params
         # fp16: the loss scale (scaling a unit tensor also initialises the scaler's state)
         loss_scale = float(self.scaler.scale(torch.ones((), device=leaf.device))) if self.scaler.is_enabled() else 1.0
-        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale, self.retain_task_graphs)
+        retain = self.retain_task_graphs if retain_task_graphs is None else retain_task_graphs
+        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale, retain)
         if self.weighting is not None:
             matrix, head_grads = self._apply_weighting(totals, matrix, head_grads, log_vars)
         gram = self._reduce(gram_matrix(matrix))  # the global batch's Gram matrix under sync='global'
