@@ -13,7 +13,6 @@ import os.path as osp
 
 from fuller.utils import (
     add_checkpoint_args,
-    explain_registry_error,
     finish_distributed,
     format_metrics_table,
     load_config,
@@ -23,7 +22,7 @@ from fuller.utils import (
 
 quiet_third_party_warnings()
 
-from fuller.engine import CheckpointLoadError, CheckpointMismatchError, FullerRunner  # noqa: E402
+from fuller.engine import FullerRunner, reported_as_exit  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,16 +54,9 @@ def main() -> None:
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'BEVVisualizationHook']
         cfg.custom_hooks.append(dict(type='BEVVisualizationHook', show_dir=args.show_dir,
                                      interval=args.show_interval, score_thr=args.score_thr))
-    try:
+    with reported_as_exit(cfg, 'test'):
         runner = FullerRunner.from_cfg(cfg)
         metrics = runner.test()
-    except (CheckpointLoadError, CheckpointMismatchError) as e:
-        raise SystemExit(f'test: {e}') from None
-    except KeyError as e:
-        msg = explain_registry_error(cfg, e)
-        if msg is None:
-            raise
-        raise SystemExit(f'test: {msg}') from None
     if runner.rank == 0:
         print(format_metrics_table(metrics), flush=True)
         path = osp.join(cfg.work_dir, 'metrics.json')

@@ -11,7 +11,6 @@ import os.path as osp
 
 from fuller.utils import (
     add_checkpoint_args,
-    explain_registry_error,
     finish_distributed,
     load_config,
     parse_launcher_args,
@@ -23,10 +22,9 @@ quiet_third_party_warnings()
 import torch  # noqa: E402
 
 from fuller.engine import (  # noqa: E402
-    CheckpointLoadError,
-    CheckpointMismatchError,
     FullerRunner,
     find_latest_good_checkpoint,
+    reported_as_exit,
 )
 
 
@@ -76,16 +74,9 @@ def main() -> None:
         cfg.resume, cfg.load_from = latest is not None, latest
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    try:
+    with reported_as_exit(cfg, 'train'):
         runner = FullerRunner.from_cfg(cfg)
         runner.train()
-    except (CheckpointLoadError, CheckpointMismatchError) as e:
-        raise SystemExit(f'train: {e}') from None
-    except KeyError as e:
-        msg = explain_registry_error(cfg, e)
-        if msg is None:
-            raise
-        raise SystemExit(f'train: {msg}') from None
     finish_distributed()
 
 

@@ -10,17 +10,14 @@ rules hold no hidden state unless documented. See ``docs/method.md`` for the equ
 import torch
 from torch import Tensor
 
+from .step import gram_matrix
+
 
 def _check(matrix: Tensor) -> None:
     if matrix.dim() != 2 or matrix.shape[0] < 1:
         raise ValueError(f'expected a [m, n] matrix of task gradients with m >= 1, got shape {tuple(matrix.shape)}')
     if not torch.isfinite(matrix).all():
         raise FloatingPointError('task gradient matrix contains NaN/Inf')
-
-
-def _gram(matrix: Tensor) -> Tensor:
-    m = matrix if matrix.dtype in (torch.float32, torch.float64) else matrix.float()
-    return (m @ m.T).double()
 
 
 class InterRule:
@@ -43,12 +40,12 @@ class InterRule:
 
     def matrix_weights(self, matrix: Tensor) -> Tensor | None:
         """[m] weights from the task gradients themselves (``needs_matrix`` rules)."""
-        return self.weights(_gram(matrix))
+        return self.weights(gram_matrix(matrix))
 
     def combine_with_weights(self, matrix: Tensor, gram: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """``(g, w)``: the combined gradient and the weights that produced it (``None`` for a
         rule that is not a weighting). ``gram``: ``K`` if already known (e.g. all-reduced)."""
-        w = self.matrix_weights(matrix) if self.needs_matrix else self.weights(_gram(matrix) if gram is None else gram)
+        w = self.matrix_weights(matrix) if self.needs_matrix else self.weights(gram_matrix(matrix) if gram is None else gram)
         return w.to(device=matrix.device, dtype=matrix.dtype) @ matrix, w
 
     def combine(self, matrix: Tensor) -> Tensor:
@@ -186,7 +183,7 @@ class TorchJDRule(InterRule):
 
     def matrix_weights(self, matrix: Tensor) -> Tensor | None:
         if self._gramian:
-            return self.weights(_gram(matrix))
+            return self.weights(gram_matrix(matrix))
         return self._agg.weighting(matrix.float()).double() if self._weighted else None
 
     def combine_with_weights(self, matrix: Tensor, gram: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

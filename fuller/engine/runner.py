@@ -24,6 +24,7 @@ import copy
 import logging
 import os.path as osp
 import re
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -34,7 +35,7 @@ from mmengine.runner import Runner
 
 from fuller.utils.quiet import is_registry_noise
 
-from .checkpoint_io import CheckpointMismatchError, load_checkpoint_file, match_state_dict
+from .checkpoint_io import CheckpointLoadError, CheckpointMismatchError, load_checkpoint_file, match_state_dict
 
 # Log-line fields that stay in the log file, the scalars JSON and TensorBoard, not on the console:
 # the calibration diagnostics, and the per-class metrics (the metrics print their own tables).
@@ -183,3 +184,21 @@ class FullerRunner(Runner):
             self.logger.warning(f'Partial load of {filename} (--load-partial): {len(report.loadable)} tensors '
                                 f'loaded; skipped:\n{report.describe(limit=None)}')
         return checkpoint
+
+
+@contextmanager
+def reported_as_exit(cfg, tool: str):
+    """Turn the errors a user causes (a checkpoint that cannot be read or does not fit, a type
+    no registry has) into ``SystemExit`` with a one-line message naming the file or config key;
+    any other error keeps its traceback."""
+    from fuller.utils import explain_registry_error
+
+    try:
+        yield
+    except (CheckpointLoadError, CheckpointMismatchError) as e:
+        raise SystemExit(f'{tool}: {e}') from None
+    except KeyError as e:
+        msg = explain_registry_error(cfg, e)
+        if msg is None:
+            raise
+        raise SystemExit(f'{tool}: {msg}') from None

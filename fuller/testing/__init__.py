@@ -1,6 +1,7 @@
 """Fixtures for tests and tutorials: a tiny demo dataset and a tiny model config."""
 
 import os.path as osp
+import socket
 
 import numpy as np
 from mmengine.config import Config
@@ -14,6 +15,24 @@ from .faults import KillAtIterHook
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
 TINY_IMAGE = (64, 176)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a test's process group or launcher)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def tiny_calibrated_config(data_root: str, work_dir: str, iters: int = 3) -> Config:
+    """:func:`tiny_config` trained ``iters`` iterations with FULLER's calibrated wrapper
+    (FullerInter + modality calibration), a checkpoint at the end."""
+    cfg = tiny_config(data_root, work_dir)
+    cfg.train_cfg.max_iters = iters
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.optim_wrapper = dict(type='CalibratedOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+                             inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator', target='mean'))
+    return cfg
 
 
 def make_tiny_demo(root: str, keyframes: int = 2, sweeps: int = 1) -> str:

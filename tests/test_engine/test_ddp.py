@@ -1,7 +1,6 @@
 """Calibrated training under DistributedDataParallel (2 CPU processes, gloo), sync='local'."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from fuller.testing import tiny_config
+from fuller.testing import free_port, tiny_config
 
 STEPS = 3
 
@@ -67,12 +66,6 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, tmp_path):
     from fuller.registry import DATASETS
@@ -87,7 +80,7 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
     samples = [dataset[i] for i in range(2 * STEPS)]
     torch.save(samples, tmp_path / 'samples.pth')
 
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / 'rank0.pth', weights_only=False)
     r1 = torch.load(tmp_path / 'rank1.pth', weights_only=False)
     for k in r0['params']:

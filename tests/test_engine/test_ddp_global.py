@@ -2,7 +2,6 @@
 that calibrates their concatenated batch; with sync='local' they do not."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -10,6 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.model import BaseModel
 from torch import nn
+
+from fuller.testing import free_port
 
 STEPS = 3
 PER_RANK = 4
@@ -89,16 +90,10 @@ def _worker(rank: int, world: int, port: int, tmp: str, sync: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_global_sync_equals_one_process_on_the_concatenated_batch(tmp_path):
     for sync in ('global', 'local'):
-        mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), sync), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, free_port(), str(tmp_path), sync), nprocs=2, join=True)
     runs = {s: [torch.load(tmp_path / f'{s}{r}.pth', weights_only=False) for r in (0, 1)] for s in ('global', 'local')}
     g0, g1 = runs['global']
     # every rank applies the same weights and modality scales: those of the global batch

@@ -3,31 +3,20 @@
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from fuller.testing import REPO_ROOT, tiny_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from fuller.testing import REPO_ROOT, free_port, tiny_calibrated_config
 
 
 @pytest.mark.slow
 def test_dist_train_then_dist_test_with_two_cpu_processes(demo_root, tmp_path):
-    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
-    cfg.train_cfg.max_iters = 3
-    cfg.default_hooks.checkpoint.interval = 3
-    cfg.optim_wrapper = dict(type='CalibratedOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
-                             inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator', target='mean'))
+    cfg = tiny_calibrated_config(demo_root, str(tmp_path / 'work'))
     path = tmp_path / 'tiny.py'
     cfg.dump(str(path))
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     work = tmp_path / 'work'
     train = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), str(path), '2', '--work-dir',
                             str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
@@ -38,7 +27,7 @@ def test_dist_train_then_dist_test_with_two_cpu_processes(demo_root, tmp_path):
     assert 'Iter(train) [3/3]' in log
     ckpt = work / 'iter_3.pth'
     assert ckpt.is_file()
-    env['PORT'] = str(_free_port())
+    env['PORT'] = str(free_port())
     test = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_test.sh'), str(path), str(ckpt), '2',
                            '--work-dir', str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
                           timeout=600)

@@ -9,17 +9,13 @@ import sys
 
 import pytest
 
-from fuller.testing import REPO_ROOT, tiny_config
+from fuller.testing import REPO_ROOT, tiny_calibrated_config
 
 
 @pytest.fixture(scope='module')
 def run(demo_root, tmp_path_factory):
     d = tmp_path_factory.mktemp('userrun')
-    cfg = tiny_config(demo_root, str(d / 'work'))
-    cfg.train_cfg.max_iters = 3
-    cfg.default_hooks.checkpoint.interval = 3
-    cfg.optim_wrapper = dict(type='CalibratedOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
-                             inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator', target='mean'))
+    cfg = tiny_calibrated_config(demo_root, str(d / 'work'))
     path = d / 'tiny.py'
     cfg.dump(str(path))
     env = {k: v for k, v in os.environ.items() if k != 'FULLER_SHOW_WARNINGS'}
