@@ -13,21 +13,21 @@ from fuller.testing import REPO_ROOT, tiny_config
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
 
-def _tiny_cfg(demo_root, tmp_path, name: str, variant: str) -> str:
-    cfg = tiny_config(demo_root, str(tmp_path / 'unused'),
-                      config=osp.join(REPO_ROOT, 'configs', 'ablation', 'demo', f'{variant}.py'))
-    path = tmp_path / f'{name}.py'
+def _tiny_base(demo_root, tmp_path) -> str:
+    cfg = tiny_config(demo_root, str(tmp_path / 'unused'))
+    path = tmp_path / 'tiny_base.py'
     cfg.dump(str(path))
     return str(path)
 
 
 @pytest.mark.slow
 def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
-    configs = [_tiny_cfg(demo_root, tmp_path, 'naive', 'naive'), _tiny_cfg(demo_root, tmp_path, 'fuller', 'fuller')]
+    base = _tiny_base(demo_root, tmp_path)
     notes = tmp_path / 'notes.md'
     notes.write_text('## Analysis\nhand-written text')
     out = tmp_path / 'results' / 'ablation.md'
-    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'ablate.py'), '--configs', *configs, '--seeds', '0',
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'ablate.py'), '--base', base, '--variants', 'naive', 'fuller',
+           '--seeds', '0',
            '--work-dir', str(tmp_path / 'runs'), '--out', str(out), '--notes', str(notes)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -45,7 +45,7 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
-    cfg = _tiny_cfg(demo_root, tmp_path, 'bench', 'fuller')
+    cfg = _tiny_base(demo_root, tmp_path)
     bench = [sys.executable, osp.join(REPO_ROOT, 'tools', 'benchmark.py')]
     runs = {
         'step': ['step', '--config', cfg, '--batch-size', '1', '--warmup', '0', '--iters', '1', '--methods', 'fuller',
@@ -74,3 +74,21 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     vt = json.loads((tmp_path / 'bench' / 'vtransform.json').read_text())
     assert vt['params']['max_abs_diff'] < 1e-3 and len(vt['rows']) == 4
     assert all(r[5] > 0 for r in vt['rows'])  # a peak memory for every path
+
+
+def test_paired_difference_statistics():
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+    from ablate import comparison_lines, paired_difference
+
+    # Every seed better by 2-4 points: the smallest p the 3 seeds allow (2/8), an interval above 0.
+    res = paired_difference({0: 0.30, 1: 0.25, 2: 0.40}, {0: 0.27, 1: 0.23, 2: 0.36, 3: 0.5})
+    assert res['n'] == 3 and res['mean'] == pytest.approx(0.03)
+    assert res['p'] == pytest.approx(0.25) and 0.0199 <= res['ci95'][0] <= res['ci95'][1] <= 0.0401
+    # Differences of both signs: p = 1 for a zero mean.
+    assert paired_difference({0: 0.3, 1: 0.2}, {0: 0.2, 1: 0.3})['p'] == pytest.approx(1.0)
+    assert paired_difference({0: 0.3}, {0: 0.2}) is None
+    runs = {v: [{'seed': s, 'metrics': {'det/mAP': m + 0.01 * s, 'map/mIoU': m}} for s in range(3)]
+            for v, m in (('fuller', 0.4), ('naive', 0.3))}
+    rows, out = comparison_lines(runs)
+    assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
+    assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)

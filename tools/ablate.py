@@ -1,7 +1,11 @@
-"""Run an ablation (configs x seeds), evaluate each run, and write the results table and plots.
+"""Run an ablation (variants x seeds) over a base config, evaluate each run, and write the
+results table and plots.
 
-Each run trains with ``tools/train.py`` and is evaluated with ``tools/test.py`` in
-``<work-dir>/<config name>/seed<k>/``; finished runs (with a ``metrics.json``) are reused, so
+A variant is a fragment in ``configs/ablation/`` (``fuller``, ``naive``, ``det_only``,
+``camera_only``, the torchjd rules, the loss-weighting baselines, ...) merged over ``--base``
+(any config: the demo, nuScenes, your fork); the composed config of each variant is written to
+``<work-dir>/configs/<variant>.py``. Each run trains with ``tools/train.py`` and is evaluated
+with ``tools/test.py`` in ``<work-dir>/<variant>/seed<k>/``; finished runs (with a ``metrics.json``) are reused, so
 an interrupted ablation continues where it stopped. The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
@@ -10,6 +14,8 @@ gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
 Example (the committed demo study):
     python tools/ablate.py --seeds 0 1 2 --notes docs/results/ablation_demo_notes.md
     python tools/ablate.py --report-only --notes docs/results/ablation_demo_notes.md   # re-make from finished runs
+    python tools/ablate.py --base configs/fuller/naive_lc_swint_8x4-20e_nuscenes-det-map.py \
+        --variants naive fuller --work-dir work_dirs/ablation_nuscenes --out work_dirs/ablation_nuscenes.md
 """
 
 import argparse
@@ -27,20 +33,25 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from fuller.utils.config import apply_variant  # noqa: E402
 from fuller.visualization.curves import read_scalars  # noqa: E402
 
 # The committed demo study: the six variants of the paper's ablation, then other inter-task rules
-# and loss-weighting baselines (imtlg / alignedmtl have configs too; add them with --configs).
+# and loss-weighting baselines (imtlg, alignedmtl, camera_only, lidar_only: add them with --variants).
 DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
-DEFAULT_CONFIGS = [osp.join('configs', 'ablation', 'demo', f'{v}.py') for v in DEMO_VARIANTS]
-MAP_CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider')
+DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+VARIANT_DIR = osp.join('configs', 'ablation')
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Run and report an ablation over configs and seeds')
-    p.add_argument('--configs', nargs='+',
-                   default=DEFAULT_CONFIGS)
+    p.add_argument('--base', default=DEMO_BASE, help='the config every variant is applied to')
+    p.add_argument('--variants', nargs='+', default=DEMO_VARIANTS,
+                   help=f'names of fragments in {VARIANT_DIR}/ or paths of variant files')
+    p.add_argument('--with', dest='extra', nargs='+', default=[],
+                   help=f'fragments merged over every variant, e.g. {VARIANT_DIR}/optimizers/sgd.py; '
+                        'run names get "+<fragment>"')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'ablation_demo'))
     p.add_argument('--out', default=osp.join('docs', 'results', 'ablation_demo.md'),
@@ -53,6 +64,24 @@ def parse_args() -> argparse.Namespace:
 
 def run_name(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
+
+
+def variant_path(variant: str) -> str:
+    return variant if variant.endswith('.py') else osp.join(VARIANT_DIR, f'{variant}.py')
+
+
+def compose(base: str, variants: list[str], work_dir: str, extra: list[str] = ()) -> list[str]:
+    """Write each variant (then the ``extra`` fragments) applied to ``base`` to
+    ``<work_dir>/configs/<variant>[+<extra>...].py``; their paths."""
+    out_dir = osp.join(work_dir, 'configs')
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for v in variants:
+        name = '+'.join([run_name(v), *(run_name(e) for e in extra)])
+        path = osp.join(out_dir, f'{name}.py')
+        apply_variant(base, variant_path(v), *extra).dump(path)
+        paths.append(path)
+    return paths
 
 
 def last_checkpoint(run_dir: str) -> str:
@@ -123,8 +152,61 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
+# Paired comparisons reported under the table: (variant, reference).
+COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive')]
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:
+    """``a - b`` over the seeds both have: mean, a 95% bootstrap interval (seeds resampled with
+    replacement) and the exact two-sided sign-flip permutation p-value (all ``2^n`` sign
+    patterns of the per-seed differences). ``None`` below two paired seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * len(d))).reshape(len(d), -1).T
+    null = np.abs((signs * d).mean(1))
+    p = float((null >= abs(d.mean()) - 1e-12).mean())
+    return {'n': len(d), 'mean': float(d.mean()), 'ci95': [float(np.percentile(boots, 2.5)),
+                                                           float(np.percentile(boots, 97.5))], 'p': p}
+
+
+def comparison_lines(runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
+    """Markdown rows and JSON of :data:`COMPARISONS` for mAP and mIoU (in points)."""
+    rows, out = [], {}
+    for v, ref in COMPARISONS:
+        if v not in runs or ref not in runs:
+            continue
+        for key, label in (('det/mAP', 'mAP'), ('map/mIoU', 'mIoU')):
+            a = {r['seed']: r['metrics'][key] for r in runs[v] if key in r['metrics']}
+            b = {r['seed']: r['metrics'][key] for r in runs[ref] if key in r['metrics']}
+            res = paired_difference(a, b)
+            if res is None:
+                continue
+            out[f'{v}-{ref}/{label}'] = res
+            lo, hi = res['ci95']
+            rows.append(f'| {v} − {ref} | {label} | {res["n"]} | {100 * res["mean"]:+.1f} | '
+                        f'[{100 * lo:+.1f}, {100 * hi:+.1f}] | {res["p"]:.3f} |')
+    if rows:
+        rows = ['', 'Paired by seed (same seed, same data order): difference in points, 95% bootstrap interval '
+                'over seeds, exact sign-flip permutation p-value (with n seeds the smallest possible p is 2/2^n).',
+                '', '| comparison | metric | seeds | mean diff | 95% CI | p |', '|---|---|---|---|---|---|', *rows]
+    return rows, out
+
+
+def map_classes_of(runs: dict[str, list[dict]]) -> list[str]:
+    """The map classes the runs report (``map/IoU_<class>``), in the metric's order."""
+    out = []
+    for rs in runs.values():
+        for r in rs:
+            out += [k[len('map/IoU_'):] for k in r['metrics'] if k.startswith('map/IoU_') and k[8:] not in out]
+    return out
+
+
 def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seeds: list[int],
-                 cfg_options: list[str], notes: str | None = None) -> None:
+                 cfg_options: list[str], notes: str | None = None, base: str = DEMO_BASE) -> None:
     import torch
 
     from fuller.visualization import plot_curves
@@ -137,22 +219,24 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
     def col(name: str, key: str) -> list:
         return [r['metrics'].get(key) for r in runs[name] if key in r['metrics']]
 
-    configs_arg = '' if list(configs) == DEFAULT_CONFIGS else ' --configs ' + ' '.join(configs)
+    map_classes = map_classes_of(runs)
+    names_arg = [run_name(c) for c in configs]
+    variants_arg = '' if names_arg == DEMO_VARIANTS else ' --variants ' + ' '.join(names_arg)
+    base_arg = '' if base == DEMO_BASE else f' --base {base}'
     lines = [
-        '# Ablation on the demo dataset',
+        f'# Ablation over `{run_name(base)}`',
         '',
-        f'Generated by `python tools/ablate.py{configs_arg} --seeds {" ".join(map(str, seeds))}` on '
+        f'Generated by `python tools/ablate.py{base_arg}{variants_arg} --seeds {" ".join(map(str, seeds))}` on '
         f'{datetime.date.today().isoformat()}: {platform.processor() or platform.machine()} CPU, '
         f'{os.cpu_count()} cores, torch {torch.__version__}. '
-        'Each run: the demo model (ResNet-18-tiny camera branch, sparse LiDAR branch, batch 2), '
-        'trained for the iterations in `configs/ablation/demo/_base_ablation.py` on the demo '
-        '`mini_train` split and evaluated on `mini_val` with `tools/test.py` (nuScenes devkit '
+        f'Each run: the variant of `{VARIANT_DIR}/` applied to `{base}` (its model, data and schedule), '
+        'trained on the training split and evaluated with `tools/test.py` (nuScenes devkit '
         'mAP/NDS, BEV map IoU). Numbers are mean ± std over seeds, in %.'
         + (f' Extra options: `{" ".join(cfg_options)}`.' if cfg_options else ''),
         '',
-        '| variant | seeds | mAP | NDS | mIoU | ' + ' | '.join(MAP_CLASSES) + ' | task-grad cos (mean) | '
+        '| variant | seeds | mAP | NDS | mIoU | ' + ' | '.join(map_classes) + ' | task-grad cos (mean) | '
         'conflict iters | cam/LiDAR grad ratio reaching branches | min/run |',
-        '|---' * (9 + len(MAP_CLASSES)) + '|',
+        '|---' * (9 + len(map_classes)) + '|',
     ]
     summary = {}
     for name in names:
@@ -160,7 +244,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         minutes = [r['info'].get('total_s', np.nan) / 60 for r in runs[name]]
         row = {
             'mAP': col(name, 'det/mAP'), 'NDS': col(name, 'det/NDS'), 'mIoU': col(name, 'map/mIoU'),
-            **{c: col(name, f'map/IoU_{c}') for c in MAP_CLASSES},
+            **{c: col(name, f'map/IoU_{c}') for c in map_classes},
             'cos_mean': [s['cos_mean'] for s in stats if 'cos_mean' in s],
             'conflict_frac': [s['conflict_frac'] for s in stats if 'conflict_frac' in s],
             'cam_lidar_ratio_reaching': [s['cam_lidar_ratio_reaching'] for s in stats
@@ -171,8 +255,9 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         frac = f'{100 * np.mean(row["conflict_frac"]):.0f}%' if row['conflict_frac'] else '–'
         ratio = f'{np.mean(row["cam_lidar_ratio_reaching"]):.3f}' if row['cam_lidar_ratio_reaching'] else '–'
         lines.append(f'| {name} | {len(runs[name])} | {_fmt(row["mAP"])} | {_fmt(row["NDS"])} | {_fmt(row["mIoU"])} | '
-                     + ' | '.join(_fmt(row[c]) for c in MAP_CLASSES)
+                     + ' | '.join(_fmt(row[c]) for c in map_classes)
                      + f' | {cos} | {frac} | {ratio} | {np.nanmean(minutes):.1f} |')
+    comparisons, paired = comparison_lines(runs)
     lines += [
         '',
         '*task-grad cos*: cosine between the detection and map gradients at the shared BEV feature, '
@@ -180,6 +265,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         'iterations where it is negative; *cam/LiDAR grad ratio reaching branches*: geometric mean '
         'over iterations of ||grad into the camera BEV|| / ||grad into the LiDAR BEV|| after '
         'intra-gradient calibration (1.0 when calibrated; the raw ratio for the others).',
+        *comparisons,
         '',
         f'![detection loss]({rel}/det_loss.png)',
         f'![map loss]({rel}/map_loss.png)',
@@ -193,8 +279,9 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
     with open(out, 'w') as f:
         f.write('\n'.join(lines))
     with open(osp.join(out_dir, 'results.json'), 'w') as f:
-        json.dump({'summary': summary, 'runs': {n: [{'seed': r['seed'], 'metrics': r['metrics'], 'info': r['info']}
-                                                    for r in rs] for n, rs in runs.items()}}, f, indent=2)
+        per_run = {n: [{'seed': r['seed'], 'metrics': r['metrics'], 'info': r['info']} for r in rs]
+                   for n, rs in runs.items()}
+        json.dump({'summary': summary, 'paired': paired, 'runs': per_run}, f, indent=2)
 
     def mean_curve(name: str, key: str):
         curves = [r['scalars'][key] for r in runs[name] if key in r['scalars']]
@@ -231,9 +318,15 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
 
 def main() -> None:
     args = parse_args()
-    for c in args.configs:
-        if not osp.isfile(c):
-            raise SystemExit(f'ablate: config file not found: {c}')
+    for v in args.variants:
+        if not osp.isfile(variant_path(v)):
+            raise SystemExit(f'ablate: variant not found: {variant_path(v)} (names are files in {VARIANT_DIR}/)')
+    if not osp.isfile(args.base):
+        raise SystemExit(f'ablate: base config not found: {args.base}')
+    for e in args.extra:
+        if not osp.isfile(e):
+            raise SystemExit(f'ablate: fragment not found: {e}')
+    args.configs = compose(args.base, args.variants, args.work_dir, args.extra)
     if not args.report_only:
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
@@ -249,7 +342,7 @@ def main() -> None:
     runs = collect(args.configs, args.seeds, args.work_dir)
     if not runs:
         raise SystemExit(f'ablate: no finished runs under {args.work_dir}')
-    write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes)
+    write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes, args.base)
 
 
 if __name__ == '__main__':

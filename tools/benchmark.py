@@ -223,11 +223,13 @@ def bench_step(args) -> None:
 
     from fuller.calibration import build_inter_rule
     from fuller.registry import MODELS
+    from fuller.utils.config import resolve_config
 
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    resolve_config(cfg)
     init_default_scope('fuller')
     torch.manual_seed(0)
     batch = load_batch(cfg, args.batch_size)
@@ -481,12 +483,12 @@ def bench_vtransform(args) -> None:
 
 # ---------------------------------------------------------------------------- data
 def bench_data(args) -> None:
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from fuller.registry import DATASETS
+    from fuller.utils.config import read_config
 
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     init_default_scope('fuller')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     np.random.seed(0)
@@ -514,7 +516,7 @@ def synthetic_batch(cfg, batch_size: int, n_points: int, data_root: str | None =
     demo sample, boxes and map masks from that sample (so the losses are real)."""
     batch = load_batch(cfg, batch_size, data_root)
     torch.manual_seed(0)
-    pcr = torch.tensor(cfg.model.encoders.lidar.voxelize.point_cloud_range) if 'lidar' in cfg.model.encoders else None
+    pcr = torch.tensor(cfg.geometry.point_cloud_range) if cfg.model.encoders.get('lidar') else None
     if 'points' in batch['inputs'] and pcr is not None:
         pts = []
         for _ in range(batch_size):
@@ -527,16 +529,16 @@ def synthetic_batch(cfg, batch_size: int, n_points: int, data_root: str | None =
 
 
 def bench_train(args) -> None:
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
     from fuller.registry import MODELS
+    from fuller.utils.config import read_config
 
     device = torch.device(args.device)
     if args.pool_impls and len(args.pool_impls) > 1:
         return _train_per_pool_impl(args, device)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.pool_impls:
         cfg.model.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
     init_default_scope('fuller')

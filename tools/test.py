@@ -15,6 +15,7 @@ from fuller.utils import (
     add_checkpoint_args,
     finish_distributed,
     format_metrics_table,
+    keep_submission_files,
     load_config,
     parse_launcher_args,
     quiet_third_party_warnings,
@@ -46,10 +47,8 @@ def main() -> None:
     cfg.load_partial = args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
     cfg.test_config_in_log_dir = True  # keep the training config copy in the work dir as it is
-    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
-    for ev in evaluators:
-        if ev.get('type') == 'NuScenesDetMetric' and not ev.get('jsonfile_prefix'):
-            ev['jsonfile_prefix'] = osp.join(cfg.work_dir, 'nuscenes_det')
+    # Metrics that write a submission (NuScenesDetMetric) keep it in the work dir.
+    keep_submission_files(cfg, osp.join(cfg.work_dir, 'nuscenes_det'))
     if args.show_dir:
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'BEVVisualizationHook']
         cfg.custom_hooks.append(dict(type='BEVVisualizationHook', show_dir=args.show_dir,

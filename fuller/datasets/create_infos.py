@@ -16,22 +16,13 @@ from nuscenes.utils.splits import create_splits_scenes
 from pyquaternion import Quaternion
 from tqdm import tqdm
 
-CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
-           'traffic_cone', 'barrier')
+from .metainfo import CAMERAS, CATEGORY_TO_CLASS, CLASSES
+
 INFO_VERSION = '1.1'
-CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
-
-# nuScenes category -> detection class (the devkit's mapping for the detection challenge).
-CATEGORY_TO_CLASS = {
-    'vehicle.car': 'car', 'vehicle.truck': 'truck', 'vehicle.trailer': 'trailer', 'vehicle.bus.bendy': 'bus',
-    'vehicle.bus.rigid': 'bus', 'vehicle.construction': 'construction_vehicle', 'vehicle.bicycle': 'bicycle',
-    'vehicle.motorcycle': 'motorcycle', 'human.pedestrian.adult': 'pedestrian', 'human.pedestrian.child': 'pedestrian',
-    'human.pedestrian.construction_worker': 'pedestrian', 'human.pedestrian.police_officer': 'pedestrian',
-    'movable_object.trafficcone': 'traffic_cone', 'movable_object.barrier': 'barrier',
-}
 
 
-def _mat(translation, rotation) -> np.ndarray:
+def pose_matrix(translation, rotation) -> np.ndarray:
+    """4x4 transform of a nuScenes pose (translation, quaternion w, x, y, z)."""
     m = np.eye(4)
     m[:3, :3] = Quaternion(rotation).rotation_matrix
     m[:3, 3] = translation
@@ -42,7 +33,7 @@ def _sensor_poses(nusc: NuScenes, sd_token: str) -> tuple[np.ndarray, np.ndarray
     sd = nusc.get('sample_data', sd_token)
     cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
     ep = nusc.get('ego_pose', sd['ego_pose_token'])
-    return _mat(cs['translation'], cs['rotation']), _mat(ep['translation'], ep['rotation'])
+    return pose_matrix(cs['translation'], cs['rotation']), pose_matrix(ep['translation'], ep['rotation'])
 
 
 def sample_info(nusc: NuScenes, sample: dict, max_sweeps: int) -> dict:

@@ -7,12 +7,49 @@ from mmengine.fileio import load
 from mmengine.logging import MMLogger
 
 from fuller.registry import DATASETS
+from fuller.utils.config import same_value
 
 from .create_infos import INFO_VERSION
+from .metainfo import NUSCENES_METAINFO
 from .transforms.loading import DataFileError
 
-CAMERA_PREFIXES = {c: f'samples/{c}' for c in ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
-                                                 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')}
+# The arguments of pipeline steps that the dataset fills from its geometry and metainfo: step
+# type -> {argument: fact}. A fact is a key of the metainfo, of the geometry (dotted for nested
+# keys) or 'data_root'. A step that leaves the argument out gets the fact; one that sets it to
+# another value is an error naming the step, so nothing is synced by hand.
+PIPELINE_FACTS = {
+    'LoadMultiViewImages': {'cameras': 'cameras'},
+    'ImageAug3D': {'final_dim': 'image_size'},
+    'LoadBEVMapMask': {'dataroot': 'data_root', 'xbound': 'map_bound.xbound', 'ybound': 'map_bound.ybound',
+                       'classes': 'map_classes'},
+    'ObjectRangeFilter': {'point_cloud_range': 'point_cloud_range'},
+    'PointsRangeFilter': {'point_cloud_range': 'point_cloud_range'},
+    'ObjectNameFilter': {'classes': 'classes'},
+}
+
+
+def fill_pipeline(pipeline: list, facts: dict, where: str = 'pipeline') -> list:
+    """A copy of ``pipeline`` (a list of step configs) with the arguments of
+    :data:`PIPELINE_FACTS` filled from ``facts``; a step setting one to another value raises
+    naming it. Facts missing from ``facts`` are left to the step's own default."""
+    out = []
+    for i, step in enumerate(pipeline):
+        if not isinstance(step, dict):
+            out.append(step)
+            continue
+        step = dict(step)
+        for arg, fact in PIPELINE_FACTS.get(str(step.get('type', '')).split('.')[-1], {}).items():
+            value = facts
+            for k in fact.split('.'):
+                value = value.get(k) if isinstance(value, dict) else None
+            if value is None:
+                continue
+            if arg in step and not same_value(step[arg], value):
+                raise ValueError(f'{where}[{i}] ({step["type"]}).{arg} = {step[arg]!r} but the {fact} is {value!r}; '
+                                 f'state it once (geometry / metainfo of the config) and leave {arg} out')
+            step[arg] = list(value) if isinstance(value, tuple) else value
+        out.append(step)
+    return out
 
 
 @DATASETS.register_module()
@@ -23,8 +60,14 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
     rasterizer uses them), checks that the info file is of the layout FULLER writes, and by
     default points the camera prefixes at ``samples/CAM_*``.
 
+    Its ``METAINFO`` holds every dataset fact (:mod:`fuller.datasets.metainfo`: detection
+    classes, map classes, cameras, category mapping, attribute conventions); ``metainfo``
+    overrides any of them. Metrics and hooks read them through ``dataset_meta``.
+
     Args:
-        map_classes: names of the map classes (metadata for metrics and plots).
+        geometry: the grid of the setup (``point_cloud_range``, ``image_size``, ``map_bound``,
+            ...), stated once at the top level of a config. The dataset fills its pipeline's
+            steps from it and from the metainfo (:data:`PIPELINE_FACTS`).
         on_bad_sample: ``'error'`` (default): a missing or corrupt point cloud or image raises
             :class:`DataFileError` naming the file. ``'skip'``: in training, the sample is
             logged, counted (``bad_samples``, per worker process) and replaced by another
@@ -33,19 +76,27 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
         **kwargs: passed to :class:`mmdet3d.datasets.NuScenesDataset`.
     """
 
-    def __init__(self, map_classes: tuple = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line',
-                                             'carpark_area', 'divider'), on_bad_sample: str = 'error',
-                 **kwargs) -> None:
+    METAINFO = {**NuScenesDataset.METAINFO, **NUSCENES_METAINFO}
+
+    def __init__(self, geometry: dict | None = None, on_bad_sample: str = 'error', **kwargs) -> None:
         if on_bad_sample not in ('error', 'skip'):
             raise ValueError(f"dataset on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.on_bad_sample = on_bad_sample
         self.bad_samples: list[str] = []
-        self.map_classes = tuple(map_classes)
-        prefix = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', **CAMERA_PREFIXES)
+        self.geometry = dict(geometry or {})
+        meta = self._load_metainfo(kwargs.get('metainfo'))
+        for key in ('classes', 'map_classes', 'cameras'):
+            unknown = [c for c in meta[key] if c not in self.METAINFO[key]]
+            if unknown:
+                raise KeyError(f'dataset metainfo.{key} has names {unknown} that nuScenes does not have '
+                               f'({list(self.METAINFO[key])})')
+        facts = {**meta, **self.geometry, 'data_root': kwargs.get('data_root')}
+        kwargs['pipeline'] = fill_pipeline(kwargs.get('pipeline') or [], facts, 'dataset.pipeline')
+        prefix = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', **{c: f'samples/{c}' for c in meta['cameras']})
         prefix.update(kwargs.pop('data_prefix', {}) or {})
         kwargs.setdefault('modality', dict(use_camera=True, use_lidar=True))
         super().__init__(data_prefix=prefix, **kwargs)
-        self._metainfo['map_classes'] = self.map_classes
+        self.map_classes = tuple(self.metainfo['map_classes'])
 
     def load_data_list(self) -> list[dict]:
         if not osp.isfile(self.ann_file):

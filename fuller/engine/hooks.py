@@ -115,14 +115,6 @@ class CurvesHook(Hook):
         runner.logger.info(f'curves: {len(paths)} PNGs in {osp.join(runner.work_dir, "curves")}')
 
 
-def _map_extent_from_pipeline(pipeline: list) -> tuple:
-    for t in pipeline:
-        if t.get('type') == 'LoadBEVMapMask':
-            xb, yb = t['xbound'], t['ybound']
-            return (xb[0], xb[1], yb[0], yb[1])
-    return (-50.0, 50.0, -50.0, 50.0)
-
-
 @HOOKS.register_module()
 class BEVVisualizationHook(Hook):
     """Save one PNG per tested sample (every ``interval``-th) under ``show_dir``: BEV points
@@ -159,15 +151,21 @@ class BEVVisualizationHook(Hook):
             return
         self._pending = osp.join(self.show_dir, '.pending', f'rank{runner.rank}')
         os.makedirs(self._pending, exist_ok=True)
+        # Everything about the data comes from the built dataset: its metainfo (classes, map
+        # classes, cameras) and the geometry it was built with (the map grid).
         dataset = runner.test_dataloader.dataset
-        self.map_extent = _map_extent_from_pipeline(runner.cfg.test_dataloader.dataset.pipeline)
         meta = dataset.metainfo
+        map_bound = getattr(dataset, 'geometry', {}).get('map_bound')
+        if map_bound is None:
+            raise KeyError(f'BEVVisualizationHook: the test dataset ({type(dataset).__name__}) has no '
+                           f'geometry.map_bound; state the geometry at the top level of the config')
+        xb, yb = map_bound['xbound'], map_bound['ybound']
+        self.map_extent = (xb[0], xb[1], yb[0], yb[1])
+        pc = dataset.geometry.get('point_cloud_range')
+        self.bev_range = max(abs(v) for v in ((pc[0], pc[1], pc[3], pc[4]) if pc else self.map_extent))
         self.class_names = tuple(meta.get('classes', ()))
-        self.map_classes = tuple(meta.get('map_classes', ())) or tuple(next(
-            (m.get('classes', ()) for m in _as_list(runner.cfg.get('test_evaluator')) if m.get('type') == 'BEVMapIoUMetric'),
-            ()))
-        loaders = [t for t in getattr(dataset.pipeline, 'transforms', []) if hasattr(t, 'cameras')]
-        self.cam_names = tuple(loaders[0].cameras) if loaders else None
+        self.map_classes = tuple(meta.get('map_classes', ()))
+        self.cam_names = tuple(meta['cameras']) if 'cameras' in meta else None
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if not self.show_dir or outputs is None:
@@ -227,7 +225,7 @@ class BEVVisualizationHook(Hook):
             with np.load(path) as z:
                 arrays = {k: z[k] for k in z.files}
             pred_map = arrays.pop('pred_map', None)
-            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), map_extent=self.map_extent,
+            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), map_extent=self.map_extent, bev_range=self.bev_range,
                         pred_map=None if pred_map is None else pred_map.astype(np.float32), map_threshold=thr,
                         title=f'sample {name[6:-4]}', map_classes=self.map_classes,
                         class_names=self.class_names, cam_names=self.cam_names, **arrays)
@@ -238,10 +236,3 @@ class BEVVisualizationHook(Hook):
         except OSError:
             pass  # another rank's pictures are still pending
         runner.logger.info(f'BEVVisualizationHook: {len(files)} pictures in {self.show_dir}')
-
-
-def _as_list(x) -> list:
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-

@@ -33,6 +33,7 @@ from mmengine.logging.logger import MMFormatter
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from fuller.utils.config import resolve_config
 from fuller.utils.quiet import is_registry_noise
 
 from .checkpoint_io import CheckpointLoadError, CheckpointMismatchError, load_checkpoint_file, match_state_dict
@@ -128,6 +129,12 @@ class FullerRunner(Runner):
         log_file = next((h.baseFilename for h in self.logger.handlers if isinstance(h, logging.FileHandler)), None)
         self.logger.info(f'work dir: {self.work_dir} | processes: {self.world_size} | log with the config and the '
                          f'environment: {log_file}')
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'FullerRunner':
+        """mmengine's ``from_cfg`` after :func:`~fuller.utils.config.resolve_config` (the
+        config's geometry and metainfo handed to the datasets and the model)."""
+        return super().from_cfg(resolve_config(cfg))
 
     def setup_env(self, env_cfg: dict) -> None:
         if self.distributed and not dist.is_initialized() and not torch.cuda.is_available():

@@ -18,46 +18,29 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from scipy.spatial.transform import Rotation
 
+from fuller.datasets.metainfo import CLASSES, MOVING_ATTRIBUTES, MOVING_SPEED, STILL_ATTRIBUTES
 from fuller.registry import METRICS
 
-NUS_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
-               'traffic_cone', 'barrier')
 EVAL_SETS = {'v1.0-mini': 'mini_val', 'v1.0-trainval': 'val', 'v1.0-test': 'test'}
-VEHICLES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle')
-CYCLES = ('bicycle', 'motorcycle')
-# Attribute of a box that is not moving (speed <= MOVING_SPEED); the devkit's convention
-# for real nuScenes, where most still vehicles are parked.
-# The convention of mmdet3d's NuScenesMetric (and of BEVFusion's evaluation): a still bus is
-# 'vehicle.stopped', other still vehicles 'vehicle.parked'.
-STILL_ATTRIBUTES = {'car': 'vehicle.parked', 'truck': 'vehicle.parked', 'trailer': 'vehicle.parked',
-                    'bus': 'vehicle.stopped', 'construction_vehicle': 'vehicle.parked',
-                    'bicycle': 'cycle.without_rider', 'motorcycle': 'cycle.without_rider',
-                    'pedestrian': 'pedestrian.standing', 'traffic_cone': '', 'barrier': ''}
-MOVING_SPEED = 0.2
 
 
-def default_attributes(names: list[str], velocity: np.ndarray, still: dict[str, str] | None = None) -> list[str]:
+def default_attributes(names: list[str], velocity: np.ndarray, still: dict[str, str] | None = None,
+                       moving: dict[str, str] | None = None) -> list[str]:
     """Attribute per box from its class and speed (the nuScenes attribute is not predicted).
 
     Args:
         names: detection class per box.
         velocity: [N, 2] velocity in m/s (any frame; only the speed is used).
-        still: attribute per class for boxes at speed <= 0.2 m/s (default
-            :data:`STILL_ATTRIBUTES`).
+        still: attribute per class for boxes at speed <= 0.2 m/s, over the devkit's convention
+            (:data:`fuller.datasets.metainfo.STILL_ATTRIBUTES`: a still bus is
+            ``vehicle.stopped``, other still vehicles ``vehicle.parked``).
+        moving: attribute per class for faster boxes, over
+            :data:`fuller.datasets.metainfo.MOVING_ATTRIBUTES`.
     """
     still = {**STILL_ATTRIBUTES, **(still or {})}
-    moving = np.linalg.norm(velocity, axis=1) > MOVING_SPEED
-    out = []
-    for name, m in zip(names, moving):
-        if m and name in VEHICLES:
-            out.append('vehicle.moving')
-        elif m and name in CYCLES:
-            out.append('cycle.with_rider')
-        elif m and name == 'pedestrian':
-            out.append('pedestrian.moving')
-        else:
-            out.append(still[name])
-    return out
+    moving_attr = {**MOVING_ATTRIBUTES, **(moving or {})}
+    is_moving = np.linalg.norm(velocity, axis=1) > MOVING_SPEED
+    return [moving_attr[n] if m else still[n] for n, m in zip(names, is_moving)]
 
 
 def lidar_to_global(boxes: np.ndarray, lidar2global: np.ndarray, aug: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -131,10 +114,10 @@ class NuScenesDetMetric(BaseMetric):
         version: ``v1.0-trainval`` (scored on ``val``) or ``v1.0-mini`` (``mini_val``).
         eval_set: override the split scored; every sample of it must be predicted, as the
             devkit requires.
-        classes: class names in the head's label order.
-        still_attributes: per-class attribute for still boxes, overriding
-            :data:`STILL_ATTRIBUTES` (e.g. ``vehicle.stopped`` where still vehicles are
-            labelled so).
+        classes: class names in the head's label order; default: the dataset's
+            ``metainfo['classes']`` (``dataset_meta``, set by the evaluation loop).
+        still_attributes: per-class attribute for still boxes; default: the dataset's
+            ``metainfo['still_attributes']``, else the devkit's convention.
         jsonfile_prefix: directory for ``results_nusc.json`` and the devkit's
             ``metrics_summary.json``; a temporary directory when ``None``.
         max_boxes: boxes kept per sample, by score (the devkit allows at most 500).
@@ -144,23 +127,44 @@ class NuScenesDetMetric(BaseMetric):
     default_prefix = 'det'
 
     def __init__(self, data_root: str, version: str = 'v1.0-trainval', eval_set: str | None = None,
-                 classes: tuple = NUS_CLASSES, still_attributes: dict | None = None,
+                 classes: tuple | None = None, still_attributes: dict | None = None,
                  jsonfile_prefix: str | None = None, max_boxes: int = 500,
                  modality: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if version not in EVAL_SETS:
             raise ValueError(f'NuScenesDetMetric: version={version!r} must be one of {sorted(EVAL_SETS)}')
-        unknown = set(classes) - set(NUS_CLASSES)
-        if unknown:
-            raise ValueError(f'NuScenesDetMetric: classes has non-nuScenes names {sorted(unknown)}')
         self.data_root, self.version = data_root, version
         self.eval_set = eval_set or EVAL_SETS[version]
-        self.classes = tuple(classes)
-        self.still_attributes = dict(still_attributes or {})
+        self._classes = None if classes is None else self._check_classes(classes)
+        self._still_attributes = None if still_attributes is None else dict(still_attributes)
         self.jsonfile_prefix = jsonfile_prefix
         self.max_boxes = min(int(max_boxes), 500)
         self.modality = {'use_camera': True, 'use_lidar': True, **(modality or {})}
         self._nusc = None
+
+    @staticmethod
+    def _check_classes(classes) -> tuple:
+        unknown = set(classes) - set(CLASSES)
+        if unknown:
+            raise ValueError(f'NuScenesDetMetric: classes has non-nuScenes names {sorted(unknown)}')
+        return tuple(classes)
+
+    @property
+    def classes(self) -> tuple:
+        """The label order: the ``classes`` argument, else the dataset's ``metainfo['classes']``."""
+        if self._classes is None:
+            meta = self.dataset_meta or {}
+            if 'classes' not in meta:
+                raise KeyError('NuScenesDetMetric: no classes given and no dataset_meta["classes"] (the evaluation '
+                               'loop sets dataset_meta from the dataset\'s metainfo)')
+            self._classes = self._check_classes(meta['classes'])
+        return self._classes
+
+    @property
+    def still_attributes(self) -> dict:
+        if self._still_attributes is None:
+            return dict((self.dataset_meta or {}).get('still_attributes', STILL_ATTRIBUTES))
+        return self._still_attributes
 
     # ------------------------------------------------------------------ per batch
     def sample_records(self, sample: dict) -> tuple[str, list[dict]]:
@@ -249,7 +253,7 @@ class NuScenesDetMetric(BaseMetric):
         return out
 
 
-def format_det_table(summary: dict, classes: tuple = NUS_CLASSES) -> str:
+def format_det_table(summary: dict, classes: tuple = CLASSES) -> str:
     """The devkit's per-class table (AP, ATE, ASE, AOE, AVE, AAE) plus mAP and NDS."""
     cols = ('trans_err', 'scale_err', 'orient_err', 'vel_err', 'attr_err')
     lines = [f'{"class":<22}{"AP":>7}{"ATE":>7}{"ASE":>7}{"AOE":>7}{"AVE":>7}{"AAE":>7}']

@@ -37,17 +37,28 @@ class BEVMapIoUMetric(BaseMetric):
     counts add up exactly across distributed ranks.
 
     Args:
-        classes: map class names, in the head's output order.
+        classes: map class names, in the head's output order; default: the dataset's
+            ``metainfo['map_classes']`` (``dataset_meta``, set by the evaluation loop).
         thresholds: probability thresholds.
     """
 
     default_prefix = 'map'
 
-    def __init__(self, classes: tuple = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area',
-                                         'divider'), thresholds: tuple = DEFAULT_THRESHOLDS, **kwargs) -> None:
+    def __init__(self, classes: tuple | None = None, thresholds: tuple = DEFAULT_THRESHOLDS, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.classes = tuple(classes)
+        self._classes = None if classes is None else tuple(classes)
         self.thresholds = tuple(thresholds)
+
+    @property
+    def classes(self) -> tuple:
+        """The ``classes`` argument, else the dataset's ``metainfo['map_classes']``."""
+        if self._classes is None:
+            meta = self.dataset_meta or {}
+            if 'map_classes' not in meta:
+                raise KeyError('BEVMapIoUMetric: no classes given and no dataset_meta["map_classes"] (the '
+                               'evaluation loop sets dataset_meta from the dataset\'s metainfo)')
+            self._classes = tuple(meta['map_classes'])
+        return self._classes
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
@@ -64,6 +75,9 @@ class BEVMapIoUMetric(BaseMetric):
             MMLogger.get_current_instance().warning('BEVMapIoUMetric: no map predictions (no map head?); skipped')
             return {}
         counts = np.sum(results, axis=0)  # [K, T, 2]
+        if len(counts) != len(self.classes):
+            raise ValueError(f'BEVMapIoUMetric: the predicted map has {len(counts)} classes but the metric has '
+                             f'{len(self.classes)}: {self.classes}')
         iou = counts[..., 0] / np.maximum(counts[..., 1], 1)
         best = iou.max(1)
         out = {f'IoU_{c}': float(v) for c, v in zip(self.classes, best)}

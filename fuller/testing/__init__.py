@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 from fuller.datasets.create_infos import create_nuscenes_infos
 from fuller.datasets.demo import DemoConfig, generate_demo_dataset
-from fuller.utils import set_data_root
+from fuller.utils import resolve_config, set_data_root
 
 from .faults import KillAtIterHook
 
@@ -44,17 +44,17 @@ def make_tiny_demo(root: str, keyframes: int = 2, sweeps: int = 1) -> str:
 
 
 def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Config:
-    """The demo config at a smaller image size, 2 iterations, no workers, rooted at ``data_root``."""
+    """The demo config at a smaller image size, 2 iterations, no workers, rooted at ``data_root``
+    (resolved: the geometry and metainfo handed to the datasets and the model)."""
     cfg = Config.fromfile(config)
     root = data_root.rstrip('/') + '/'
-    h, w = TINY_IMAGE
+    cfg.geometry.image_size = TINY_IMAGE
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.num_workers = 0
         loader.persistent_workers = False
         set_data_root(loader.dataset, root)
         for t in loader.dataset.pipeline:
             if t['type'] == 'ImageAug3D':
-                t['final_dim'] = TINY_IMAGE
                 t['resize_lim'] = (0.55, 0.55)
                 t['bot_pct_lim'] = (0.0, 0.0)
             if t['type'] == 'LoadMultiSweepPoints':
@@ -65,10 +65,7 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
             if 'data_root' in m:
                 m['data_root'] = root
     if cfg.model.encoders.get('camera'):
-        vt = cfg.model.encoders.camera.vtransform
-        vt.image_size = TINY_IMAGE
-        vt.feature_size = (h // 8, w // 8)
-        vt.dbound = (1.0, 49.0, 2.0)
+        cfg.model.encoders.camera.vtransform.dbound = (1.0, 49.0, 2.0)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=1000)
     cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 1
@@ -78,14 +75,14 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
     cfg.vis_backends = [dict(type='LocalVisBackend')]
     cfg.visualizer.vis_backends = cfg.vis_backends
     np.random.seed(0)
-    return cfg
+    return resolve_config(cfg)
 
 
 def gt_submission(nusc, scene_names: tuple = ('scene-0103', 'scene-0916')) -> dict:
     """A nuScenes detection submission made of the ground truth of ``scene_names`` (score 1),
     straight from ``sample_annotation`` in the global frame; boxes without LiDAR or radar
     points are left out, as the devkit drops them from the ground truth."""
-    from fuller.datasets.create_infos import CATEGORY_TO_CLASS
+    from fuller.datasets.metainfo import CATEGORY_TO_CLASS
 
     scenes = {s['token'] for s in nusc.scene if s['name'] in scene_names}
     results = {}

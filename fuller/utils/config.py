@@ -9,6 +9,15 @@ import re
 from mmengine.config import Config, DictAction
 
 
+def same_value(a, b) -> bool:
+    """Two config values are equal up to list/tuple and int/float spelling."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
 def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Add the flags every launched tool shares (``--cfg-options``, ``--launcher``,
     ``--local-rank``), parse, and export ``LOCAL_RANK`` for torch.distributed."""
@@ -57,6 +66,110 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         check_cfg_options(cfg, cfg_options, path, tool)
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    return resolve_config(cfg)
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile(path)`` resolved (:func:`resolve_config`): what to build a model or a
+    dataset from outside the tools."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    return resolve_config(Config.fromfile(path))
+
+
+def _strip_delete(node):
+    if isinstance(node, dict):
+        node.pop('_delete_', None)
+        for v in node.values():
+            _strip_delete(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _strip_delete(v)
+
+
+def apply_variant(base: str, *variants: str) -> Config:
+    """The config ``base`` with each of ``variants`` merged over it in turn, as ``_base_`` merges.
+
+    A variant (``configs/ablation/*.py``) is a config fragment with no model, data or
+    optimizer of its own, so one set of variants applies to every base and a schedule change
+    in the base reaches every variant. Dicts marked ``_delete_=True`` in a variant replace
+    the base's (the calibration rules: one rule's arguments never carry over to another; an
+    optimizer swap such as ``configs/ablation/optimizers/sgd.py``).
+    """
+    for path, what in ((base, 'base config'), *((v, 'variant') for v in variants)):
+        if not osp.isfile(path):
+            raise SystemExit(f'{what} not found: {path}')
+    cfg = Config.fromfile(base)
+    for variant in variants:
+        cfg.merge_from_dict(Config.fromfile(variant).to_dict())
+        merged = cfg.to_dict()
+        _strip_delete(merged)
+        cfg = Config(merged, filename=base)
+    return cfg
+
+
+def _accepts(registry, type_name, arg: str) -> bool:
+    import inspect
+
+    cls = registry.get(type_name) if isinstance(type_name, str) else type_name
+    return cls is not None and arg in inspect.signature(cls.__init__).parameters
+
+
+def keep_submission_files(cfg: Config, directory: str) -> None:
+    """Point every test metric that takes a ``jsonfile_prefix`` and has none at ``directory``."""
+    import fuller.evaluation  # noqa: F401 - registers the metric types
+    from fuller.registry import METRICS
+
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    for ev in evaluators:
+        if _accepts(METRICS, ev.get('type'), 'jsonfile_prefix') and not ev.get('jsonfile_prefix'):
+            ev['jsonfile_prefix'] = directory
+
+
+def _datasets(cfg: Config):
+    """Every dataset config of the dataloaders, wrapped ones included (``dataset.dataset``)."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = (cfg.get(key) or {}).get('dataset')
+        while isinstance(ds, dict):
+            yield key, ds
+            ds = ds.get('dataset')
+
+
+def resolve_config(cfg: Config) -> Config:
+    """Hand a config's single statements to every part that needs them (in place; returns
+    ``cfg``; running it again changes nothing):
+
+    - ``geometry`` (top level: point-cloud range, voxel size, BEV stride, image size, map
+      bound) goes to every dataset, which fills its pipeline from it, and to the model, which
+      derives its grids from it (:mod:`fuller.models.derive`);
+    - ``metainfo`` (top level, e.g. ``dict(classes=[...])``) goes to every dataset over its
+      ``METAINFO``, and the resulting ``classes`` and ``map_classes`` to the model's heads.
+      Metrics and hooks read the same facts from the built dataset (``dataset_meta``).
+
+    Called by the tools (:func:`load_config`) and by ``FullerRunner.from_cfg``.
+    """
+    import fuller.datasets  # noqa: F401 - registers the dataset types
+    import fuller.models  # noqa: F401
+    from fuller.registry import DATASETS, MODELS
+
+    geometry, metainfo = cfg.get('geometry'), cfg.get('metainfo')
+    model_meta = None
+    for _, ds in _datasets(cfg):
+        cls = DATASETS.get(ds.get('type')) if isinstance(ds.get('type'), str) else ds.get('type')
+        if cls is None or not hasattr(cls, '_load_metainfo'):
+            continue
+        if geometry is not None and _accepts(DATASETS, cls, 'geometry'):
+            ds['geometry'] = geometry
+        if metainfo is not None:
+            ds['metainfo'] = {**(ds.get('metainfo') or {}), **metainfo}
+        if model_meta is None and 'dataset' not in ds:
+            model_meta = cls._load_metainfo(ds.get('metainfo'))
+    model = cfg.get('model')
+    if isinstance(model, dict) and _accepts(MODELS, model.get('type'), 'geometry'):
+        if geometry is not None:
+            model['geometry'] = geometry
+        if model_meta is not None:
+            model['metainfo'] = {k: list(model_meta[k]) for k in ('classes', 'map_classes') if k in model_meta}
     return cfg
 
 

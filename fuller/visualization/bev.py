@@ -7,6 +7,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fuller.datasets.metainfo import camera_panel_order  # noqa: E402
+
 # drivable_area, ped_crossing, walkway, stop_line, carpark_area, divider
 MAP_COLORS = np.array([[166, 206, 227], [251, 154, 153], [227, 26, 28], [253, 191, 111], [255, 127, 0],
                        [106, 61, 154]], np.float32) / 255
@@ -53,10 +55,6 @@ def _draw_boxes_bev(ax, boxes: np.ndarray, color: str, label: str, texts: list[s
             ax.text(corners[:, 0].max() + 0.5, centre[1], texts[i], color=color, fontsize=5, va='center')
 
 
-# Camera panels in the order of the rig as seen from above the car: front row, then back row.
-RIG_ORDER = ('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT')
-
-
 def _draw_ego(ax, forward: np.ndarray | None) -> None:
     """The ego vehicle at the origin: a 4.5 x 1.9 m outline and an arrow along its heading."""
     f = np.array([1.0, 0.0]) if forward is None else np.asarray(forward[:2], np.float64)
@@ -71,9 +69,7 @@ def _camera_order(cam_names: tuple | None, n_cam: int) -> list[tuple[int, str]]:
     """(index into the images, title) in rig order; unknown names keep their position."""
     if not cam_names or len(cam_names) != n_cam:
         return [(i, f'camera {i}') for i in range(n_cam)]
-    known = [(cam_names.index(c), c) for c in RIG_ORDER if c in cam_names]
-    rest = [(i, c) for i, c in enumerate(cam_names) if c not in RIG_ORDER]
-    return known + rest
+    return [(cam_names.index(c), c) for c in camera_panel_order(cam_names)]
 
 
 def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,

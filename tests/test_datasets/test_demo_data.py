@@ -107,7 +107,10 @@ def test_map_mask_matches_polygons(demo_root):
             continue
         union = unary_union([Polygon(e, h) for e, h in geom.polygons[cls]]).buffer(0)
         truth = np.array([union.contains(Point(p[0], p[1])) for p in pts[:, :2]]).reshape(gx.shape)
-        agree = (truth == mask[c].astype(bool)).mean()
+        # Cell centres on a polygon edge (an axis-aligned ego at a lane centre puts whole columns
+        # there) may go either way: compare the others.
+        edge = np.array([union.boundary.distance(Point(p[0], p[1])) < 1e-6 for p in pts[:, :2]]).reshape(gx.shape)
+        agree = (truth == mask[c].astype(bool))[~edge].mean()
         assert agree > 0.985, (cls, agree)
         if cls == 'drivable_area':
             assert truth.mean() > 0.05

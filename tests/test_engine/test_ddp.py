@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from fuller.testing import free_port, tiny_config
+from fuller.utils import read_config
 
 STEPS = 3
 
@@ -19,7 +19,7 @@ STEPS = 3
 def _build(cfg_path: str, accumulative_counts: int = 1):
     from fuller.registry import MODELS
 
-    cfg = Config.fromfile(cfg_path)
+    cfg = read_config(cfg_path)
     init_default_scope('fuller')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

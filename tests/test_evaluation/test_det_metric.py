@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmdet3d.structures import LiDARInstance3DBoxes
 
+from fuller.datasets.metainfo import CLASSES
 from fuller.evaluation import NuScenesDetMetric, default_attributes, global_to_lidar, lidar_to_global
 from fuller.testing import gt_submission
 
@@ -32,10 +33,10 @@ def _gt_as_prediction(info) -> dict:
 
 
 def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
-    # The demo world labels still vehicles 'vehicle.stopped'.
+    # The demo world follows the devkit's attribute convention (still bus: 'vehicle.stopped',
+    # other still vehicles: 'vehicle.parked'), so ground truth scores perfectly on attributes too.
     metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path / 'pred'),
-                               still_attributes={c: 'vehicle.stopped' for c in
-                                                 ('car', 'truck', 'trailer', 'bus', 'construction_vehicle')})
+                               classes=CLASSES)
     metric.process({}, [_gt_as_prediction(i) for i in _val_infos(demo_root)])
     ours = metric.compute_metrics(metric.results)
     assert osp.isfile(tmp_path / 'pred' / 'results_nusc.json')
@@ -56,8 +57,92 @@ def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
     assert ours['mAOE'] == pytest.approx(len(absent) / 9, abs=1e-3)  # cones have no orientation error
 
 
+def _mmdet3d_attribute(name: str, speed: float) -> str:
+    """mmdet3d's NuScenesMetric attribute rule (its DefaultAttribute table and speed test)."""
+    from mmdet3d.evaluation.metrics.nuscenes_metric import NuScenesMetric
+
+    if speed > 0.2:
+        if name in ('car', 'construction_vehicle', 'bus', 'truck', 'trailer'):
+            return 'vehicle.moving'
+        if name in ('bicycle', 'motorcycle'):
+            return 'cycle.with_rider'
+        return NuScenesMetric.DefaultAttribute[name]
+    if name == 'pedestrian':
+        return 'pedestrian.standing'
+    if name == 'bus':
+        return 'vehicle.stopped'
+    return NuScenesMetric.DefaultAttribute[name]
+
+
+def test_perturbed_predictions_score_as_the_devkit_scores_them(demo_root, tmp_path):
+    """Predictions made from the ground truth with distinct scores, perturbed boxes (position,
+    size, heading, velocity), still boxes (every third box's velocity zeroed: still buses among
+    them), missed boxes and false positives: the project's metric path (LiDAR-frame boxes,
+    attributes by speed) gives the same mAP, NDS and TP errors as the devkit scoring the same
+    boxes directly with mmdet3d's attribute rule."""
+    from pyquaternion import Quaternion
+
+    metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path / 'pred'),
+                               classes=CLASSES)
+    direct = gt_submission(metric.nusc, VAL_SCENES)
+    rng = np.random.default_rng(0)
+    infos = {i['token']: i for i in _val_infos(demo_root)}
+    samples, still_buses = [], 0
+    for token, recs in direct['results'].items():
+        out = []
+        for k, r in enumerate(recs):
+            if rng.random() < 0.1:
+                continue  # missed
+            t = np.asarray(r['translation']) + np.r_[rng.normal(0, 0.4, 2), rng.normal(0, 0.1)]
+            size = np.asarray(r['size']) * rng.uniform(0.85, 1.15, 3)
+            q = Quaternion(r['rotation']) * Quaternion(axis=[0, 0, 1], angle=float(rng.normal(0, 0.3)))
+            v = np.asarray(r['velocity']) + rng.normal(0, 0.5, 2)
+            if k % 3 == 0:
+                v = np.zeros(2)
+            out.append(dict(r, translation=t.tolist(), size=size.tolist(), rotation=list(q.elements),
+                            velocity=v.tolist()))
+            if rng.random() < 0.15:  # a false positive nearby
+                out.append(dict(out[-1], translation=(t + np.r_[rng.uniform(3, 6, 2), 0]).tolist()))
+        for r in out:
+            r['detection_score'] = float(rng.uniform(0.05, 1.0))  # distinct scores
+            r['attribute_name'] = _mmdet3d_attribute(r['detection_name'], float(np.linalg.norm(r['velocity'])))
+            still_buses += r['detection_name'] == 'bus' and r['attribute_name'] == 'vehicle.stopped'
+        direct['results'][token] = out
+        info = infos[token]
+        l2g = np.asarray(info['ego2global']) @ np.asarray(info['lidar_points']['lidar2ego'])
+        if out:
+            arr = global_to_lidar(np.array([r['translation'] for r in out]), np.array([r['size'] for r in out]),
+                                  np.array([r['rotation'] for r in out]), np.array([r['velocity'] for r in out]), l2g)
+        else:
+            arr = np.zeros((0, 9))
+        samples.append({
+            'token': token, 'ego2global': info['ego2global'], 'lidar2ego': info['lidar_points']['lidar2ego'],
+            'lidar_aug_matrix': np.eye(4),
+            'pred_instances_3d': {
+                'bboxes_3d': LiDARInstance3DBoxes(torch.from_numpy(arr), box_dim=9),
+                'scores_3d': torch.tensor([r['detection_score'] for r in out], dtype=torch.float64),
+                'labels_3d': torch.tensor([CLASSES.index(r['detection_name']) for r in out], dtype=torch.long)},
+        })
+    assert still_buses > 0
+    metric.process({}, samples)
+    ours = metric.compute_metrics(metric.results)
+    (tmp_path / 'direct').mkdir()
+    (tmp_path / 'direct' / 'results.json').write_text(json.dumps(direct))
+    ref = metric.evaluate_submission(str(tmp_path / 'direct' / 'results.json'), str(tmp_path / 'direct'))
+    assert 0.2 < ours['mAP'] < 0.95 and ours['mAAE'] > 0  # a non-trivial submission
+    assert round(ours['mAP'], 4) == round(ref['mean_ap'], 4)
+    assert round(ours['NDS'], 4) == round(ref['nd_score'], 4)
+    names = {'trans_err': 'mATE', 'scale_err': 'mASE', 'orient_err': 'mAOE', 'vel_err': 'mAVE', 'attr_err': 'mAAE'}
+    for k, v in ref['tp_errors'].items():
+        assert round(ours[names[k]], 4) == round(v, 4), k
+
+
 def test_missing_samples_give_a_clear_error(demo_root, tmp_path):
     metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path))
+    # Without classes the metric needs the dataset's (the evaluation loop sets dataset_meta).
+    with pytest.raises(KeyError, match='no classes given and no dataset_meta'):
+        metric.process({}, [_gt_as_prediction(_val_infos(demo_root)[0])])
+    metric.dataset_meta = dict(classes=CLASSES)
     metric.process({}, [_gt_as_prediction(_val_infos(demo_root)[0])])
     with pytest.raises(RuntimeError, match='mini_val'):
         metric.compute_metrics(metric.results)
@@ -117,25 +202,11 @@ def test_default_attributes():
 
 
 def test_default_attributes_follow_mmdet3d_for_every_class_and_speed():
-    """mmdet3d's NuScenesMetric rule (its DefaultAttribute table and speed test), per class,
-    still and moving: a still bus is 'vehicle.stopped'."""
+    """mmdet3d's NuScenesMetric rule, per class, still and moving: a still bus is 'vehicle.stopped'."""
     from mmdet3d.evaluation.metrics.nuscenes_metric import NuScenesMetric
-
-    def mmdet3d_attr(name: str, speed: float) -> str:
-        if speed > 0.2:
-            if name in ('car', 'construction_vehicle', 'bus', 'truck', 'trailer'):
-                return 'vehicle.moving'
-            if name in ('bicycle', 'motorcycle'):
-                return 'cycle.with_rider'
-            return NuScenesMetric.DefaultAttribute[name]
-        if name == 'pedestrian':
-            return 'pedestrian.standing'
-        if name == 'bus':
-            return 'vehicle.stopped'
-        return NuScenesMetric.DefaultAttribute[name]
 
     names = list(NuScenesMetric.DefaultAttribute)
     for speed in (0.0, 0.19, 0.21, 5.0):
         v = np.tile([[speed, 0.0]], (len(names), 1))
-        assert default_attributes(names, v) == [mmdet3d_attr(n, speed) for n in names], speed
+        assert default_attributes(names, v) == [_mmdet3d_attribute(n, speed) for n in names], speed
     assert default_attributes(['bus'], np.zeros((1, 2))) == ['vehicle.stopped']

@@ -36,8 +36,9 @@ def test_valid_tiny_config_passes_the_grid_check(tiny):
 def test_map_grid_mismatch_names_the_key(tiny):
     cfg, data = tiny
     cfg = copy.deepcopy(cfg)
-    cfg.model.heads.map.grid_transform.input_scope = [(-51.2, 51.2, 0.8), (-51.2, 51.2, 0.8)]
-    with pytest.raises(ValueError, match=r'heads.map expects a 128x128.*grid_transform.input_scope.*64x64'):
+    cfg.model.heads.map.grid_transform = dict(input_scope=[(-51.2, 51.2, 0.8), (-51.2, 51.2, 0.8)])
+    with pytest.raises(ValueError, match=r'model\.heads\.map\.grid_transform\.input_scope = .* but the geometry '
+                                         r'gives .*1\.6.*the shared BEV grid'):
         _first_forward(cfg, data)
 
 
@@ -45,7 +46,8 @@ def test_det_grid_mismatch_names_the_key(tiny):
     cfg, data = tiny
     cfg = copy.deepcopy(cfg)
     cfg.model.heads.det.train_cfg.out_size_factor = 4
-    with pytest.raises(ValueError, match=r'heads.det expects a 32x32.*out_size_factor'):
+    with pytest.raises(ValueError, match=r'model\.heads\.det\.train_cfg\.out_size_factor = 4 but the geometry '
+                                         r'gives 2 \(bev_stride\)'):
         _first_forward(cfg, data)
 
 

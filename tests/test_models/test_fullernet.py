@@ -30,9 +30,10 @@ def test_shapes_of_every_stage(setup):
     model.train()
     batch = model.data_preprocessor(copy.deepcopy(data), True)
     out = model(**batch, mode='tensor')
-    vt = cfg.model.encoders.camera.vtransform
-    n = int(round((vt.xbound[1] - vt.xbound[0]) / vt.xbound[2])) // vt.downsample
-    assert out['bev_camera'].shape == (1, vt.out_channels, n, n)
+    g = cfg.geometry  # the BEV grid: the range in cells of voxel_size x bev_stride
+    n = int(round((g.point_cloud_range[3] - g.point_cloud_range[0]) / (g.voxel_size[0] * g.bev_stride)))
+    assert n == 64
+    assert out['bev_camera'].shape == (1, cfg.model.encoders.camera.vtransform.out_channels, n, n)
     assert out['bev_lidar'].shape[-2:] == (n, n)
     assert out['shared'].shape[-2:] == (n, n)
     assert out['map_logits'].shape == (1, 6, 100, 100)

@@ -4,11 +4,11 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.model import BaseModule
 from mmengine.registry import init_default_scope
 
 from fuller.testing import REPO_ROOT
+from fuller.utils import read_config
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
 NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')
@@ -24,7 +24,7 @@ def _build(cfg_model):
 
 @pytest.mark.parametrize('config', [DEMO, NUSCENES], ids=['demo', 'nuscenes'])
 def test_every_basemodule_is_initialised(config):
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)
     model = _build(cfg.model)
     base_modules = [n for n, m in model.named_modules() if isinstance(m, BaseModule)]
     # Modules that sit inside plain containers (ModuleDict, nn.ModuleList, wrappers) are among them.
@@ -68,7 +68,7 @@ def _assert_backbone_loaded(model, donor) -> None:
 
 
 def _camera_backbone_cfg(tmp_path, checkpoint, prefix=None):
-    cfg = Config.fromfile(DEMO)
+    cfg = read_config(DEMO)
     init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
     if prefix:
         init_cfg['prefix'] = prefix
@@ -77,7 +77,7 @@ def _camera_backbone_cfg(tmp_path, checkpoint, prefix=None):
 
 
 def test_pretrained_camera_backbone_loads_a_local_file(tmp_path):
-    cfg = Config.fromfile(DEMO)
+    cfg = read_config(DEMO)
     donor = _build(cfg.model).encoders['camera'].backbone
     with torch.no_grad():
         for p in donor.parameters():
@@ -95,7 +95,7 @@ def test_pretrained_camera_backbone_loads_a_local_file(tmp_path):
 def test_pretrained_reports_missing_keys(tmp_path):
     from fuller.models.init import report_pretrained
 
-    cfg = Config.fromfile(DEMO)
+    cfg = read_config(DEMO)
     donor = _build(cfg.model).encoders['camera'].backbone.state_dict()
     partial = {k: v for k, v in donor.items() if not k.startswith('layer4.')}
     path = str(tmp_path / 'partial.pth')
@@ -134,7 +134,7 @@ def test_pretrained_file_that_does_not_fit_is_an_error(tmp_path):
 def test_pretrained_swin_from_a_detector_checkpoint(tmp_path):
     """nuImages-style weights for the nuScenes config's Swin-T: an mmdet detector checkpoint whose
     backbone keys start with 'backbone.' (Swin's own loader takes those)."""
-    cfg = Config.fromfile(NUSCENES)
+    cfg = read_config(NUSCENES)
     cfg.model.encoders.camera.backbone.convert_weights = False
     donor = _build(cfg.model).encoders['camera'].backbone
     with torch.no_grad():

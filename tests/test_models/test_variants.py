@@ -8,17 +8,49 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
+from fuller.datasets.metainfo import CLASSES
 from fuller.testing import REPO_ROOT, tiny_config
+from fuller.utils import apply_variant, read_config
 
-CONFIGS = sorted(c for c in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if osp.sep + '_base_' + osp.sep not in c)
+CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', 'fuller', '*.py')))
+VARIANTS = sorted(v for v in glob.glob(osp.join(REPO_ROOT, 'configs', 'ablation', '*.py'))
+                  if not osp.basename(v).startswith('_'))
+DEMO_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+DEMO_FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+NUS_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_swint_8x4-20e_nuscenes-det-map.py')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, osp.join(REPO_ROOT, 'configs')))
 def test_config_loads(path):
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     assert cfg.model.type == 'FullerNet'
     assert cfg.optim_wrapper.type in ('GuardedOptimWrapper', 'CalibratedOptimWrapper')
+    assert cfg.model.geometry == cfg.geometry and cfg.model.metainfo['classes'] == list(CLASSES)
+
+
+@pytest.mark.parametrize('base', [DEMO_NAIVE, DEMO_FULLER, NUS_NAIVE], ids=['demo-naive', 'demo-fuller', 'nus'])
+@pytest.mark.parametrize('variant', VARIANTS, ids=lambda p: osp.basename(p)[:-3])
+def test_every_variant_applies_to_every_base(base, variant):
+    """One set of variants: each keeps the base's optimizer and schedule (no _delete_ of them)."""
+    base_cfg = Config.fromfile(base)
+    cfg = apply_variant(base, variant)
+    assert cfg.optim_wrapper.type == 'CalibratedOptimWrapper'
+    assert cfg.optim_wrapper.optimizer == base_cfg.optim_wrapper.optimizer
+    assert cfg.param_scheduler == base_cfg.param_scheduler and cfg.train_cfg == base_cfg.train_cfg
+    assert '_delete_' not in str(cfg.to_dict())
+    if osp.basename(variant) == 'naive.py':  # the rule dicts replace the base's (FullerInter's args do not stay)
+        assert cfg.optim_wrapper.inter == dict(type='Sum')
+
+
+def test_optimizer_swap_fragment_over_a_variant():
+    """``--with configs/ablation/optimizers/sgd.py``: SGD replaces AdamW (no AdamW argument stays),
+    the schedule and clipping of the base stay."""
+    sgd = osp.join(REPO_ROOT, 'configs', 'ablation', 'optimizers', 'sgd.py')
+    cfg = apply_variant(DEMO_NAIVE, osp.join(REPO_ROOT, 'configs', 'ablation', 'fuller.py'), sgd)
+    base = Config.fromfile(DEMO_NAIVE)
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4)
+    assert cfg.optim_wrapper.inter.type == 'FullerInter' and cfg.optim_wrapper.clip_grad == base.optim_wrapper.clip_grad
+    assert cfg.param_scheduler == base.param_scheduler
 
 
 def test_nuscenes_models_build_with_matching_grids():
@@ -26,10 +58,10 @@ def test_nuscenes_models_build_with_matching_grids():
     from fuller.registry import MODELS
 
     init_default_scope('fuller')
-    full = MODELS.build(Config.fromfile(osp.join(REPO_ROOT, 'configs', 'fuller',
-                                                 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')).model)
-    lite = MODELS.build(Config.fromfile(osp.join(REPO_ROOT, 'configs', 'fuller',
-                                                 'fuller-lite_lc_swint_8x4-20e_nuscenes-det-map.py')).model)
+    full = MODELS.build(read_config(osp.join(REPO_ROOT, 'configs', 'fuller',
+                                             'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')).model)
+    lite = MODELS.build(read_config(osp.join(REPO_ROOT, 'configs', 'fuller',
+                                             'fuller-lite_lc_swint_8x4-20e_nuscenes-det-map.py')).model)
     # 1440 voxels / 8 = 360 LSS cells / 2 = 180: the grid both heads expect.
     for m in (full, lite):
         for head in m.heads.values():
@@ -39,23 +71,29 @@ def test_nuscenes_models_build_with_matching_grids():
     assert n(lite.encoders) == n(full.encoders)
 
 
-@pytest.mark.parametrize('variant,heads,encoders', [
-    ('camera_only', {'det', 'map'}, {'camera'}),
-    ('lidar_only', {'det', 'map'}, {'lidar'}),
-    ('det_only', {'det'}, {'camera', 'lidar'}),
-    ('map_only', {'map'}, {'camera', 'lidar'}),
-])
-def test_demo_variant_trains_one_calibrated_step(demo_root, tmp_path, variant, heads, encoders):
+@pytest.mark.parametrize('override,heads,encoders', [
+    ('model = dict(encoders=dict(lidar=None))', {'det', 'map'}, {'camera'}),
+    ('model = dict(encoders=dict(camera=None))', {'det', 'map'}, {'lidar'}),
+    ('model = dict(heads=dict(map=None))', {'det'}, {'camera', 'lidar'}),
+    ('model = dict(heads=dict(det=None))', {'map'}, {'camera', 'lidar'}),
+], ids=['camera_only', 'lidar_only', 'det_only', 'map_only'])
+def test_one_line_fork_of_fuller_trains_one_calibrated_step(demo_root, tmp_path, override, heads, encoders):
+    """A single-modality or single-task variant is one line over the FULLER config: the fuser
+    goes, and the decoder and heads take their input channels from what is left."""
     from mmengine.optim import build_optim_wrapper
 
     from fuller.registry import DATASETS, MODELS
 
+    fork = tmp_path / 'fork.py'
+    fork.write_text(f"_base_ = ['{DEMO_FULLER}']\n{override}\n")
     init_default_scope('fuller')
-    cfg = tiny_config(demo_root, str(tmp_path), config=osp.join(REPO_ROOT, 'configs', 'ablation', 'demo',
-                                                                f'{variant}.py'))
+    cfg = tiny_config(demo_root, str(tmp_path), config=str(fork))
     model = MODELS.build(cfg.model)
     assert set(model.heads) == heads and set(model.encoders) == encoders
     assert (model.fuser is None) == (len(encoders) == 1)
+    if len(encoders) == 1:
+        enc = next(iter(model.encoders.values()))
+        assert model.decoder['backbone'].blocks[0][0].in_channels == enc.out_channels
     ow = build_optim_wrapper(model, cfg.optim_wrapper)
     data = pseudo_collate([DATASETS.build(cfg.train_dataloader.dataset)[0]])
     log = model.train_step(data, ow)

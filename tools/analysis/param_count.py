@@ -7,7 +7,6 @@
 import argparse
 import os.path as osp
 
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 
@@ -19,9 +18,10 @@ def param_table(config: str) -> dict[str, int]:
     """Parameters of the model of ``config``: per encoder, fuser, decoder, head, and total."""
     import fuller.models  # noqa: F401 - registers the model classes
     from fuller.registry import MODELS
+    from fuller.utils.config import read_config
 
     init_default_scope('fuller')
-    model = MODELS.build(Config.fromfile(config).model)
+    model = MODELS.build(read_config(config).model)
     rows = {f'encoders.{k}': count(v) for k, v in model.encoders.items()}
     if model.fuser is not None:
         rows['fuser'] = count(model.fuser)

@@ -1,52 +1,51 @@
 # FULLER's embedded demo dataset (python tools/create_demo_data.py; tools/create_data.py).
+# The class lists, cameras and attribute conventions are the dataset's metainfo
+# (fuller/datasets/metainfo.py); override them with a top-level `metainfo = dict(classes=[...])`.
+# The grid is stated once, in `geometry`: the datasets fill their pipelines from it and the model
+# derives its grids from it (tools and FullerRunner hand it over: fuller.utils.resolve_config).
 dataset_type = 'NuScenesMultiTaskDataset'
 data_root = 'data/nuscenes-demo/'
-class_names = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
-               'traffic_cone', 'barrier']
-map_classes = ['drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider']
-point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
-map_bound = dict(xbound=(-50.0, 50.0, 1.0), ybound=(-50.0, 50.0, 1.0))
-image_size = (128, 352)
+geometry = dict(
+    point_cloud_range=[-51.2, -51.2, -5.0, 51.2, 51.2, 3.0],
+    voxel_size=[0.8, 0.8, 0.5],  # LiDAR voxels; 128 x 128 x 16
+    bev_stride=2,  # voxels per shared BEV cell: 64 x 64 at 1.6 m
+    image_size=(128, 352),
+    map_bound=dict(xbound=(-50.0, 50.0, 1.0), ybound=(-50.0, 50.0, 1.0)),  # 100 x 100 map grid
+)
+metainfo = dict()
 sweeps = 4
-metainfo = dict(classes=class_names)
 
 train_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='ImageAug3D', final_dim=image_size, resize_lim=(1.0, 1.2), bot_pct_lim=(0.0, 0.1), rand_flip=True,
-         is_train=True),
+    dict(type='ImageAug3D', resize_lim=(1.0, 1.2), bot_pct_lim=(0.0, 0.1), rand_flip=True, is_train=True),
     dict(type='BEVAugmentation', rot_range=(-0.3925, 0.3925), scale_range=(0.95, 1.05), is_train=True),
-    dict(type='LoadBEVMapMask', dataroot=data_root, line_width=1.0, **map_bound),
-    dict(type='ObjectRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='ObjectNameFilter', classes=class_names),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='LoadBEVMapMask', line_width=1.0),
+    dict(type='ObjectRangeFilter'),
+    dict(type='ObjectNameFilter'),
+    dict(type='PointsRangeFilter'),
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
-    dict(type='ImageAug3D', final_dim=image_size, resize_lim=(1.1, 1.1), bot_pct_lim=(0.05, 0.05), is_train=False),
+    dict(type='ImageAug3D', resize_lim=(1.1, 1.1), bot_pct_lim=(0.05, 0.05), is_train=False),
     dict(type='BEVAugmentation', is_train=False),
-    dict(type='LoadBEVMapMask', dataroot=data_root, line_width=1.0, **map_bound),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='LoadBEVMapMask', line_width=1.0),
+    dict(type='PointsRangeFilter'),
     dict(type='PackMultiTaskInputs'),
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_train.pkl', pipeline=train_pipeline,
-                 metainfo=metainfo, test_mode=False, box_type_3d='LiDAR'))
+                 test_mode=False, box_type_3d='LiDAR'))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_val.pkl', pipeline=test_pipeline,
-                 metainfo=metainfo, test_mode=True, box_type_3d='LiDAR'))
+                 test_mode=True, box_type_3d='LiDAR'))
 test_dataloader = val_dataloader
-# The demo world labels still vehicles 'vehicle.stopped' (real nuScenes: mostly 'vehicle.parked').
-still_attributes = {c: 'vehicle.stopped' for c in ('car', 'truck', 'trailer', 'bus', 'construction_vehicle')}
-val_evaluator = [
-    dict(type='NuScenesDetMetric', data_root=data_root, version='v1.0-mini', classes=class_names,
-         still_attributes=still_attributes),
-    dict(type='BEVMapIoUMetric', classes=map_classes),
-]
+val_evaluator = [dict(type='NuScenesDetMetric', data_root=data_root, version='v1.0-mini'),
+                 dict(type='BEVMapIoUMetric')]
 test_evaluator = val_evaluator

@@ -1,51 +1,51 @@
 # Full nuScenes (v1.0-trainval) for detection + map segmentation, BEVFusion's input settings:
 # 256x704 images, 10 LiDAR sweeps, 0.5 m map grid over +-50 m. Infos: tools/create_data.py.
+# Class lists, cameras and attribute conventions: the dataset's metainfo
+# (fuller/datasets/metainfo.py). The grid is stated once, in `geometry` (see the demo base).
 dataset_type = 'NuScenesMultiTaskDataset'
 data_root = 'data/nuscenes/'
-class_names = ['car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
-               'traffic_cone', 'barrier']
-map_classes = ['drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider']
-point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
-map_bound = dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
-image_size = (256, 704)
+geometry = dict(
+    point_cloud_range=[-54.0, -54.0, -5.0, 54.0, 54.0, 3.0],
+    voxel_size=[0.075, 0.075, 0.2],  # LiDAR voxels; 1440 x 1440 x 40
+    bev_stride=8,  # voxels per shared BEV cell: 180 x 180 at 0.6 m
+    image_size=(256, 704),
+    map_bound=dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5)),  # 200 x 200 map grid
+)
+metainfo = dict()
 sweeps = 9  # + the keyframe = 10 sweeps
-metainfo = dict(classes=class_names)
 
 train_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='ImageAug3D', final_dim=image_size, resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rand_flip=True,
-         is_train=True),
+    dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rand_flip=True, is_train=True),
     dict(type='BEVAugmentation', rot_range=(-0.3925, 0.3925), scale_range=(0.9, 1.1), trans_std=(0.5, 0.5, 0.5),
          is_train=True),
-    dict(type='LoadBEVMapMask', dataroot=data_root, **map_bound),
-    dict(type='ObjectRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='ObjectNameFilter', classes=class_names),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='LoadBEVMapMask'),
+    dict(type='ObjectRangeFilter'),
+    dict(type='ObjectNameFilter'),
+    dict(type='PointsRangeFilter'),
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
-    dict(type='ImageAug3D', final_dim=image_size, resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False),
+    dict(type='ImageAug3D', resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False),
     dict(type='BEVAugmentation', is_train=False),
-    dict(type='LoadBEVMapMask', dataroot=data_root, **map_bound),
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='LoadBEVMapMask'),
+    dict(type='PointsRangeFilter'),
     dict(type='PackMultiTaskInputs'),
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=4, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_train.pkl', pipeline=train_pipeline,
-                 metainfo=metainfo, test_mode=False, box_type_3d='LiDAR', use_valid_flag=True))
+                 test_mode=False, box_type_3d='LiDAR', use_valid_flag=True))
 val_dataloader = dict(
     batch_size=1, num_workers=4, persistent_workers=True, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_val.pkl', pipeline=test_pipeline,
-                 metainfo=metainfo, test_mode=True, box_type_3d='LiDAR'))
+                 test_mode=True, box_type_3d='LiDAR'))
 test_dataloader = val_dataloader
-val_evaluator = [
-    dict(type='NuScenesDetMetric', data_root=data_root, version='v1.0-trainval', classes=class_names),
-    dict(type='BEVMapIoUMetric', classes=map_classes),
-]
+val_evaluator = [dict(type='NuScenesDetMetric', data_root=data_root, version='v1.0-trainval'),
+                 dict(type='BEVMapIoUMetric')]
 test_evaluator = val_evaluator

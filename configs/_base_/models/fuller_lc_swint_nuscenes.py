@@ -1,12 +1,9 @@
-# BEVFusion's camera+LiDAR network for nuScenes: Swin-T + FPN + LSS (0.3 m, 118 depth bins,
-# 180x180 BEV at 0.6 m), 0.075 m voxels with a sparse encoder to the same 180x180 grid, conv
-# fuser, SECOND + SECONDFPN decoder, CenterPoint head (6 task groups) and the map head
-# (0.5 m output grid). Swin-T ImageNet weights: set model.encoders.camera.backbone.init_cfg to
-# dict(type='Pretrained', checkpoint=<local .pth>) (README, 'Pretrained weights').
-voxel_size = [0.075, 0.075, 0.2]
-model_pc_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
-model_image_size = (256, 704)
-bev_range = (-54.0, 54.0, 0.6)
+# BEVFusion's camera+LiDAR network for nuScenes: Swin-T + FPN + LSS (118 depth bins), a sparse
+# encoder over the voxel grid, conv fuser, SECOND + SECONDFPN decoder, CenterPoint head (6 task
+# groups) and the map head. Grids, class lists and input channels come from the config's
+# `geometry` and the dataset's metainfo (fuller/models/derive.py). Swin-T ImageNet weights: set
+# model.encoders.camera.backbone.init_cfg to dict(type='Pretrained', checkpoint=<local .pth>)
+# (README, 'Pretrained weights').
 model = dict(
     type='FullerNet',
     data_preprocessor=dict(type='MultiModalDataPreprocessor'),
@@ -18,56 +15,42 @@ model = dict(
                           attn_drop_rate=0.0, drop_path_rate=0.2, patch_norm=True, out_indices=[1, 2, 3],
                           with_cp=False, convert_weights=True, init_cfg=None),
             neck=dict(type='mmdet.FPN', in_channels=[192, 384, 768], out_channels=256, num_outs=3),
-            vtransform=dict(type='LSSViewTransform', in_channels=256, out_channels=80, image_size=model_image_size,
-                            feature_size=(model_image_size[0] // 8, model_image_size[1] // 8),
-                            xbound=(-54.0, 54.0, 0.3), ybound=(-54.0, 54.0, 0.3), zbound=(-10.0, 10.0, 20.0),
+            vtransform=dict(type='LSSViewTransform', in_channels=256, out_channels=80, zbound=(-10.0, 10.0, 20.0),
                             dbound=(1.0, 60.0, 0.5), downsample=2)),
         lidar=dict(
             type='LidarEncoder',
-            voxelize=dict(voxel_size=voxel_size, point_cloud_range=model_pc_range, max_num_points=10,
-                          max_voxels=(120000, 160000)),
+            voxelize=dict(max_num_points=10, max_voxels=(120000, 160000)),
             voxel_encoder=dict(type='mmdet3d.HardSimpleVFE', num_features=5),
-            backbone=dict(type='SparseBEVEncoder', in_channels=5, sparse_shape=(41, 1440, 1440), base_channels=16,
-                          stages=4, blocks_per_stage=2, out_channels=128))),
-    fuser=dict(type='ConvFuser', in_channels=[80, 256], out_channels=256),
+            backbone=dict(type='SparseBEVEncoder', in_channels=5, base_channels=16, blocks_per_stage=2,
+                          out_channels=128))),
+    fuser=dict(type='ConvFuser', out_channels=256),
     decoder=dict(
-        backbone=dict(type='mmdet3d.SECOND', in_channels=256, out_channels=[128, 256], layer_nums=[5, 5],
-                      layer_strides=[1, 2], norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
-                      conv_cfg=dict(type='Conv2d', bias=False)),
-        neck=dict(type='mmdet3d.SECONDFPN', in_channels=[128, 256], out_channels=[256, 256], upsample_strides=[1, 2],
+        backbone=dict(type='mmdet3d.SECOND', out_channels=[128, 256], layer_nums=[5, 5], layer_strides=[1, 2],
+                      norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01), conv_cfg=dict(type='Conv2d', bias=False)),
+        neck=dict(type='mmdet3d.SECONDFPN', out_channels=[256, 256], upsample_strides=[1, 2],
                   norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01), upsample_cfg=dict(type='deconv', bias=False),
                   use_conv_for_no_stride=True)),
     heads=dict(
         det=dict(
             type='CenterPointDetHead',
-            in_channels=512,
-            tasks=[dict(num_class=1, class_names=['car']),
-                   dict(num_class=2, class_names=['truck', 'construction_vehicle']),
-                   dict(num_class=2, class_names=['bus', 'trailer']),
-                   dict(num_class=1, class_names=['barrier']),
-                   dict(num_class=2, class_names=['motorcycle', 'bicycle']),
-                   dict(num_class=2, class_names=['pedestrian', 'traffic_cone'])],
+            # CenterPoint's grouping of the dataset classes into task heads.
+            tasks=[dict(class_names=['car']), dict(class_names=['truck', 'construction_vehicle']),
+                   dict(class_names=['bus', 'trailer']), dict(class_names=['barrier']),
+                   dict(class_names=['motorcycle', 'bicycle']), dict(class_names=['pedestrian', 'traffic_cone'])],
             common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2)),
             share_conv_channel=64,
             bbox_coder=dict(type='mmdet3d.CenterPointBBoxCoder', post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
-                            max_num=500, score_threshold=0.1, out_size_factor=8, voxel_size=voxel_size[:2],
-                            pc_range=model_pc_range[:2], code_size=9),
+                            max_num=500, score_threshold=0.1, code_size=9),
             separate_head=dict(type='mmdet3d.SeparateHead', init_bias=-2.19, final_kernel=3),
             loss_cls=dict(type='mmdet.GaussianFocalLoss', reduction='mean'),
             loss_bbox=dict(type='mmdet.L1Loss', reduction='mean', loss_weight=0.25),
             norm_bbox=True,
-            train_cfg=dict(grid_size=[1440, 1440, 41], voxel_size=voxel_size, out_size_factor=8, dense_reg=1,
-                           gaussian_overlap=0.1, max_objs=500, min_radius=2,
-                           code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2],
-                           point_cloud_range=model_pc_range),
+            train_cfg=dict(dense_reg=1, gaussian_overlap=0.1, max_objs=500, min_radius=2,
+                           code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
             test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], max_per_img=500,
                           max_pool_nms=False, min_radius=[4, 12, 10, 1, 0.85, 0.175], score_threshold=0.1,
-                          out_size_factor=8, voxel_size=voxel_size[:2], nms_type='circle', pre_max_size=1000,
-                          post_max_size=83, nms_thr=0.2, pc_range=model_pc_range[:2])),
-        map=dict(type='BEVSegmentationHead', in_channels=512,
-                 grid_transform=dict(input_scope=[bev_range, bev_range],
-                                     output_scope=[(-50.0, 50.0, 0.5), (-50.0, 50.0, 0.5)]),
-                 classes=['drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider'])),
+                          nms_type='circle', pre_max_size=1000, post_max_size=83, nms_thr=0.2)),
+        map=dict(type='BEVSegmentationHead')),
 )
 # Under a launcher: keeps the calibrated step; unused FPN levels need unused-parameter search.
 model_wrapper_cfg = dict(type='FullerDistributedDataParallel', find_unused_parameters=True)

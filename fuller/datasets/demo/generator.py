@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from pyquaternion import Quaternion
 
+from ..create_infos import pose_matrix
+from ..metainfo import CAMERAS
 from .objects import CLASSES, DEFAULT_COUNTS, sample_agents
 from .sensors import lidar_sweep, render_camera
 from .tokens import TokenFactory
@@ -29,16 +31,17 @@ SCENES = [
 ]
 LOCATIONS = ['singapore-onenorth', 'boston-seaport', 'singapore-queenstown', 'singapore-hollandvillage']
 
-# Sensor rig modelled on the nuScenes car: (translation in ego frame, yaw in degrees,
-# focal length at 1600x900). Cameras look along their yaw; the LiDAR is rotated -90 deg.
-CAMERAS = {
-    'CAM_FRONT': ((1.70, 0.02, 1.51), 0.0, 1266.0),
-    'CAM_FRONT_RIGHT': ((1.55, -0.49, 1.50), -55.0, 1260.0),
-    'CAM_FRONT_LEFT': ((1.52, 0.49, 1.51), 55.0, 1257.0),
-    'CAM_BACK': ((0.03, 0.00, 1.57), 180.0, 809.0),
-    'CAM_BACK_LEFT': ((1.04, 0.48, 1.56), 110.0, 1256.0),
-    'CAM_BACK_RIGHT': ((1.03, -0.48, 1.56), -110.0, 1259.0),
-}
+# Sensor rig modelled on the nuScenes car, per camera of fuller.datasets.metainfo.CAMERAS (in
+# that order): (translation in ego frame, yaw in degrees, focal length at 1600x900). Cameras
+# look along their yaw; the LiDAR is rotated -90 deg.
+CAMERA_RIG = dict(zip(CAMERAS, [
+    ((1.70, 0.02, 1.51), 0.0, 1266.0),
+    ((1.55, -0.49, 1.50), -55.0, 1260.0),
+    ((1.52, 0.49, 1.51), 55.0, 1257.0),
+    ((0.03, 0.00, 1.57), 180.0, 809.0),
+    ((1.04, 0.48, 1.56), 110.0, 1256.0),
+    ((1.03, -0.48, 1.56), -110.0, 1259.0),
+]))
 LIDAR_TRANSLATION = (0.94, 0.0, 1.84)
 LIDAR_YAW = -90.0
 CATEGORY_NAMES = [
@@ -70,29 +73,23 @@ class DemoConfig:
         azimuth_steps: LiDAR firings per revolution per beam.
         object_counts: objects per class per scene.
         keyframe_interval: s between keyframes (nuScenes: 0.5).
-        sweep_interval: s between LiDAR sweeps (nuScenes: 0.05).
+        sweep_interval: s between LiDAR sweeps: a 10 Hz spinning LiDAR, so the 4 sweeps before a
+            keyframe hold 0.4 s of motion, as nuScenes' 9 sweeps at 20 Hz (0.05 s) do.
     """
 
     seed: int = 0
-    keyframes: int = 16
+    keyframes: int = 24
     sweeps: int = 4
     image_scale: float = 0.2
     azimuth_steps: int = 600
     object_counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     keyframe_interval: float = 0.5
-    sweep_interval: float = 0.05
+    sweep_interval: float = 0.1
 
 
 def _pose(translation, yaw_deg: float) -> tuple[list, list]:
     q = Quaternion(axis=[0, 0, 1], degrees=yaw_deg)
     return [float(v) for v in translation], [float(v) for v in q.elements]
-
-
-def _matrix(translation, rotation) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = Quaternion(rotation).rotation_matrix
-    m[:3, 3] = translation
-    return m
 
 
 # Camera frame (x right, y down, z forward) in a frame whose x looks forward.
@@ -101,7 +98,7 @@ _CAM_FROM_FORWARD = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0
 
 def camera_calibration(channel: str, scale: float) -> tuple[list, list, list]:
     """Translation, rotation (quaternion w, x, y, z) and intrinsics of a camera in ego frame."""
-    (t, yaw, f) = CAMERAS[channel]
+    (t, yaw, f) = CAMERA_RIG[channel]
     rot = Quaternion(axis=[0, 0, 1], degrees=yaw).rotation_matrix @ _CAM_FROM_FORWARD
     q = Quaternion(matrix=rot)
     w, h = CAMERA_FULL_SIZE
@@ -201,7 +198,7 @@ def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: 
         def ego_at(t: float) -> np.ndarray:
             unit = np.array([np.cos(ego_yaw[0]), np.sin(ego_yaw[0])])
             xy = ego_xy[0] + unit * speed * t
-            return _matrix([xy[0], xy[1], 0.0], Quaternion(axis=[0, 0, 1], radians=ego_yaw[0]).elements)
+            return pose_matrix([xy[0], xy[1], 0.0], Quaternion(axis=[0, 0, 1], radians=ego_yaw[0]).elements)
 
         scene_token = tok()
         sample_tokens = [tok() for _ in range(cfg.keyframes)]
@@ -228,7 +225,7 @@ def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: 
             return ego
 
         lidar_calib = calib[sensor_tok['LIDAR_TOP']]
-        lidar2ego = _matrix(lidar_calib['translation'], lidar_calib['rotation'])
+        lidar2ego = pose_matrix(lidar_calib['translation'], lidar_calib['rotation'])
         for k in range(cfg.keyframes):
             t_key = k * cfg.keyframe_interval
             ts_key = t0 + int(round(t_key * 1e6))
@@ -253,7 +250,7 @@ def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: 
                 c = calib[sensor_tok[channel]]
                 name = f'{logfile}__{channel}__{ts_key}.jpg'
                 ego = add_sample_data(channel, t_key, sample_tokens[k], True, f'samples/{channel}/{name}', w_img, h_img)
-                img, vis, tot = render_camera(world, agents, t_key, ego @ _matrix(c['translation'], c['rotation']),
+                img, vis, tot = render_camera(world, agents, t_key, ego @ pose_matrix(c['translation'], c['rotation']),
                                               np.array(c['camera_intrinsic']), w_img, h_img, rng)
                 visible += vis
                 total += tot

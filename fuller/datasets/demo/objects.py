@@ -9,29 +9,33 @@ barriers along road edges.
 from dataclasses import dataclass
 
 import numpy as np
+from shapely.geometry import LineString, Point, Polygon
 
+from ..metainfo import CLASSES as DETECTION_CLASSES
+from ..metainfo import STILL_ATTRIBUTES, VEHICLES
 from .world import LANE_WIDTH, WALKWAY_WIDTH, World
 
+# Per detection class, in the order of fuller.datasets.metainfo.CLASSES: nuScenes category,
+# mean size (w, l, h) in m, colour RGB, objects per scene, and the nose (below). Vehicles dominate, as in
+# nuScenes, but every class has enough instances across the 8 training scenes for a detector
+# to learn it on a CPU budget.
+_CLASS_TABLE = [
+    ('vehicle.car', (1.95, 4.6, 1.7), (200, 40, 40), 16, (0.28, 0.55)),
+    ('vehicle.truck', (2.5, 7.0, 3.0), (230, 140, 20), 5, (0.22, 0.7)),
+    ('vehicle.trailer', (2.6, 10.0, 3.8), (140, 80, 30), 4, (0.12, 0.35)),
+    ('vehicle.bus.rigid', (2.9, 11.0, 3.5), (240, 210, 30), 4, (0.08, 0.75)),
+    ('vehicle.construction', (2.8, 6.2, 3.2), (250, 100, 170), 4, (0.3, 0.5)),
+    ('vehicle.bicycle', (0.6, 1.7, 1.3), (40, 200, 200), 5, (0.3, 0.6)),
+    ('vehicle.motorcycle', (0.8, 2.1, 1.5), (40, 90, 220), 5, (0.3, 0.6)),
+    ('human.pedestrian.adult', (0.7, 0.7, 1.75), (30, 160, 60), 14, None),
+    ('movable_object.trafficcone', (0.4, 0.4, 1.0), (255, 120, 0), 10, None),
+    ('movable_object.barrier', (2.5, 0.5, 1.0), (160, 160, 200), 8, None),
+]
 # detection class -> (nuScenes category, mean size (w, l, h) in m, colour RGB)
 CLASSES: dict[str, tuple[str, tuple[float, float, float], tuple[int, int, int]]] = {
-    'car': ('vehicle.car', (1.95, 4.6, 1.7), (200, 40, 40)),
-    'truck': ('vehicle.truck', (2.5, 7.0, 3.0), (230, 140, 20)),
-    'trailer': ('vehicle.trailer', (2.6, 10.0, 3.8), (140, 80, 30)),
-    'bus': ('vehicle.bus.rigid', (2.9, 11.0, 3.5), (240, 210, 30)),
-    'construction_vehicle': ('vehicle.construction', (2.8, 6.2, 3.2), (250, 100, 170)),
-    'bicycle': ('vehicle.bicycle', (0.6, 1.7, 1.3), (40, 200, 200)),
-    'motorcycle': ('vehicle.motorcycle', (0.8, 2.1, 1.5), (40, 90, 220)),
-    'pedestrian': ('human.pedestrian.adult', (0.7, 0.7, 1.75), (30, 160, 60)),
-    'traffic_cone': ('movable_object.trafficcone', (0.4, 0.4, 1.0), (255, 120, 0)),
-    'barrier': ('movable_object.barrier', (2.5, 0.5, 1.0), (160, 160, 200)),
-}
-
-# Objects per scene, by class: vehicles dominate, as in nuScenes, but every class has enough
-# instances across the 8 training scenes for a detector to learn it on a CPU budget.
-DEFAULT_COUNTS = {
-    'car': 16, 'truck': 5, 'trailer': 4, 'bus': 4, 'construction_vehicle': 4, 'bicycle': 5,
-    'motorcycle': 5, 'pedestrian': 14, 'traffic_cone': 10, 'barrier': 8,
-}
+    c: row[:3] for c, row in zip(DETECTION_CLASSES, _CLASS_TABLE)}
+# Objects per scene, by class.
+DEFAULT_COUNTS = {c: row[3] for c, row in zip(DETECTION_CLASSES, _CLASS_TABLE)}
 
 
 @dataclass
@@ -62,11 +66,8 @@ class Agent:
 
 # Vehicles are not plain boxes: the front of the box is a lower nose (bonnet, cab front,
 # fairing), so LiDAR and cameras can tell the front from the back. Fraction of the length and
-# of the height the nose takes; classes not listed are solid boxes.
-NOSE = {
-    'car': (0.28, 0.55), 'truck': (0.22, 0.7), 'trailer': (0.12, 0.35), 'bus': (0.08, 0.75),
-    'construction_vehicle': (0.3, 0.5), 'bicycle': (0.3, 0.6), 'motorcycle': (0.3, 0.6),
-}
+# of the height the nose takes; classes without one are solid boxes.
+NOSE = {c: row[4] for c, row in zip(DETECTION_CLASSES, _CLASS_TABLE) if row[4] is not None}
 
 
 def agent_parts(agent: 'Agent') -> list[tuple[np.ndarray, np.ndarray]]:
@@ -106,16 +107,23 @@ def sample_agent(name: str, world: World, rng: np.random.Generator, focus: np.nd
     lane_offset = -direction * (lane + 0.5) * LANE_WIDTH if road.axis == 0 else direction * (lane + 0.5) * LANE_WIDTH
     unit = np.array([np.cos(heading), np.sin(heading)])
     speed, attribute = 0.0, ''
-    if name in ('car', 'truck', 'bus', 'trailer', 'construction_vehicle'):
-        if name == 'car' and world.layers['carpark_area'] and rng.random() < 0.35:
-            cp = world.layers['carpark_area'][rng.integers(len(world.layers['carpark_area']))]
+    if name in VEHICLES:
+        lots = [cp for cp in world.layers['carpark_area']
+                if np.abs(np.asarray(cp.centroid.coords[0]) - focus).max() < radius]
+        if name == 'car' and lots and rng.random() < 0.35:
+            cp = lots[rng.integers(len(lots))]
             x0, y0, x1, y1 = cp.bounds
             xy = np.array([rng.uniform(x0 + 3, x1 - 3), rng.uniform(y0 + 3, y1 - 3)])
             heading = np.pi / 2 + (0 if rng.random() < 0.5 else np.pi)
             return Agent(name, np.r_[xy, size[2] / 2], size, float(heading), np.zeros(2), 'vehicle.parked')
         moving = rng.random() < (0.75 if name != 'construction_vehicle' else 0.2)
         speed = float(rng.uniform(3, 10)) if moving else 0.0
-        attribute = 'vehicle.moving' if moving else 'vehicle.stopped'
+        # A still bus waits at a stop in its lane; other still vehicles are parked at the kerb
+        # (the outer lane's outer edge): the nuScenes convention the devkit's baselines assume.
+        attribute = 'vehicle.moving' if moving else STILL_ATTRIBUTES[name]
+        if not moving and name != 'bus':
+            kerb = road.lanes * LANE_WIDTH - size[0] / 2 - 0.3
+            lane_offset = -direction * kerb if road.axis == 0 else direction * kerb
         xy = _point(road, s, lane_offset)
     elif name in ('bicycle', 'motorcycle'):
         moving = rng.random() < 0.7
@@ -157,19 +165,32 @@ def sample_agents(world: World, rng: np.random.Generator, ego_xy: np.ndarray, co
         radius: half-size of the square around the route's middle in which objects live.
     """
     focus = ego_xy[len(ego_xy) // 2]
+    # Nothing within 2 m of the ego route (the ego is 1.9 m wide): the neighbouring lanes stay clear
+    # next to the ego, so the sensors keep a view past them.
+    route = (LineString(ego_xy) if len(ego_xy) > 1 else Point(ego_xy[0])).buffer(3.0)
     agents: list[Agent] = []
-    for name, n in counts.items():
-        for _ in range(n):
-            for _try in range(30):
-                a = sample_agent(name, world, rng, focus, radius)
-                r = 0.5 * float(np.hypot(a.size[0], a.size[1]))
-                if np.min(np.linalg.norm(ego_xy - a.center[:2], axis=1)) < r + 4.0:
-                    continue
-                if any(np.linalg.norm(b.center[:2] - a.center[:2]) < r + 0.5 * np.hypot(b.size[0], b.size[1])
-                       for b in agents):
-                    continue
-                agents.append(a)
-                break
+    footprints = []
+    # Round robin over the classes, the largest first in each round: long vehicles find room
+    # before the small ones fill the lanes, and a crowded road (one narrow road near the route)
+    # still gets every class rather than all of the first ones.
+    order = sorted(counts, key=lambda c: -np.prod(CLASSES[c][1][:2]))
+    rounds = [name for k in range(max(counts.values(), default=0)) for name in order if k < counts[name]]
+    for name in rounds:
+        for _try in range(50):
+            a = sample_agent(name, world, rng, focus, radius)
+            fp = footprint(a).buffer(0.3)
+            if fp.intersects(route) or any(fp.intersects(f) for f in footprints):
+                continue
+            agents.append(a)
+            footprints.append(fp)
+            break
     return agents
 
 
+def footprint(agent: Agent) -> Polygon:
+    """The agent's box outline on the ground at t=0."""
+    w, length = agent.size[0], agent.size[1]
+    c, s = np.cos(agent.yaw), np.sin(agent.yaw)
+    corners = np.array([[length / 2, w / 2], [length / 2, -w / 2], [-length / 2, -w / 2], [-length / 2, w / 2]])
+    rot = np.array([[c, -s], [s, c]])
+    return Polygon(corners @ rot.T + agent.center[:2])

@@ -22,7 +22,7 @@ GROUND, DRIVABLE, WALKWAY, CARPARK, PED_CROSSING, STOP_LINE, DIVIDER = range(7)
 LANE_WIDTH = 3.5
 WALKWAY_WIDTH = 3.0
 CROSSING_DEPTH = 4.0
-STOP_LINE_DEPTH = 1.5
+STOP_LINE_DEPTH = 3.0  # the stop area before the line, as nuScenes' stop_line polygons
 DIVIDER_WIDTH = 0.3
 
 
@@ -147,15 +147,16 @@ def build_world(name: str, rng: np.random.Generator, size: float = 600.0) -> Wor
     ).difference(roads_union)
     walkways = _parts(walk)
 
-    # Car parks: rectangles in some blocks, touching a walkway of a road along x.
+    # Car parks: rectangles in the blocks, touching a walkway, four along each road.
     carparks = []
-    for a in world.roads_along(0):
-        for _ in range(2):
-            cx = float(rng.uniform(40, size - 40))
+    for a in roads:
+        for _ in range(4):
+            c = float(rng.uniform(40, size - 40))
             side = 1 if rng.random() < 0.5 else -1
-            y_edge = a.center + side * (a.half_width + WALKWAY_WIDTH)
+            edge = a.center + side * (a.half_width + WALKWAY_WIDTH)
             depth = float(rng.uniform(18, 30))
-            cp = box(cx - 15, min(y_edge, y_edge + side * depth), cx + 15, max(y_edge, y_edge + side * depth))
+            lo, hi = min(edge, edge + side * depth), max(edge, edge + side * depth)
+            cp = box(c - 20, lo, c + 20, hi) if a.axis == 0 else box(lo, c - 20, hi, c + 20)
             cp = cp.difference(roads_union.buffer(WALKWAY_WIDTH))
             carparks.extend(p for p in _parts(cp) if p.area > 100)
     # An entry from the road into each car park keeps them drivable and reachable.

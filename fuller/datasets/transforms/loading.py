@@ -13,6 +13,8 @@ from mmdet3d.structures import LiDARPoints
 
 from fuller.registry import TRANSFORMS
 
+from ..metainfo import CAMERAS
+
 
 class DataFileError(RuntimeError):
     """A data file is missing or corrupt. The message names the file."""
@@ -115,8 +117,7 @@ class LoadMultiViewImages(BaseTransform):
         cameras: camera channels to load, in order.
     """
 
-    def __init__(self, cameras: tuple = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
-                                         'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')) -> None:
+    def __init__(self, cameras: tuple = CAMERAS) -> None:
         self.cameras = list(cameras)
 
     def transform(self, results: dict) -> dict:

@@ -16,8 +16,9 @@ from nuscenes.map_expansion.map_api import NuScenesMap
 
 from fuller.registry import TRANSFORMS
 
-MAP_CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider')
-# Map-expansion layers that make up each class (the BEVFusion protocol).
+from ..metainfo import MAP_CLASSES
+
+# Map-expansion layers that make up each map class of fuller.datasets.metainfo (the BEVFusion protocol).
 CLASS_LAYERS = {
     'drivable_area': ('road_segment', 'lane'),
     'ped_crossing': ('ped_crossing',),
@@ -58,7 +59,8 @@ class LocationGeometry:
             self.lines[cls] = lines
 
 
-def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0) -> np.ndarray:
+def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0,
+                  classes: tuple = MAP_CLASSES) -> np.ndarray:
     """Rasterize one location's map classes on a BEV grid.
 
     Args:
@@ -67,14 +69,15 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
         xbound: (min, max, step) of the grid along x, m.
         ybound: (min, max, step) along y, m.
         line_width: drawn width of dividers, m.
+        classes: the map classes, in output order (keys of :data:`CLASS_LAYERS`).
 
     Returns:
-        uint8 [len(MAP_CLASSES), ny, nx] masks; row i is y = ymin + (i + 0.5) * step, column
+        uint8 [len(classes), ny, nx] masks; row i is y = ymin + (i + 0.5) * step, column
         j is x = xmin + (j + 0.5) * step. A cell belongs to a polygon when its centre does.
     """
     nx = int(round((xbound[1] - xbound[0]) / xbound[2]))
     ny = int(round((ybound[1] - ybound[0]) / ybound[2]))
-    out = np.zeros((len(MAP_CLASSES), ny, nx), np.uint8)
+    out = np.zeros((len(classes), ny, nx), np.uint8)
     shift = 4  # sub-pixel bits for cv2
 
     def to_uv(xy: np.ndarray) -> np.ndarray:
@@ -103,7 +106,7 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
         inside = Path(uv).contains_points(np.c_[jj.ravel(), ii.ravel()]).reshape(jj.shape)
         canvas[i0: i1 + 1, j0: j1 + 1][inside] = value
 
-    for c, cls in enumerate(MAP_CLASSES):
+    for c, cls in enumerate(classes):
         canvas = out[c]
         for ext, holes in geom.polygons[cls]:
             if far(ext):
@@ -121,7 +124,7 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
 
 @TRANSFORMS.register_module()
 class LoadBEVMapMask(BaseTransform):
-    """Add ``gt_map`` (uint8 [6, ny, nx]) in the sample's augmented LiDAR frame.
+    """Add ``gt_map`` (uint8 [len(classes), ny, nx]) in the sample's augmented LiDAR frame.
 
     Needs ``location``, ``ego2global`` and ``lidar_points.lidar2ego`` in the info; put it
     after :class:`BEVAugmentation` so the mask follows the augmentation.
@@ -131,10 +134,15 @@ class LoadBEVMapMask(BaseTransform):
         xbound: (min, max, step) of the map grid along x, m.
         ybound: (min, max, step) along y, m.
         line_width: divider width, m.
+        classes: map classes in output order (the dataset fills its ``metainfo['map_classes']``).
     """
 
     def __init__(self, dataroot: str, xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5),
-                 line_width: float = 1.0) -> None:
+                 line_width: float = 1.0, classes: tuple = MAP_CLASSES) -> None:
+        unknown = [c for c in classes if c not in CLASS_LAYERS]
+        if unknown:
+            raise KeyError(f'LoadBEVMapMask: unknown map classes {unknown}; known: {list(CLASS_LAYERS)}')
+        self.classes = tuple(classes)
         self.dataroot = dataroot
         self.xbound = tuple(xbound)
         self.ybound = tuple(ybound)
@@ -159,5 +167,5 @@ class LoadBEVMapMask(BaseTransform):
         m[:2, :2] = g2b[:2, :2]
         m[:2, 2] = g2b[:2, 3] + g2b[:2, 2] * ego2global[2, 3]
         results['gt_map'] = rasterize_map(self.geometry(results['location']), m, self.xbound, self.ybound,
-                                          self.line_width)
+                                          self.line_width, self.classes)
         return results

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from fuller.registry import MODELS
 
 from ..camera.geometry import CameraGeometry
+from ..derive import derive_grids, fill_channels
 from ..init import init_weights_everywhere
 
 
@@ -26,6 +27,13 @@ class FullerNet(BaseModel):
         fuser: fuser config; required when both encoders are present.
         decoder: ``dict(backbone=..., neck=...)`` (neck optional).
         heads: ``dict(det=..., map=...)`` (either may be missing).
+        geometry: the setup's grid, stated once at the top level of a config and handed over
+            by :func:`fuller.utils.config.resolve_config`. Every grid key of the branches and
+            heads is derived from it (:mod:`fuller.models.derive`); ``None``: the configs
+            must state them.
+        metainfo: the dataset's ``classes`` and ``map_classes`` (also handed over by
+            ``resolve_config``): the detection head's classes (one task group unless
+            ``tasks`` is given) and the map head's.
         data_preprocessor: preprocessor config.
         missing_modality: ``'error'`` (default) or ``'zeros'``: at inference, replace an
             absent modality's BEV map with zeros and warn.
@@ -33,6 +41,7 @@ class FullerNet(BaseModel):
     """
 
     def __init__(self, encoders: dict, decoder: dict, heads: dict, fuser: dict | None = None,
+                 geometry: dict | None = None, metainfo: dict | None = None,
                  data_preprocessor: dict | None = None, missing_modality: str = 'error',
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type='MultiModalDataPreprocessor'),
@@ -43,16 +52,28 @@ class FullerNet(BaseModel):
         unknown = set(heads) - {'det', 'map'}
         if unknown:
             raise KeyError(f'model.heads has unknown keys {sorted(unknown)}; use "det" and/or "map"')
-        if not encoders or not heads:
-            raise ValueError('model needs at least one encoder and one head')
         if missing_modality not in ('error', 'zeros'):
             raise ValueError(f"model.missing_modality must be 'error' or 'zeros', got {missing_modality!r}")
-        self.encoders = nn.ModuleDict({k: MODELS.build(v) for k, v in encoders.items() if v is not None})
-        if len(self.encoders) > 1 and fuser is None:
-            raise KeyError('model.fuser is required when both camera and lidar encoders are configured')
-        self.fuser = MODELS.build(fuser) if fuser is not None and len(self.encoders) > 1 else None
+        encoders = {k: v for k, v in encoders.items() if v is not None}
+        heads = {k: v for k, v in heads.items() if v is not None}
+        if not encoders or not heads:
+            raise ValueError('model needs at least one encoder and one head')
+        if geometry is not None:
+            encoders, heads = derive_grids(encoders, heads, geometry, metainfo)
+        self.geometry = geometry
+        try:
+            self.encoders = nn.ModuleDict({k: MODELS.build(v) for k, v in encoders.items()})
+        except TypeError as e:
+            if geometry is not None:
+                raise
+            raise TypeError(f'{e}. This FullerNet config has no geometry: state every grid key in it, or build it '
+                            'from a config resolved by fuller.utils.read_config / resolve_config, which hands the '
+                            'top-level geometry to the model') from e
+        fuser, decoder, heads = fill_channels(fuser, decoder, heads,
+                                              {k: e.out_channels for k, e in self.encoders.items()})
+        self.fuser = MODELS.build(fuser) if fuser is not None else None
         self.decoder = nn.ModuleDict({k: MODELS.build(v) for k, v in decoder.items() if v is not None})
-        self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items() if v is not None})
+        self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items()})
         self.missing_modality = missing_modality
         self._grids_checked = False
 

@@ -1,3 +1,3 @@
 # Inter-task rule IMTLG (torchjd) with FULLER's modality calibration.
-_base_ = ['./_base_ablation.py']
+_base_ = ['./_study.py']
 optim_wrapper = dict(inter=dict(type='IMTLG'), intra=dict(type='ModalityCalibrator', target='mean'))

@@ -1,4 +1,4 @@
 # FULLER: inter- and intra-gradient calibration.
-_base_ = ['./_base_ablation.py']
+_base_ = ['./_study.py']
 optim_wrapper = dict(inter=dict(type='FullerInter', normalize='mean'),
                      intra=dict(type='ModalityCalibrator', target='mean'))

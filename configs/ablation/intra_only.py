@@ -1,3 +1,3 @@
 # Intra-gradient (modality) calibration only.
-_base_ = ['./_base_ablation.py']
+_base_ = ['./_study.py']
 optim_wrapper = dict(intra=dict(type='ModalityCalibrator', target='mean'))

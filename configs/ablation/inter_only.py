@@ -1,3 +1,3 @@
 # Inter-gradient (task) calibration only.
-_base_ = ['./_base_ablation.py']
+_base_ = ['./_study.py']
 optim_wrapper = dict(inter=dict(type='FullerInter', normalize='mean'))

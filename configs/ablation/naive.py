@@ -1,2 +1,2 @@
 # Naive multi-task training: summed task losses, no calibration (diagnostics measured only).
-_base_ = ['./_base_ablation.py']
+_base_ = ['./_study.py']

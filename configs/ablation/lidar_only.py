@@ -1,0 +1,3 @@
+# LiDAR-only multi-task model: no camera branch (and so no fuser, no modality pair to calibrate).
+_base_ = ['./_study.py']
+model = dict(encoders=dict(camera=None))

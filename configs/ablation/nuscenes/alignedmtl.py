@@ -1,3 +1,0 @@
-# Inter-task rule AlignedMTL (torchjd) with FULLER's modality calibration.
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(inter=dict(type='AlignedMTL'), intra=dict(type='ModalityCalibrator', target='mean'))

@@ -1,3 +1,0 @@
-# Loss-weighting baseline: Dynamic Weight Average (summed gradients, no modality calibration).
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(weighting=dict(type='DWA', temperature=2.0, window=50))

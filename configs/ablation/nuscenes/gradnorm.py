@@ -1,3 +1,0 @@
-# Loss-weighting baseline: GradNorm at the shared feature (summed gradients, no modality calibration).
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(weighting=dict(type='GradNorm', alpha=1.5, lr=0.025))

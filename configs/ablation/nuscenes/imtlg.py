@@ -1,3 +1,0 @@
-# Inter-task rule IMTLG (torchjd) with FULLER's modality calibration.
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(inter=dict(type='IMTLG'), intra=dict(type='ModalityCalibrator', target='mean'))

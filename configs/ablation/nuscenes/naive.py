@@ -1,2 +1,0 @@
-# Naive multi-task training: summed task losses, no calibration (diagnostics measured only).
-_base_ = ['./_base_ablation.py']

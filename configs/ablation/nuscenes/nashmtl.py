@@ -1,3 +1,0 @@
-# Inter-task rule NashMTL (torchjd) with FULLER's modality calibration.
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(inter=dict(type='NashMTL', n_tasks=2), intra=dict(type='ModalityCalibrator', target='mean'))

@@ -1,3 +1,0 @@
-# Loss-weighting baseline: homoscedastic uncertainty weighting (summed gradients, no modality calibration).
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(weighting=dict(type='UncertaintyWeighting', lr=0.01))

@@ -1,3 +1,0 @@
-# Inter-task rule UPGrad (torchjd) with FULLER's modality calibration.
-_base_ = ['./_base_ablation.py']
-optim_wrapper = dict(inter=dict(type='UPGrad'), intra=dict(type='ModalityCalibrator', target='mean'))
