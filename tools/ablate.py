@@ -39,6 +39,7 @@ from fuller.visualization.curves import read_scalars  # noqa: E402
 # The committed demo study: the six variants of the paper's ablation, then other inter-task rules
 # and loss-weighting baselines (imtlg, alignedmtl, camera_only, lidar_only: add them with --variants).
 DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
+                 'intra_task_only', 'fuller_task_intra',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
 DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
@@ -153,7 +154,8 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 # Paired comparisons reported under the table: (variant, reference).
-COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive')]
+COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('fuller_task_intra', 'naive'),
+               ('intra_task_only', 'naive')]
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:

@@ -5,6 +5,12 @@ in the forward pass whose backward receives both modality gradients at once and 
 them to a common magnitude, keeping their directions. Under DDP with a process ``group`` the
 two squared norms are all-reduced first, so every rank applies the scales of the global batch
 (per-sample norms, ``per_sample=True``, are local by nature).
+
+With ``per_task=True`` the calibration changes directions, not only scales: each task's
+gradient reaching the two branches is balanced on its own, before the tasks' contributions are
+added (:class:`TaskModalityCalibration`). A scalar per branch and step is nearly invisible to
+Adam-type optimizers (they normalise it away); rebalancing each task within each branch
+changes the mix of detection and map gradient a branch receives, which they do see.
 """
 
 import torch
@@ -22,10 +28,13 @@ class ModalityCalibrator:
             pass unchanged; their norms are reported), for uncalibrated baselines.
         ratio: camera/LiDAR norm ratio for ``target='ratio'``.
         per_sample: compute norms per sample (dim 0) instead of over the whole batch.
+        per_task: balance each task's camera/LiDAR gradients separately, then add the tasks
+            (needs an inter rule with task weights; :class:`TaskModalityCalibration`).
         eps: numerical floor.
     """
 
-    def __init__(self, target: str = 'mean', ratio: float = 1.0, per_sample: bool = False, eps: float = 1e-12):
+    def __init__(self, target: str = 'mean', ratio: float = 1.0, per_sample: bool = False, per_task: bool = False,
+                 eps: float = 1e-12):
         if target not in ('mean', 'max', 'min', 'ratio', 'none'):
             raise ValueError(f"intra target must be 'mean', 'max', 'min', 'ratio' or 'none', got {target!r}")
         if ratio <= 0:
@@ -33,11 +42,12 @@ class ModalityCalibrator:
         self.target = target
         self.ratio = ratio
         self.per_sample = per_sample
+        self.per_task = per_task
         self.eps = eps
 
     def __repr__(self) -> str:
         return (f'ModalityCalibrator(target={self.target!r}, ratio={self.ratio}, per_sample={self.per_sample}, '
-                f'eps={self.eps})')
+                f'per_task={self.per_task}, eps={self.eps})')
 
     def _norm(self, g: Tensor) -> Tensor:
         g = g.to(torch.promote_types(g.dtype, torch.float32))  # fp16/bf16 norms in fp32
@@ -110,6 +120,90 @@ def intra_calibrate(cam: Tensor, lidar: Tensor, calibrator: ModalityCalibrator |
     if calibrator is None:
         return cam, lidar
     return _IntraCalibration.apply(cam, lidar, calibrator, group, stats)
+
+
+class _Override(torch.autograd.Function):
+    """Identity on (camera BEV, LiDAR BEV) whose backward returns the gradients its holder
+    prepared (scaled like the incoming ones), or passes the incoming ones when none are."""
+
+    @staticmethod
+    def forward(ctx, cam: Tensor, lidar: Tensor, holder: 'TaskModalityCalibration'):
+        ctx.holder = holder
+        return cam.view_as(cam), lidar.view_as(lidar)
+
+    @staticmethod
+    def backward(ctx, g_cam: Tensor, g_lidar: Tensor):
+        prepared = ctx.holder.take()
+        if prepared is None or g_cam is None or g_lidar is None:
+            return g_cam, g_lidar, None
+        (raw_c, raw_l), (cal_c, cal_l) = prepared
+        # The incoming pair is the raw sum times the step's loss scale / accumulation factor.
+        num = (g_cam.double() * raw_c.double()).sum() + (g_lidar.double() * raw_l.double()).sum()
+        den = (raw_c.double() ** 2).sum() + (raw_l.double() ** 2).sum()
+        factor = (num / den.clamp_min(1e-300)).to(g_cam.dtype) if den > 0 else torch.ones((), dtype=g_cam.dtype)
+        return (cal_c * factor).to(g_cam.dtype), (cal_l * factor).to(g_lidar.dtype), None
+
+
+class TaskModalityCalibration:
+    """Per-task modality calibration, FULLER's intra-gradient calibration read per task.
+
+    Used by the calibrated step when the calibrator has ``per_task=True``. In the forward the
+    (camera, LiDAR) BEV pair enters the fuser through an identity that remembers it. Once the
+    inter rule has weighted the task gradients ``w_k g_k`` at the shared feature ``F``,
+    :meth:`prepare` takes each task's share back through the decoder and fuser to the pair
+    (``K`` partial backward passes, the encoders excluded), calibrates each task's pair with the
+    calibrator (e.g. both to their mean norm) and adds them. The final backward then carries
+    the decoder's and fuser's gradients as usual, but hands the encoders the per-task calibrated
+    sum. With target ``'none'`` this is exactly the uncalibrated step.
+
+    Args:
+        calibrator: the pair rule (its ``target``, ``ratio``, ``per_sample``).
+        group: process group whose ranks share the norms (``sync='global'``).
+    """
+
+    def __init__(self, calibrator: ModalityCalibrator, group=None) -> None:
+        self.calibrator, self.group = calibrator, group
+        self.pair: tuple[Tensor, Tensor] | None = None
+        self._prepared = None
+
+    def __call__(self, cam: Tensor, lidar: Tensor) -> tuple[Tensor, Tensor]:
+        self.pair = _Override.apply(cam, lidar, self)
+        return self.pair
+
+    def take(self):
+        prepared, self._prepared = self._prepared, None
+        return prepared
+
+    def prepare(self, shared: Tensor, task_grads: dict[str, Tensor]) -> dict[str, float]:
+        """Calibrate each task's gradient at the pair; ``task_grads``: task -> its weighted
+        gradient at ``F`` (flat or shaped like ``F``). Returns the statistics."""
+        if self.pair is None:
+            raise RuntimeError('per-task modality calibration: the model has no camera/LiDAR pair (one modality?)')
+        cam, lidar = self.pair
+        raw_c = torch.zeros_like(cam)
+        raw_l = torch.zeros_like(lidar)
+        cal_c, cal_l = torch.zeros_like(cam), torch.zeros_like(lidar)
+        stats: dict[str, float] = {}
+        for name, g in task_grads.items():
+            gc, gl = torch.autograd.grad(shared, [cam, lidar], grad_outputs=g.view_as(shared).to(shared.dtype),
+                                         retain_graph=True, allow_unused=True)
+            gc = torch.zeros_like(cam) if gc is None else gc
+            gl = torch.zeros_like(lidar) if gl is None else gl
+            c, l, st = self.calibrator(gc, gl, self.group)
+            stats[f'cam_lidar_ratio_before_{name}'] = st['cam_lidar_ratio_before']
+            raw_c, raw_l = raw_c + gc, raw_l + gl
+            cal_c, cal_l = cal_c + c, cal_l + l
+        n = self.calibrator._norm
+        stats['cam_lidar_ratio_before'] = float(n(raw_c).sum() / n(raw_l).sum().clamp_min(self.calibrator.eps))
+        stats['cam_lidar_ratio_after'] = float(n(cal_c).sum() / n(cal_l).sum().clamp_min(self.calibrator.eps))
+        stats['grad_norm_cam'] = float(n(raw_c).sum())
+        stats['grad_norm_lidar'] = float(n(raw_l).sum())
+        # How much the directions change: cosine between the calibrated and the raw gradient per branch.
+        for key, a, b in (('cam', cal_c, raw_c), ('lidar', cal_l, raw_l)):
+            denom = (a.norm() * b.norm()).clamp_min(1e-30)
+            stats[f'direction_cos_{key}'] = float((a.double() * b.double()).sum() / denom.double())
+        self._prepared = ((raw_c.detach(), raw_l.detach()), (cal_c.detach(), cal_l.detach()))
+        return stats
 
 
 def build_intra(cfg: dict | ModalityCalibrator | None) -> ModalityCalibrator | None:

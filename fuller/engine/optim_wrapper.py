@@ -10,7 +10,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
-from fuller.calibration import build_inter_rule, build_intra, build_weighting, intra_calibrate
+from fuller.calibration import TaskModalityCalibration, build_inter_rule, build_intra, build_weighting, intra_calibrate
 from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
 from fuller.registry import OPTIM_WRAPPERS
 
@@ -201,8 +201,9 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
     Args:
         inter: inter-task rule config (``dict(type='FullerInter')``, ``dict(type='UPGrad')``,
             ...); ``None`` sums the task gradients.
-        intra: modality calibrator config (``dict(type='ModalityCalibrator', target='mean')``);
-            ``None`` switches it off.
+        intra: modality calibrator config (``dict(type='ModalityCalibrator', target='mean')``;
+            ``per_task=True`` balances each task's camera/LiDAR gradients before adding them,
+            :class:`~fuller.calibration.TaskModalityCalibration`); ``None`` switches it off.
         task_weights: static loss weight per task, e.g. ``dict(det=1.0, map=1.0)``.
         weighting: dynamic loss weighting applied on top of them, before the rule
             (``dict(type='DWA' | 'UncertaintyWeighting' | 'GradNorm', ...)``); ``None``: none.
@@ -240,24 +241,32 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         ``data``; returns the log variables (losses and calibration diagnostics)."""
         net = model.module if is_model_wrapper(model) else model
         intra_stats: dict[str, float] = {}
-        intra = partial(intra_calibrate, calibrator=self.intra, group=self._sync_group(), stats=intra_stats)
+        per_task = self.intra is not None and self.intra.per_task
+        if per_task:
+            intra = TaskModalityCalibration(self.intra, self._sync_group())
+        else:
+            intra = partial(intra_calibrate, calibrator=self.intra, group=self._sync_group(), stats=intra_stats)
         with self.optim_context(model):
             data = net.data_preprocessor(data, True)
             groups, shared, leaf = model(**data, mode='tasks', intra=intra if self.intra is not None else None)
+        # A single-modality model has no pair: nothing to calibrate per task.
+        task_intra = intra if per_task and intra.pair is not None else None
         # Only the heads' parameters can get a gradient from the task losses on F'; asking
         # autograd for every parameter of the model costs ~2-5% of a demo step.
         heads = [p for p in net.task_parameters() if p.requires_grad] if hasattr(net, 'task_parameters') else None
         # DDP joins all forward outputs in one autograd node (its sink), which every task pass
         # and the final backward go through: there the task graphs must be kept.
         retain = self.retain_task_graphs or is_model_wrapper(model)
-        return self.calibrated_update(groups, shared, leaf, intra_stats, heads, retain)
+        return self.calibrated_update(groups, shared, leaf, intra_stats, heads, retain, task_intra)
 
     def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor,
                           intra_stats: dict | None = None, head_params: list[Tensor] | None = None,
-                          retain_task_graphs: bool | None = None) -> dict:
+                          retain_task_graphs: bool | None = None,
+                          task_intra: TaskModalityCalibration | None = None) -> dict:
         """Calibrated backward + step from the task losses on ``leaf`` (``F'``) and ``shared`` (``F``).
         ``head_params``: the parameters downstream of ``F'`` (default: every trainable one);
-        ``retain_task_graphs``: default the wrapper's setting."""
+        ``retain_task_graphs``: default the wrapper's setting; ``task_intra``: per-task modality
+        calibration, prepared from the weighted task gradients before the final backward."""
         totals, log_vars = self._task_totals(groups)
         loss = sum(totals.values())
         log_vars['loss'] = loss.detach()
@@ -278,6 +287,13 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         log_vars.update(gram_diagnostics(gram, weights, list(totals)))
         if weights is None:
             log_vars['calib/grad_norm_combined'] = float(combined.norm())
+        if task_intra is not None:
+            if weights is None:
+                raise ValueError(f'per-task modality calibration needs an inter rule that weights the tasks; '
+                                 f'{self.inter!r} does not (use FullerInter, Sum, Mean or a weighting aggregator)')
+            w = weights.to(device=matrix.device, dtype=matrix.dtype)
+            log_vars.update({f'calib/{k}': v for k, v in task_intra.prepare(
+                shared, {t: w[i] * matrix[i] for i, t in enumerate(totals)}).items()})
         if self._backward_and_step(surrogate_loss(shared, combined, params, head_grads)):
             self._updates += 1
         log_vars.update({f'calib/{k}': v for k, v in (intra_stats or {}).items()})

@@ -65,3 +65,102 @@ def test_measure_only_target_passes_gradients_unchanged():
     torch.testing.assert_close(out_l, g_l)
     assert stats['cam_lidar_ratio_before'] == pytest.approx(float(g_c.norm() / g_l.norm()), rel=1e-5)
     assert stats['cam_lidar_ratio_after'] == pytest.approx(stats['cam_lidar_ratio_before'], rel=1e-5)
+
+
+class _ToyFusion(torch.nn.Module):
+    """Camera and LiDAR branches -> concat fuser -> shared feature -> two heads, in the shape
+    of FullerNet's calibrated-step interface (``mode='tasks'``)."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.cam = torch.nn.Linear(6, 4).double()
+        self.lidar = torch.nn.Linear(5, 3).double()
+        self.fuser = torch.nn.Linear(7, 8).double()
+        self.det = torch.nn.Linear(8, 1).double()
+        self.map = torch.nn.Linear(8, 2).double()
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+        # Detection reads mostly the camera half of the shared feature, the map the LiDAR half,
+        # so the two tasks' camera/LiDAR gradient ratios differ.
+        with torch.no_grad():
+            self.fuser.weight[:4, 4:] *= 0.05
+            self.fuser.weight[4:, :4] *= 0.05
+            self.det.weight[:, 4:] *= 0.05
+            self.map.weight[:, :4] *= 0.05
+        self.data_preprocessor = lambda data, training: data
+
+    def task_parameters(self):
+        return [*self.det.parameters(), *self.map.parameters()]
+
+    def pair(self, x_cam, x_lidar):
+        return torch.tanh(self.cam(x_cam)), torch.tanh(self.lidar(x_lidar))
+
+    def losses(self, feat):
+        return {'det': {'loss': (self.det(feat) ** 2).mean()}, 'map': {'loss': (self.map(feat) - 1).pow(2).mean() * 30}}
+
+    def forward(self, x_cam, x_lidar, mode='tasks', intra=None):
+        c, l = self.pair(x_cam, x_lidar)
+        if intra is not None:
+            c, l = intra(c, l)
+        shared = torch.tanh(self.fuser(torch.cat([c, l], -1)))
+        leaf = shared.detach().requires_grad_(True)
+        return self.losses(leaf), shared, leaf
+
+
+def _step(model, intra, data):
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    import fuller.engine  # noqa: F401 - registers the wrappers
+
+    init_default_scope('fuller')
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    ow = build_optim_wrapper(model, dict(type='CalibratedOptimWrapper', optimizer=dict(type='SGD', lr=1.0),
+                                         inter=dict(type='Sum'), intra=intra))
+    log = ow.calibrated_step(model, data)
+    return {k: before[k] - v.detach() for k, v in model.named_parameters()}, log  # = the gradients
+
+
+def test_per_task_modality_calibration_matches_a_reference():
+    """Each task's gradient at the (camera, LiDAR) pair is balanced on its own and the results
+    added: checked against a direct computation; decoder and heads get the plain gradients."""
+    gen = torch.Generator().manual_seed(1)
+    data = dict(x_cam=torch.randn(16, 6, generator=gen, dtype=torch.float64),
+                x_lidar=torch.randn(16, 5, generator=gen, dtype=torch.float64))
+    plain, _ = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='none'), data)
+    per_task, log = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='mean', per_task=True), data)
+    scalar, _ = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='mean'), data)
+
+    # Reference: per-task pair gradients by autograd, each pair to its mean norm, then summed.
+    ref = _ToyFusion()
+    c, l = ref.pair(**data)
+    shared = torch.tanh(ref.fuser(torch.cat([c, l], -1)))
+    cal_c, cal_l = torch.zeros_like(c), torch.zeros_like(l)
+    for loss in ref.losses(shared).values():
+        gc, gl = torch.autograd.grad(loss['loss'], [c, l], retain_graph=True)
+        m = (gc.norm() + gl.norm()) / 2
+        cal_c, cal_l = cal_c + gc * m / gc.norm(), cal_l + gl * m / gl.norm()
+    want = dict(zip(['cam.weight', 'cam.bias', 'lidar.weight', 'lidar.bias'],
+                    torch.autograd.grad((c * cal_c).sum() + (l * cal_l).sum(),
+                                        [ref.cam.weight, ref.cam.bias, ref.lidar.weight, ref.lidar.bias])))
+    # (the step keeps the task-gradient matrix in float32: agreement to float32 precision)
+    for k, g in want.items():
+        torch.testing.assert_close(per_task[k], g, rtol=1e-5, atol=1e-6)
+    for k in ('fuser.weight', 'fuser.bias', 'det.weight', 'map.weight'):
+        torch.testing.assert_close(per_task[k], plain[k], rtol=1e-5, atol=1e-6)
+    # It changes directions within a branch, which a scalar per branch cannot.
+    cos = torch.nn.functional.cosine_similarity(per_task['cam.weight'].flatten(), scalar['cam.weight'].flatten(), dim=0)
+    assert cos < 0.999
+    assert log['calib/direction_cos_cam'] < 0.999 and abs(log['calib/cam_lidar_ratio_after'] - 1) > 1e-6
+    assert {'calib/cam_lidar_ratio_before_det', 'calib/cam_lidar_ratio_before_map'} <= set(log)
+
+
+def test_per_task_with_target_none_is_the_plain_step():
+    gen = torch.Generator().manual_seed(2)
+    data = dict(x_cam=torch.randn(8, 6, generator=gen, dtype=torch.float64),
+                x_lidar=torch.randn(8, 5, generator=gen, dtype=torch.float64))
+    plain, _ = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='none'), data)
+    per_task, _ = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='none', per_task=True), data)
+    for k in plain:
+        torch.testing.assert_close(per_task[k], plain[k], rtol=1e-5, atol=1e-6)
