@@ -41,7 +41,7 @@ from fuller.visualization.curves import read_scalars  # noqa: E402
 DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
                  'intra_task_only', 'fuller_task_intra',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
-DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
 
 

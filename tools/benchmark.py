@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
 RULES = {
     'fuller': dict(type='FullerInter', normalize='mean'),
     'upgrad': dict(type='UPGrad'),

@@ -214,11 +214,23 @@ def explain_registry_error(cfg: Config, err: BaseException) -> str | None:
 
 
 def finish_distributed() -> None:
-    """End a launcher's process group cleanly: every rank waits for the others (rank 0 may still be
-    evaluating or writing files) before the group is torn down, so no rank exits while a peer's
-    connection is still in use."""
+    """End a launcher's run cleanly: every rank waits for the others (rank 0 may still be
+    evaluating or writing files), the group is torn down, and the process ends here.
+
+    The last step exits without the interpreter's teardown: under load, a gloo rank that
+    finished everything could still abort in C++ destructors at exit ("terminate called without
+    an active exception", exit -6), which fails the launcher after all results were written.
+    Logs and standard streams are flushed first. Without a process group this is a no-op.
+    """
+    import logging
+    import sys
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -15,8 +15,8 @@ from fuller.utils import apply_variant, read_config
 CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', 'fuller', '*.py')))
 VARIANTS = sorted(v for v in glob.glob(osp.join(REPO_ROOT, 'configs', 'ablation', '*.py'))
                   if not osp.basename(v).startswith('_'))
-DEMO_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
-DEMO_FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-450it_nuscenes-demo-det-map.py')
+DEMO_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+DEMO_FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
 NUS_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_swint_8x4-20e_nuscenes-det-map.py')
 
 
