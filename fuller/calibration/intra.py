@@ -140,7 +140,7 @@ class _Override(torch.autograd.Function):
         # The incoming pair is the raw sum times the step's loss scale / accumulation factor.
         num = (g_cam.double() * raw_c.double()).sum() + (g_lidar.double() * raw_l.double()).sum()
         den = (raw_c.double() ** 2).sum() + (raw_l.double() ** 2).sum()
-        factor = (num / den.clamp_min(1e-300)).to(g_cam.dtype) if den > 0 else torch.ones((), dtype=g_cam.dtype)
+        factor = (num / den).to(g_cam.dtype) if den > 0 else torch.ones((), dtype=g_cam.dtype)
         return (cal_c * factor).to(g_cam.dtype), (cal_l * factor).to(g_lidar.dtype), None
 
 

@@ -21,6 +21,8 @@ from scipy.spatial.transform import Rotation
 from fuller.datasets.metainfo import CLASSES, MOVING_ATTRIBUTES, MOVING_SPEED, STILL_ATTRIBUTES
 from fuller.registry import METRICS
 
+from .meta import dataset_fact
+
 EVAL_SETS = {'v1.0-mini': 'mini_val', 'v1.0-trainval': 'val', 'v1.0-test': 'test'}
 
 
@@ -153,11 +155,7 @@ class NuScenesDetMetric(BaseMetric):
     def classes(self) -> tuple:
         """The label order: the ``classes`` argument, else the dataset's ``metainfo['classes']``."""
         if self._classes is None:
-            meta = self.dataset_meta or {}
-            if 'classes' not in meta:
-                raise KeyError('NuScenesDetMetric: no classes given and no dataset_meta["classes"] (the evaluation '
-                               'loop sets dataset_meta from the dataset\'s metainfo)')
-            self._classes = self._check_classes(meta['classes'])
+            self._classes = self._check_classes(dataset_fact(self, 'classes'))
         return self._classes
 
     @property

@@ -7,6 +7,8 @@ from mmengine.logging import MMLogger
 
 from fuller.registry import METRICS
 
+from .meta import dataset_fact
+
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.35, 0.66, 0.05), 2).tolist())
 
 
@@ -53,11 +55,7 @@ class BEVMapIoUMetric(BaseMetric):
     def classes(self) -> tuple:
         """The ``classes`` argument, else the dataset's ``metainfo['map_classes']``."""
         if self._classes is None:
-            meta = self.dataset_meta or {}
-            if 'map_classes' not in meta:
-                raise KeyError('BEVMapIoUMetric: no classes given and no dataset_meta["map_classes"] (the '
-                               'evaluation loop sets dataset_meta from the dataset\'s metainfo)')
-            self._classes = tuple(meta['map_classes'])
+            self._classes = tuple(dataset_fact(self, 'map_classes'))
         return self._classes
 
     def process(self, data_batch, data_samples) -> None:

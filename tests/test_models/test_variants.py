@@ -4,6 +4,7 @@ import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
@@ -117,8 +118,6 @@ def test_per_task_modality_calibration_trains_the_demo_model(demo_root, tmp_path
     data = pseudo_collate([DATASETS.build(cfg.train_dataloader.dataset)[0]])
     grads = {}
     for per_task in (True, False):
-        import torch
-
         torch.manual_seed(0)
         model = MODELS.build(cfg.model)
         model.init_weights()
