@@ -11,6 +11,7 @@ from fuller.datasets.demo import DemoConfig, generate_demo_dataset
 from fuller.utils import resolve_config, set_data_root
 
 from .faults import KillAtIterHook
+from .processes import run, spawn
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')

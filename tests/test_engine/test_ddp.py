@@ -1,16 +1,16 @@
 """Calibrated training under DistributedDataParallel (2 CPU processes, gloo), sync='local'."""
 
 import os
+from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from fuller.testing import free_port, tiny_config
+from fuller.testing import free_port, spawn, tiny_config
 from fuller.utils import read_config
 
 STEPS = 3
@@ -48,7 +48,7 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world, timeout=timedelta(seconds=240))
     try:
         samples = torch.load(os.path.join(tmp, 'samples.pth'), weights_only=False)
         model, ow_cfg = _build(os.path.join(tmp, 'cfg.py'))
@@ -80,7 +80,7 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
     samples = [dataset[i] for i in range(2 * STEPS)]
     torch.save(samples, tmp_path / 'samples.pth')
 
-    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, timeout=300)
     r0 = torch.load(tmp_path / 'rank0.pth', weights_only=False)
     r1 = torch.load(tmp_path / 'rank1.pth', weights_only=False)
     for k in r0['params']:

@@ -2,15 +2,15 @@
 that calibrates their concatenated batch; with sync='local' they do not."""
 
 import os
+from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmengine.model import BaseModel
 from torch import nn
 
-from fuller.testing import free_port
+from fuller.testing import free_port, spawn
 
 STEPS = 3
 PER_RANK = 4
@@ -74,7 +74,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, sync: str) -> None:
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world, timeout=timedelta(seconds=240))
     try:
         model = ToyFusion()
         ddp = FullerDistributedDataParallel(module=model)
@@ -93,7 +93,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, sync: str) -> None:
 @pytest.mark.slow
 def test_global_sync_equals_one_process_on_the_concatenated_batch(tmp_path):
     for sync in ('global', 'local'):
-        mp.spawn(_worker, args=(2, free_port(), str(tmp_path), sync), nprocs=2, join=True)
+        spawn(_worker, args=(2, free_port(), str(tmp_path), sync), nprocs=2, timeout=300)
     runs = {s: [torch.load(tmp_path / f'{s}{r}.pth', weights_only=False) for r in (0, 1)] for s in ('global', 'local')}
     g0, g1 = runs['global']
     # every rank applies the same weights and modality scales: those of the global batch

@@ -3,12 +3,11 @@
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
 
-from fuller.testing import REPO_ROOT, free_port, tiny_calibrated_config
+from fuller.testing import REPO_ROOT, free_port, run, tiny_calibrated_config
 
 
 @pytest.mark.slow
@@ -18,8 +17,8 @@ def test_dist_train_then_dist_test_with_two_cpu_processes(demo_root, tmp_path):
     cfg.dump(str(path))
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     work = tmp_path / 'work'
-    train = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), str(path), '2', '--work-dir',
-                            str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    train = run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh'), str(path), '2', '--work-dir', str(work)],
+                timeout=600, cwd=REPO_ROOT, env=env)
     if train.returncode:
         pytest.fail(f'dist_train.sh failed:\n{train.stdout[-4000:]}\n{train.stderr[-8000:]}', pytrace=False)
     log = open(next(work.glob('*/*.log'))).read()
@@ -28,9 +27,8 @@ def test_dist_train_then_dist_test_with_two_cpu_processes(demo_root, tmp_path):
     ckpt = work / 'iter_3.pth'
     assert ckpt.is_file()
     env['PORT'] = str(free_port())
-    test = subprocess.run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_test.sh'), str(path), str(ckpt), '2',
-                           '--work-dir', str(work)], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
-                          timeout=600)
+    test = run(['bash', osp.join(REPO_ROOT, 'tools', 'dist_test.sh'), str(path), str(ckpt), '2', '--work-dir',
+                str(work)], timeout=600, cwd=REPO_ROOT, env=env)
     if test.returncode:
         pytest.fail(f'dist_test.sh failed:\n{test.stdout[-4000:]}\n{test.stderr[-8000:]}', pytrace=False)
     assert test.stdout.count('metrics written to') == 1  # rank 0 only

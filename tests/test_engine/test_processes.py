@@ -1,0 +1,86 @@
+"""The test helpers that bound child processes: a deadlocked worker or launcher fails its
+test within the deadline and leaves no process behind (so the run can end)."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from torch.multiprocessing import ProcessRaisedException
+
+from fuller.testing import run, spawn
+
+
+def _hang_or_fail(rank: int, mode: str, pid_dir: str) -> None:
+    with open(os.path.join(pid_dir, f'{rank}.pid'), 'w') as f:
+        f.write(str(os.getpid()))
+    if mode == 'fail' and rank == 1:
+        raise RuntimeError('rank 1 failed on purpose')
+    if mode != 'ok':
+        time.sleep(600)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f'/proc/{pid}/stat') as f:  # a zombie waiting for its parent is gone too
+        return f.read().split(')')[-1].split()[0] != 'Z'
+
+
+def _pids(d) -> list[int]:
+    return [int(p.read_text()) for p in d.glob('*.pid')]
+
+
+def _workers() -> list[int]:
+    """Live spawned workers of this process (not multiprocessing's resource tracker)."""
+    me, out = str(os.getpid()), []
+    for stat in os.listdir('/proc'):
+        if stat.isdigit():
+            try:
+                with open(f'/proc/{stat}/stat') as f:
+                    fields = f.read().split(')')[-1].split()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != 'Z':
+                with open(f'/proc/{stat}/cmdline', 'rb') as f:
+                    if b'spawn_main' in f.read():
+                        out.append(int(stat))
+    return out
+
+
+def test_spawn_kills_hung_workers_at_the_deadline(tmp_path, capfd):
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r'ranks \[0, 1\] of 2 still running after 20 s'):
+        spawn(_hang_or_fail, args=('hang', str(tmp_path)), nprocs=2, timeout=20)
+    assert time.monotonic() - t0 < 80
+    assert not any(_alive(p) for p in _pids(tmp_path))
+    assert not _workers()
+    err = capfd.readouterr().err
+    assert err.count('in _hang_or_fail') == 2, err  # each rank said where it was stuck
+
+
+def test_spawn_reraises_a_worker_error_and_stops_the_others(tmp_path):
+    with pytest.raises(ProcessRaisedException, match='rank 1 failed on purpose'):
+        spawn(_hang_or_fail, args=('fail', str(tmp_path)), nprocs=2, timeout=120)
+    time.sleep(1)
+    assert len(_pids(tmp_path)) >= 1 and not any(_alive(p) for p in _pids(tmp_path))
+    spawn(_hang_or_fail, args=('ok', str(tmp_path)), nprocs=2, timeout=120)  # and a clean run returns
+
+
+def test_run_kills_the_launcher_and_its_children(tmp_path):
+    pid_file = tmp_path / 'child.pid'
+    # a launcher (bash) whose child holds the output pipe, as torchrun's workers do
+    script = f'{sys.executable} -c "import os,time; open(\'{pid_file}\',\'w\').write(str(os.getpid())); ' \
+             f'print(\'started\', flush=True); time.sleep(600)" & wait'
+    t0 = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as err:
+        run(['bash', '-c', script], timeout=5)
+    assert time.monotonic() - t0 < 30
+    assert 'started' in err.value.output
+    time.sleep(0.5)
+    assert not _alive(int(pid_file.read_text()))
+    done = run([sys.executable, '-c', 'import sys; print("out"); print("err", file=sys.stderr); sys.exit(3)'], timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (3, 'out\n', 'err\n')
