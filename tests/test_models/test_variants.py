@@ -27,6 +27,9 @@ def test_config_loads(path):
     assert cfg.model.type == 'FullerNet'
     assert cfg.optim_wrapper.type in ('GuardedOptimWrapper', 'CalibratedOptimWrapper')
     assert cfg.model.geometry == cfg.geometry and cfg.model.metainfo['classes'] == list(CLASSES)
+    if cfg.train_cfg.type == 'IterBasedTrainLoop':  # a forked schedule ends where training ends
+        last = cfg.param_scheduler[-1]
+        assert last.end == cfg.train_cfg.max_iters and last.begin + last.T_max == last.end
 
 
 @pytest.mark.parametrize('base', [DEMO_NAIVE, DEMO_FULLER, NUS_NAIVE], ids=['demo-naive', 'demo-fuller', 'nus'])
