@@ -92,3 +92,12 @@ def test_paired_difference_statistics():
     rows, out = comparison_lines(runs)
     assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
     assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)
+
+
+def test_table_cells_show_a_spread_only_across_seeds():
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+    from ablate import _fmt
+
+    assert _fmt([0.415]) == '41.5'  # one seed: no "± 0.0" that reads as a measured spread
+    assert _fmt([0.40, 0.42, None]) == '41.0 ± 1.4'
+    assert _fmt([None]) == '–'

@@ -133,7 +133,9 @@ def _fmt(values: list[float], scale: float = 100.0) -> str:
     v = np.asarray([x for x in values if x is not None], dtype=np.float64) * scale
     if not len(v):
         return '–'
-    return f'{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}'
+    if len(v) == 1:  # one seed has no spread to report
+        return f'{v[0]:.1f}'
+    return f'{v.mean():.1f} ± {v.std(ddof=1):.1f}'
 
 
 def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
@@ -233,7 +235,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         f'{os.cpu_count()} cores, torch {torch.__version__}. '
         f'Each run: the variant of `{VARIANT_DIR}/` applied to `{base}` (its model, data and schedule), '
         'trained on the training split and evaluated with `tools/test.py` (nuScenes devkit '
-        'mAP/NDS, BEV map IoU). Numbers are mean ± std over seeds, in %.'
+        'mAP/NDS, BEV map IoU). Numbers are mean ± std over seeds (the value alone for one seed), in %.'
         + (f' Extra options: `{" ".join(cfg_options)}`.' if cfg_options else ''),
         '',
         '| variant | seeds | mAP | NDS | mIoU | ' + ' | '.join(map_classes) + ' | task-grad cos (mean) | '
