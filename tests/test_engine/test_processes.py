@@ -21,13 +21,18 @@ def _hang_or_fail(rank: int, mode: str, pid_dir: str) -> None:
         time.sleep(600)
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (state, parent pid, ...); None once gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f'/proc/{pid}/stat') as f:  # a zombie waiting for its parent is gone too
-        return f.read().split(')')[-1].split()[0] != 'Z'
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split(')')[-1].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != 'Z'  # a zombie waiting for its parent is gone too
 
 
 def _pids(d) -> list[int]:
@@ -37,17 +42,12 @@ def _pids(d) -> list[int]:
 def _workers() -> list[int]:
     """Live spawned workers of this process (not multiprocessing's resource tracker)."""
     me, out = str(os.getpid()), []
-    for stat in os.listdir('/proc'):
-        if stat.isdigit():
-            try:
-                with open(f'/proc/{stat}/stat') as f:
-                    fields = f.read().split(')')[-1].split()
-            except OSError:
-                continue
-            if fields[1] == me and fields[0] != 'Z':
-                with open(f'/proc/{stat}/cmdline', 'rb') as f:
-                    if b'spawn_main' in f.read():
-                        out.append(int(stat))
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        stat = _stat(pid)
+        if stat is not None and stat[1] == me and stat[0] != 'Z':
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if b'spawn_main' in f.read():
+                    out.append(int(pid))
     return out
 
 
