@@ -27,6 +27,8 @@ import time
 import numpy as np
 import torch
 
+from fuller.utils.report import cpu_model
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
 RULES = {
@@ -42,23 +44,6 @@ RULES = {
 
 
 # ---------------------------------------------------------------------------- reporting
-def cpu_model() -> str:
-    """CPU model name and its widest vector extensions (timings differ between AVX2 and
-    AVX-512/AMX machines of the same kind)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and name in ('', platform.machine(), platform.processor()):
-                    name = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    isa = [x for x in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if x in flags]
-    return f'{name} ({", ".join(isa) or "no AVX2"})'
-
-
 def machine_info(device: torch.device) -> dict:
     import mmcv
     import mmdet3d

@@ -1,4 +1,6 @@
-"""One readable table of all metrics of a test run."""
+"""One readable table of all metrics of a test run; the CPU that tables of timings and results name."""
+
+import platform
 
 DET_KEYS = ('mAP', 'NDS', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE')
 
@@ -31,3 +33,20 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
         lines.append(f'{k}: {v}')
     width = min(max((len(x) for x in lines), default=0), 100)
     return '\n'.join(['=' * width, *lines, '=' * width])
+
+
+def cpu_model() -> str:
+    """CPU model name and its widest vector extensions (timings differ between AVX2 and
+    AVX-512/AMX machines of the same kind)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and name in ('', platform.machine(), platform.processor()):
+                    name = line.split(':', 1)[1].strip()
+                elif line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    isa = [x for x in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if x in flags]
+    return f'{name} ({", ".join(isa) or "no AVX2"})'
