@@ -11,9 +11,9 @@ mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statist
 of every run, and PNG plots of the per-task losses, the cosine between the two task
 gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
 
-Example (the committed demo study):
-    python tools/ablate.py --seeds 0 1 2 --notes docs/results/ablation_demo_notes.md
-    python tools/ablate.py --report-only --notes docs/results/ablation_demo_notes.md   # re-make from finished runs
+Example (the committed demo study, at half the main job's schedule):
+    python tools/ablate.py --seeds 0 1 2 --with configs/ablation/schedules/demo-450it.py --notes notes.md
+    python tools/ablate.py --report-only --with configs/ablation/schedules/demo-450it.py --notes notes.md
     python tools/ablate.py --base configs/fuller/naive_lc_swint_8x4-20e_nuscenes-det-map.py \
         --variants naive fuller --work-dir work_dirs/ablation_nuscenes --out work_dirs/ablation_nuscenes.md
 """
@@ -41,7 +41,7 @@ from fuller.visualization.curves import read_scalars  # noqa: E402
 DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
                  'intra_task_only', 'fuller_task_intra',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
-DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
 
 

@@ -30,7 +30,7 @@ import torch
 from fuller.utils.report import cpu_model
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+DEMO_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 RULES = {
     'fuller': dict(type='FullerInter', normalize='mean'),
     'upgrad': dict(type='UPGrad'),

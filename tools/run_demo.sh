@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash tools/setup_env.sh
 PY="$ROOT/.venv/bin/python"
-CONFIG="${CONFIG:-configs/fuller/fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py}"
+CONFIG="${CONFIG:-configs/fuller/fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py}"
 WORK_DIR="${WORK_DIR:-work_dirs/$(basename "${CONFIG%.py}")}"
 if [[ ! -f data/nuscenes-demo/nuscenes_infos_val.pkl ]]; then
   "$PY" tools/create_demo_data.py --out data/nuscenes-demo

@@ -1,7 +1,7 @@
 """Train a FULLER model (mmengine Runner).
 
 Example:
-    python tools/train.py configs/fuller/fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py
+    python tools/train.py configs/fuller/fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py
     python tools/train.py CONFIG --work-dir work_dirs/x --resume --cfg-options train_cfg.max_iters=100
     python tools/train.py CONFIG --load-from other.pth --load-partial --wandb
 """

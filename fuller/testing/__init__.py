@@ -14,7 +14,7 @@ from .faults import KillAtIterHook
 from .processes import run, spawn
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 TINY_IMAGE = (64, 176)
 
 

@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 
 from fuller.testing import REPO_ROOT, tiny_config
 
-FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 FORK = """_base_ = ['{base}']
 metainfo = dict(classes=['car', 'pedestrian', 'barrier'], map_classes=['drivable_area', 'divider'])
 geometry = dict(voxel_size=[0.4, 0.4, 0.5], bev_stride=4,

@@ -73,7 +73,7 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
 
     cfg = tiny_config(demo_root, str(tmp_path / 'work'),
                       config=os.path.join(REPO_ROOT, 'configs', 'fuller',
-                                          'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py'))
+                                          'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py'))
     cfg.dump(str(tmp_path / 'cfg.py'))
     init_default_scope('fuller')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)

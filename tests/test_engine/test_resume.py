@@ -22,7 +22,7 @@ def _train(cfg_path, work_dir, *extra):
 def test_killed_run_resumes_to_the_same_weights(demo_root, tmp_path):
     cfg = tiny_config(demo_root, str(tmp_path / 'unused'),
                       config=osp.join(REPO_ROOT, 'configs', 'fuller',
-                                      'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py'))
+                                      'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py'))
     cfg.train_cfg.max_iters = 4
     cfg.default_hooks.checkpoint.interval = 2
     cfg.custom_imports.imports.append('fuller.testing')

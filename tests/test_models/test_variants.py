@@ -16,8 +16,8 @@ from fuller.utils import apply_variant, read_config
 CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', 'fuller', '*.py')))
 VARIANTS = sorted(v for v in glob.glob(osp.join(REPO_ROOT, 'configs', 'ablation', '*.py'))
                   if not osp.basename(v).startswith('_'))
-DEMO_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
-DEMO_FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map.py')
+DEMO_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
+DEMO_FULLER = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 NUS_NAIVE = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_swint_8x4-20e_nuscenes-det-map.py')
 
 
@@ -55,6 +55,19 @@ def test_optimizer_swap_fragment_over_a_variant():
     assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4)
     assert cfg.optim_wrapper.inter.type == 'FullerInter' and cfg.optim_wrapper.clip_grad == base.optim_wrapper.clip_grad
     assert cfg.param_scheduler == base.param_scheduler
+
+
+def test_schedule_fragment_over_a_variant():
+    """``--with configs/ablation/schedules/demo-450it.py``: the study's shorter schedule replaces the
+    base's whole (warm-up, then a cosine that ends where training ends); the optimizer stays."""
+    short = osp.join(REPO_ROOT, 'configs', 'ablation', 'schedules', 'demo-450it.py')
+    base = Config.fromfile(DEMO_NAIVE)
+    for variant in ('fuller.py', 'det_only.py'):
+        cfg = apply_variant(DEMO_NAIVE, osp.join(REPO_ROOT, 'configs', 'ablation', variant), short)
+        warm, cosine = cfg.param_scheduler
+        assert (warm.type, warm.end, cosine.begin) == ('LinearLR', 30, 30)
+        assert cfg.train_cfg.max_iters == cosine.end == cosine.begin + cosine.T_max == 450
+        assert cfg.train_cfg.type == base.train_cfg.type and cfg.optim_wrapper.optimizer == base.optim_wrapper.optimizer
 
 
 def test_nuscenes_models_build_with_matching_grids():

@@ -2,7 +2,7 @@
 cosine, the rule's weights and the camera/LiDAR gradient ratio.
 
 Example:
-    python tools/analysis/plot_curves.py work_dirs/fuller_lc_r18-tiny_1x2-650it_nuscenes-demo-det-map
+    python tools/analysis/plot_curves.py work_dirs/fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map
     python tools/analysis/plot_curves.py WORK_DIR --out curves/ --smooth 10
 """
 

@@ -9,7 +9,7 @@ geometry = dict(
     point_cloud_range=[-51.2, -51.2, -5.0, 51.2, 51.2, 3.0],
     voxel_size=[0.8, 0.8, 0.5],  # LiDAR voxels; 128 x 128 x 16
     bev_stride=2,  # voxels per shared BEV cell: 64 x 64 at 1.6 m
-    image_size=(128, 352),
+    image_size=(96, 256),  # from the demo's 320 x 180 cameras: resized by 0.73-0.87 (test 0.8), bottom crop
     map_bound=dict(xbound=(-50.0, 50.0, 1.0), ybound=(-50.0, 50.0, 1.0)),  # 100 x 100 map grid
 )
 metainfo = dict()
@@ -19,7 +19,7 @@ train_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='ImageAug3D', resize_lim=(1.0, 1.2), bot_pct_lim=(0.0, 0.1), rand_flip=True, is_train=True),
+    dict(type='ImageAug3D', resize_lim=(0.73, 0.87), bot_pct_lim=(0.0, 0.1), rand_flip=True, is_train=True),
     dict(type='BEVAugmentation', rot_range=(-0.3925, 0.3925), scale_range=(0.95, 1.05), is_train=True),
     dict(type='LoadBEVMapMask', line_width=1.0),
     dict(type='ObjectRangeFilter'),
@@ -30,7 +30,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
-    dict(type='ImageAug3D', resize_lim=(1.1, 1.1), bot_pct_lim=(0.05, 0.05), is_train=False),
+    dict(type='ImageAug3D', resize_lim=(0.8, 0.8), bot_pct_lim=(0.05, 0.05), is_train=False),
     dict(type='BEVAugmentation', is_train=False),
     dict(type='LoadBEVMapMask', line_width=1.0),
     dict(type='PointsRangeFilter'),

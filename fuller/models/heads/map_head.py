@@ -51,12 +51,14 @@ class BEVGridTransform(nn.Module):
 class BEVSegmentationHead(BaseModule):
     """Map segmentation from the shared BEV feature.
 
-    Standard design: two 3x3 conv-BN-ReLU layers at ``in_channels``; lightweight design:
-    depthwise-separable convs at ``in_channels // 2`` (the parameter saving is reported by
-    ``tools/analysis/param_count.py``).
+    Standard design: two 3x3 conv-BN-ReLU layers of ``channels`` (BEVFusion: ``in_channels``);
+    lightweight design: depthwise-separable convs at ``channels // 2`` (the parameter saving is
+    reported by ``tools/analysis/param_count.py``). Both run on the map grid, so their cost grows
+    with its cell count and with ``channels``: the CPU demo model narrows them.
 
     Args:
         in_channels: channels of the shared feature.
+        channels: width of the hidden layers; None for ``in_channels``.
         grid_transform: ``input_scope``/``output_scope`` lists of (min, max, step) for x, y.
         classes: map class names.
         lightweight: use the lightweight design.
@@ -65,8 +67,8 @@ class BEVSegmentationHead(BaseModule):
         init_cfg: mmengine init config.
     """
 
-    def __init__(self, in_channels: int, grid_transform: dict, classes: tuple, lightweight: bool = False,
-                 loss_weight: float = 1.0, focal_alpha: float = -1.0, focal_gamma: float = 2.0,
+    def __init__(self, in_channels: int, grid_transform: dict, classes: tuple, channels: int | None = None,
+                 lightweight: bool = False, loss_weight: float = 1.0, focal_alpha: float = -1.0, focal_gamma: float = 2.0,
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.classes = tuple(classes)
@@ -74,19 +76,18 @@ class BEVSegmentationHead(BaseModule):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.transform = BEVGridTransform(**grid_transform)
-        c = in_channels
+        c, m = in_channels, channels or in_channels
         if lightweight:
-            m = c // 2
+            m = m // 2
             self.body = nn.Sequential(
                 nn.Conv2d(c, m, 1, bias=False), nn.BatchNorm2d(m), nn.ReLU(True),
                 nn.Conv2d(m, m, 3, padding=1, groups=m, bias=False), nn.BatchNorm2d(m), nn.ReLU(True),
                 nn.Conv2d(m, m, 1, bias=False), nn.BatchNorm2d(m), nn.ReLU(True))
-            self.cls = nn.Conv2d(m, len(self.classes), 1)
         else:
             self.body = nn.Sequential(
-                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),
-                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True))
-            self.cls = nn.Conv2d(c, len(self.classes), 1)
+                nn.Conv2d(c, m, 3, padding=1, bias=False), nn.BatchNorm2d(m), nn.ReLU(True),
+                nn.Conv2d(m, m, 3, padding=1, bias=False), nn.BatchNorm2d(m), nn.ReLU(True))
+        self.cls = nn.Conv2d(m, len(self.classes), 1)
 
     def expected_input_shape(self) -> tuple[tuple[int, int], str]:
         """(H, W) of the BEV feature this head expects, and the config key that sets it."""

@@ -1,12 +1,12 @@
-# Non-finite steps are skipped and counted (GuardedOptimWrapper); 650 iterations (about 9 minutes
+# Non-finite steps are skipped and counted (GuardedOptimWrapper); 900 iterations (about 11 minutes
 # on the 2-core AVX-512 EPYC of the README) with a linear warm-up and cosine decay. Evaluation is
 # tools/test.py's job (run_demo.sh, ablate.py), so training does not validate.
 optim_wrapper = dict(type='GuardedOptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
                      clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', T_max=620, eta_min=1e-5, by_epoch=False, begin=30, end=650),
+    dict(type='CosineAnnealingLR', T_max=870, eta_min=1e-5, by_epoch=False, begin=30, end=900),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=650, val_interval=651)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=900, val_interval=901)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
