@@ -92,6 +92,12 @@ def test_paired_difference_statistics():
     rows, out = comparison_lines(runs)
     assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
     assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)
+    # Runs composed with --with fragments compare within their fragments only.
+    frag = {f'{v}+{x}': [{'seed': s, 'metrics': {'det/mAP': m, 'map/mIoU': m}} for s in range(2)]
+            for v, x, m in (('fuller', 'sgd', 0.5), ('naive', 'sgd', 0.2), ('naive', 'demo-450it', 0.4))}
+    _, out = comparison_lines(frag)
+    assert set(out) == {'fuller+sgd-naive+sgd/mAP', 'fuller+sgd-naive+sgd/mIoU'}
+    assert out['fuller+sgd-naive+sgd/mAP']['mean'] == pytest.approx(0.3)
 
 
 def test_table_cells_show_a_spread_only_across_seeds():

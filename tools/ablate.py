@@ -180,7 +180,11 @@ def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10
 def comparison_lines(runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
     """Markdown rows and JSON of :data:`COMPARISONS` for mAP and mIoU (in points)."""
     rows, out = [], {}
-    for v, ref in COMPARISONS:
+    # Runs composed with --with fragments are named '<variant>+<fragment>...': compare runs that
+    # share their fragments (fuller+sgd with naive+sgd), never across them.
+    suffixes = sorted({name[len(name.split('+')[0]):] for name in runs})
+    pairs = [(v + sfx, ref + sfx) for sfx in suffixes for v, ref in COMPARISONS]
+    for v, ref in pairs:
         if v not in runs or ref not in runs:
             continue
         for key, label in (('det/mAP', 'mAP'), ('map/mIoU', 'mIoU')):
