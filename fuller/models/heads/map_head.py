@@ -58,9 +58,9 @@ class BEVSegmentationHead(BaseModule):
 
     Args:
         in_channels: channels of the shared feature.
-        channels: width of the hidden layers; None for ``in_channels``.
         grid_transform: ``input_scope``/``output_scope`` lists of (min, max, step) for x, y.
         classes: map class names.
+        channels: width of the hidden layers; None for ``in_channels``.
         lightweight: use the lightweight design.
         loss_weight: multiplier of the focal loss.
         focal_alpha, focal_gamma: focal loss parameters.
