@@ -107,3 +107,20 @@ def test_table_cells_show_a_spread_only_across_seeds():
     assert _fmt([0.415]) == '41.5'  # one seed: no "± 0.0" that reads as a measured spread
     assert _fmt([0.40, 0.42, None]) == '41.0 ± 1.4'
     assert _fmt([None]) == '–'
+
+
+def test_report_header_names_the_command_with_its_fragments(tmp_path):
+    """A study composed with --with reports the command that reproduces it: the variants by their
+    file names and the fragments after --with (not the '<variant>+<fragment>' run names)."""
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+    from ablate import write_report
+
+    frag = 'configs/ablation/schedules/demo-450it.py'
+    runs = {f'{v}+demo-450it': [{'seed': s, 'metrics': {'det/mAP': 0.3, 'map/mIoU': 0.4}, 'scalars': {}, 'info': {}}
+                                for s in (0, 1)] for v in ('naive', 'fuller')}
+    configs = [str(tmp_path / f'{v}+demo-450it.py') for v in ('naive', 'fuller')]
+    out = tmp_path / 'study.md'
+    write_report(runs, str(out), configs, [0, 1], [], extra=[frag])
+    text = out.read_text()
+    assert f'`python tools/ablate.py --variants naive fuller --with {frag} --seeds 0 1`' in text
+    assert '| naive+demo-450it | 2 |' in text and '| fuller+demo-450it − naive+demo-450it | mAP | 2 |' in text
