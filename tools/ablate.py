@@ -67,6 +67,12 @@ def run_name(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
 
 
+def split_run(name: str) -> tuple[str, str]:
+    """``'<variant>+<fragment>...'`` (how :func:`compose` names a run) -> ``(variant, '+<fragment>...')``."""
+    variant, sep, fragments = name.partition('+')
+    return variant, sep + fragments
+
+
 def variant_path(variant: str) -> str:
     return variant if variant.endswith('.py') else osp.join(VARIANT_DIR, f'{variant}.py')
 
@@ -182,7 +188,7 @@ def comparison_lines(runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
     rows, out = [], {}
     # Runs composed with --with fragments are named '<variant>+<fragment>...': compare runs that
     # share their fragments (fuller+sgd with naive+sgd), never across them.
-    suffixes = sorted({name[len(name.split('+')[0]):] for name in runs})
+    suffixes = sorted({split_run(name)[1] for name in runs})
     pairs = [(v + sfx, ref + sfx) for sfx in suffixes for v, ref in COMPARISONS]
     for v, ref in pairs:
         if v not in runs or ref not in runs:
@@ -229,7 +235,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         return [r['metrics'].get(key) for r in runs[name] if key in r['metrics']]
 
     map_classes = map_classes_of(runs)
-    names_arg = [run_name(c).split('+')[0] for c in configs]  # the variants, without the --with fragments
+    names_arg = [split_run(run_name(c))[0] for c in configs]  # the variants, without the --with fragments
     variants_arg = '' if names_arg == DEMO_VARIANTS else ' --variants ' + ' '.join(names_arg)
     base_arg = '' if base == DEMO_BASE else f' --base {base}'
     with_arg = (' --with ' + ' '.join(extra)) if extra else ''
