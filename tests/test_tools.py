@@ -91,6 +91,11 @@ def test_paired_difference_statistics():
             for v, m in (('fuller', 0.4), ('naive', 0.3))}
     rows, out = comparison_lines(runs)
     assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
+    # With inter-only present, FULLER is also compared with it: the intra calibration's own effect.
+    runs['inter_only'] = [{'seed': s, 'metrics': {'det/mAP': 0.35, 'map/mIoU': 0.38}} for s in range(3)]
+    _, out = comparison_lines(runs)
+    assert out['fuller-inter_only/mIoU']['mean'] == pytest.approx(0.02)
+    assert 'inter_only-naive/mAP' in out and 'naive-inter_only/mAP' not in out
     assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)
     # Runs composed with --with fragments compare within their fragments only.
     frag = {f'{v}+{x}': [{'seed': s, 'metrics': {'det/mAP': m, 'map/mIoU': m}} for s in range(2)]

@@ -161,9 +161,11 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-# Paired comparisons reported under the table: (variant, reference).
-COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('fuller_task_intra', 'naive'),
-               ('intra_task_only', 'naive')]
+# Paired comparisons reported under the table: (variant, reference). Each intra variant is
+# compared with the run that differs from it only by the intra calibration: against naive
+# without an inter rule, against inter-only with FULLER's rule.
+COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('intra_task_only', 'naive'),
+               ('fuller', 'inter_only'), ('fuller_task_intra', 'inter_only'), ('fuller_task_intra', 'naive')]
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:
