@@ -6,6 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fuller.testing import REPO_ROOT, tiny_config
@@ -112,6 +113,18 @@ def test_table_cells_show_a_spread_only_across_seeds():
     assert _fmt([0.415]) == '41.5'  # one seed: no "± 0.0" that reads as a measured spread
     assert _fmt([0.40, 0.42, None]) == '41.0 ± 1.4'
     assert _fmt([None]) == '–'
+
+
+def test_conflict_stats_summarise_the_logged_gradient_diagnostics():
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+    from ablate import conflict_stats
+
+    s = conflict_stats({'calib/cos': np.array([0.1, -0.2, np.nan, 0.3]),
+                        'calib/grad_norm_det': np.array([0.02, 0.08, 0.05]),
+                        'calib/grad_norm_map': np.array([0.002, 0.002, 0.0])})  # a zero norm is skipped
+    assert s['cos_mean'] == pytest.approx(0.2 / 3) and s['conflict_frac'] == pytest.approx(1 / 3)
+    assert s['det_map_norm_ratio'] == pytest.approx(20.0)  # geometric mean of 10 and 40
+    assert 'cam_lidar_ratio_reaching' not in s and conflict_stats({}) == {}
 
 
 def test_report_header_names_the_command_with_its_fragments(tmp_path):

@@ -150,6 +150,13 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
         cos = scalars['calib/cos'][np.isfinite(scalars['calib/cos'])]
         out['cos_mean'] = float(cos.mean())
         out['conflict_frac'] = float((cos < 0).mean())
+    if 'calib/grad_norm_det' in scalars and 'calib/grad_norm_map' in scalars:
+        n = min(len(scalars['calib/grad_norm_det']), len(scalars['calib/grad_norm_map']))
+        with np.errstate(divide='ignore', invalid='ignore'):
+            r = scalars['calib/grad_norm_det'][:n] / scalars['calib/grad_norm_map'][:n]
+        r = r[np.isfinite(r) & (r > 0)]
+        if len(r):
+            out['det_map_norm_ratio'] = float(np.exp(np.log(r).mean()))
     if 'calib/cam_lidar_ratio_after' in scalars:
         r = scalars['calib/cam_lidar_ratio_after']
         r = r[np.isfinite(r) & (r > 0)]
@@ -254,8 +261,8 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         + (f' Extra options: `{" ".join(cfg_options)}`.' if cfg_options else ''),
         '',
         '| variant | seeds | mAP | NDS | mIoU | ' + ' | '.join(map_classes) + ' | task-grad cos (mean) | '
-        'conflict iters | cam/LiDAR grad ratio reaching branches | min/run |',
-        '|---' * (9 + len(map_classes)) + '|',
+        'conflict iters | det/map grad norm | cam/LiDAR grad ratio reaching branches | min/run |',
+        '|---' * (10 + len(map_classes)) + '|',
     ]
     summary = {}
     for name in names:
@@ -266,22 +273,25 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
             **{c: col(name, f'map/IoU_{c}') for c in map_classes},
             'cos_mean': [s['cos_mean'] for s in stats if 'cos_mean' in s],
             'conflict_frac': [s['conflict_frac'] for s in stats if 'conflict_frac' in s],
+            'det_map_norm_ratio': [s['det_map_norm_ratio'] for s in stats if 'det_map_norm_ratio' in s],
             'cam_lidar_ratio_reaching': [s['cam_lidar_ratio_reaching'] for s in stats
                                          if 'cam_lidar_ratio_reaching' in s],
         }
         summary[name] = {'seeds': [r['seed'] for r in runs[name]], **row, 'minutes': minutes}
         cos = f'{np.mean(row["cos_mean"]):.3f}' if row['cos_mean'] else '–'
         frac = f'{100 * np.mean(row["conflict_frac"]):.0f}%' if row['conflict_frac'] else '–'
+        norms = f'{np.exp(np.mean(np.log(row["det_map_norm_ratio"]))):.1f}' if row['det_map_norm_ratio'] else '–'
         ratio = f'{np.mean(row["cam_lidar_ratio_reaching"]):.3f}' if row['cam_lidar_ratio_reaching'] else '–'
         lines.append(f'| {name} | {len(runs[name])} | {_fmt(row["mAP"])} | {_fmt(row["NDS"])} | {_fmt(row["mIoU"])} | '
                      + ' | '.join(_fmt(row[c]) for c in map_classes)
-                     + f' | {cos} | {frac} | {ratio} | {np.nanmean(minutes):.1f} |')
+                     + f' | {cos} | {frac} | {norms} | {ratio} | {np.nanmean(minutes):.1f} |')
     comparisons, paired = comparison_lines(runs)
     lines += [
         '',
         '*task-grad cos*: cosine between the detection and map gradients at the shared BEV feature, '
         'before inter-task calibration, averaged over iterations; *conflict iters*: share of '
-        'iterations where it is negative; *cam/LiDAR grad ratio reaching branches*: geometric mean '
+        'iterations where it is negative; *det/map grad norm*: geometric mean over iterations of '
+        'the ratio of the two task gradients\' norms there; *cam/LiDAR grad ratio reaching branches*: geometric mean '
         'over iterations of ||grad into the camera BEV|| / ||grad into the LiDAR BEV|| after '
         'intra-gradient calibration (1.0 when calibrated; the raw ratio for the others).',
         *comparisons,
