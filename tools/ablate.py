@@ -144,27 +144,28 @@ def _fmt(values: list[float], scale: float = 100.0) -> str:
     return f'{v.mean():.1f} ± {v.std(ddof=1):.1f}'
 
 
+def _geomean(r: np.ndarray) -> float | None:
+    """Geometric mean over the finite, positive entries of ``r``; ``None`` when there are none."""
+    r = r[np.isfinite(r) & (r > 0)]
+    return float(np.exp(np.log(r).mean())) if len(r) else None
+
+
 def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
     out = {}
     if 'calib/cos' in scalars:
         cos = scalars['calib/cos'][np.isfinite(scalars['calib/cos'])]
         out['cos_mean'] = float(cos.mean())
         out['conflict_frac'] = float((cos < 0).mean())
+    ratios = {}
     if 'calib/grad_norm_det' in scalars and 'calib/grad_norm_map' in scalars:
         n = min(len(scalars['calib/grad_norm_det']), len(scalars['calib/grad_norm_map']))
         with np.errstate(divide='ignore', invalid='ignore'):
-            r = scalars['calib/grad_norm_det'][:n] / scalars['calib/grad_norm_map'][:n]
-        r = r[np.isfinite(r) & (r > 0)]
-        if len(r):
-            out['det_map_norm_ratio'] = float(np.exp(np.log(r).mean()))
-    if 'calib/cam_lidar_ratio_after' in scalars:
-        r = scalars['calib/cam_lidar_ratio_after']
-        r = r[np.isfinite(r) & (r > 0)]
-        out['cam_lidar_ratio_reaching'] = float(np.exp(np.log(r).mean()))
-    if 'calib/cam_lidar_ratio_before' in scalars:
-        r = scalars['calib/cam_lidar_ratio_before']
-        r = r[np.isfinite(r) & (r > 0)]
-        out['cam_lidar_ratio_before'] = float(np.exp(np.log(r).mean()))
+            ratios['det_map_norm_ratio'] = scalars['calib/grad_norm_det'][:n] / scalars['calib/grad_norm_map'][:n]
+    for key, name in (('calib/cam_lidar_ratio_after', 'cam_lidar_ratio_reaching'),
+                      ('calib/cam_lidar_ratio_before', 'cam_lidar_ratio_before')):
+        if key in scalars:
+            ratios[name] = scalars[key]
+    out.update({k: g for k, r in ratios.items() if (g := _geomean(r)) is not None})
     return out
 
 
