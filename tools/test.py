@@ -13,6 +13,7 @@ import os.path as osp
 
 from fuller.utils import (
     add_checkpoint_args,
+    add_info_file_args,
     finish_distributed,
     format_metrics_table,
     keep_submission_files,
@@ -35,6 +36,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--show-interval', type=int, default=1, help='draw every n-th sample')
     p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
     add_checkpoint_args(p)
+    add_info_file_args(p)
     return parse_launcher_args(p)
 
 
@@ -46,6 +48,7 @@ def main() -> None:
     cfg.load_from = args.checkpoint
     cfg.load_partial = args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
+    cfg.trust_info_files = args.trust_info_files
     cfg.test_config_in_log_dir = True  # keep the training config copy in the work dir as it is
     # Metrics that write a submission (NuScenesDetMetric) keep it in the work dir.
     keep_submission_files(cfg, osp.join(cfg.work_dir, 'nuscenes_det'))

@@ -11,6 +11,7 @@ import os.path as osp
 
 from fuller.utils import (
     add_checkpoint_args,
+    add_info_file_args,
     finish_distributed,
     load_config,
     parse_launcher_args,
@@ -41,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--wandb', nargs='?', const='offline', choices=['offline', 'online'],
                    help='also log to Weights & Biases (default mode: offline, synced later with `wandb sync`)')
     add_checkpoint_args(p)
+    add_info_file_args(p)
     return parse_launcher_args(p)
 
 
@@ -59,6 +61,7 @@ def main() -> None:
                   'python tools/benchmark.py train --dtypes fp32 bf16', flush=True)
     cfg.load_partial = args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
+    cfg.trust_info_files = args.trust_info_files
     if args.load_from:
         cfg.load_from = args.load_from
     if args.wandb:

@@ -3,13 +3,13 @@
 import os.path as osp
 
 from mmdet3d.datasets import NuScenesDataset
-from mmengine.fileio import load
 from mmengine.logging import MMLogger
 
 from fuller.registry import DATASETS
 from fuller.utils.config import same_value
 
 from .create_infos import INFO_VERSION
+from .info_io import UnsafeInfoFileError, load_info_file
 from .metainfo import NUSCENES_METAINFO
 from .transforms.loading import DataFileError
 
@@ -73,15 +73,21 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
             logged, counted (``bad_samples``, per worker process) and replaced by another
             random one (mmengine's refetch, at most ``max_refetch`` times in a row);
             evaluation never skips, since every sample must be scored.
+        trust_info_file: read ``ann_file`` with the full unpickler. By default it is read with
+            one that admits only plain data and numpy arrays (:mod:`fuller.datasets.info_io`),
+            so an info file from elsewhere cannot run code; set this (``--trust-info-files``)
+            only for a file from a trusted source that holds other objects.
         **kwargs: passed to :class:`mmdet3d.datasets.NuScenesDataset`.
     """
 
     METAINFO = {**NuScenesDataset.METAINFO, **NUSCENES_METAINFO}
 
-    def __init__(self, geometry: dict | None = None, on_bad_sample: str = 'error', **kwargs) -> None:
+    def __init__(self, geometry: dict | None = None, on_bad_sample: str = 'error', trust_info_file: bool = False,
+                 **kwargs) -> None:
         if on_bad_sample not in ('error', 'skip'):
             raise ValueError(f"dataset on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.on_bad_sample = on_bad_sample
+        self.trust_info_file = bool(trust_info_file)
         self.bad_samples: list[str] = []
         self.geometry = dict(geometry or {})
         meta = self._load_metainfo(kwargs.get('metainfo'))
@@ -99,10 +105,14 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
         self.map_classes = tuple(self.metainfo['map_classes'])
 
     def load_data_list(self) -> list[dict]:
+        """mmengine's ``BaseDataset.load_data_list`` with the info file read safely
+        (:func:`~fuller.datasets.info_io.load_info_file`) and checked for FULLER's layout."""
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'info file not found: {self.ann_file} (create it with tools/create_data.py)')
         try:
-            data = load(self.ann_file)
+            data = load_info_file(self.ann_file, trusted=self.trust_info_file)
+        except UnsafeInfoFileError:
+            raise
         except Exception as e:  # noqa: BLE001 - pickle/unicode/EOF errors, reported with the file
             raise ValueError(f'corrupt info file {self.ann_file}: {type(e).__name__}: {e}; regenerate it with '
                              'tools/create_data.py') from e
@@ -114,7 +124,18 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
         if version != INFO_VERSION:
             raise ValueError(f'{self.ann_file}: info_version is {version!r}, expected {INFO_VERSION!r}; '
                              f'regenerate it with tools/create_data.py')
-        return super().load_data_list()
+        for k, v in meta.items():  # as mmengine: the file's metainfo never overrides METAINFO / metainfo=
+            self._metainfo.setdefault(k, v)
+        data_list = []
+        for raw in data['data_list']:
+            info = self.parse_data_info(raw)
+            if isinstance(info, dict):
+                data_list.append(info)
+            elif isinstance(info, list):
+                data_list.extend(info)
+            else:
+                raise TypeError(f'{self.ann_file}: parse_data_info gave {type(info).__name__}, not a dict or list')
+        return data_list
 
     def prepare_data(self, index: int):
         try:

@@ -33,6 +33,7 @@ from mmengine.logging.logger import MMFormatter
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from fuller.datasets.info_io import UnsafeInfoFileError
 from fuller.utils.config import resolve_config
 from fuller.utils.quiet import is_registry_noise
 
@@ -202,7 +203,7 @@ def reported_as_exit(cfg, tool: str):
 
     try:
         yield
-    except (CheckpointLoadError, CheckpointMismatchError) as e:
+    except (CheckpointLoadError, CheckpointMismatchError, UnsafeInfoFileError) as e:
         raise SystemExit(f'{tool}: {e}') from None
     except KeyError as e:
         msg = explain_registry_error(cfg, e)

@@ -40,6 +40,14 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
                              'the weights of any file safely: tools/misc/extract_weights.py)')
 
 
+def add_info_file_args(parser: argparse.ArgumentParser) -> None:
+    """The flag that lets a tool read info files with the full unpickler (``trust_info_files``)."""
+    parser.add_argument('--trust-info-files', action='store_true',
+                        help='read the info .pkl files with the full unpickler; it can run code the file carries, so '
+                             'only for files from a trusted source that hold more than plain data and numpy arrays '
+                             '(default: such a file is refused, naming what it holds)')
+
+
 def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fuller') -> None:
     """Refuse ``--cfg-options`` whose top-level key is not in the config (a typo such as
     ``trian_cfg.max_iters=2`` would otherwise be added silently and ignored)."""
@@ -144,7 +152,9 @@ def resolve_config(cfg: Config) -> Config:
       derives its grids from it (:mod:`fuller.models.derive`);
     - ``metainfo`` (top level, e.g. ``dict(classes=[...])``) goes to every dataset over its
       ``METAINFO``, and the resulting ``classes`` and ``map_classes`` to the model's heads.
-      Metrics and hooks read the same facts from the built dataset (``dataset_meta``).
+      Metrics and hooks read the same facts from the built dataset (``dataset_meta``);
+    - ``trust_info_files`` (top level, ``--trust-info-files``) goes to every dataset as
+      ``trust_info_file`` (read its info file with the full unpickler).
 
     Called by the tools (:func:`load_config`) and by ``FullerRunner.from_cfg``.
     """
@@ -153,11 +163,14 @@ def resolve_config(cfg: Config) -> Config:
     from fuller.registry import DATASETS, MODELS
 
     geometry, metainfo = cfg.get('geometry'), cfg.get('metainfo')
+    trust_info = bool(cfg.get('trust_info_files', False))
     model_meta = None
     for _, ds in _datasets(cfg):
         cls = DATASETS.get(ds.get('type')) if isinstance(ds.get('type'), str) else ds.get('type')
         if cls is None or not hasattr(cls, '_load_metainfo'):
             continue
+        if trust_info and _accepts(DATASETS, cls, 'trust_info_file'):
+            ds['trust_info_file'] = True
         if geometry is not None and _accepts(DATASETS, cls, 'geometry'):
             ds['geometry'] = geometry
         if metainfo is not None:
