@@ -32,7 +32,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fuller.utils.config import apply_variant  # noqa: E402
+from fuller.engine.config import apply_variant  # noqa: E402
 from fuller.utils.report import cpu_model  # noqa: E402
 from fuller.visualization.curves import read_scalars  # noqa: E402
 

@@ -106,8 +106,8 @@ def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     another nuScenes-format tree (e.g. the demo data for the nuScenes config)."""
     from mmengine.dataset import pseudo_collate
 
+    from fuller.engine import set_data_root
     from fuller.registry import DATASETS
-    from fuller.utils import set_data_root
 
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     if data_root is not None:
@@ -207,8 +207,8 @@ def bench_step(args) -> None:
     from mmengine.registry import init_default_scope
 
     from fuller.calibration import build_inter_rule
+    from fuller.engine import resolve_config
     from fuller.registry import MODELS
-    from fuller.utils.config import resolve_config
 
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
@@ -470,8 +470,8 @@ def bench_vtransform(args) -> None:
 def bench_data(args) -> None:
     from mmengine.registry import init_default_scope
 
+    from fuller.engine import read_config
     from fuller.registry import DATASETS
-    from fuller.utils.config import read_config
 
     cfg = read_config(args.config)
     init_default_scope('fuller')
@@ -517,8 +517,8 @@ def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
+    from fuller.engine import read_config
     from fuller.registry import MODELS
-    from fuller.utils.config import read_config
 
     device = torch.device(args.device)
     if args.pool_impls and len(args.pool_impls) > 1:

@@ -16,15 +16,13 @@ from fuller.utils import (
     add_info_file_args,
     finish_distributed,
     format_metrics_table,
-    keep_submission_files,
-    load_config,
     parse_launcher_args,
     quiet_third_party_warnings,
 )
 
 quiet_third_party_warnings()
 
-from fuller.engine import FullerRunner, reported_as_exit  # noqa: E402
+from fuller.engine import FullerRunner, keep_submission_files, load_config, reported_as_exit  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

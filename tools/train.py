@@ -13,7 +13,6 @@ from fuller.utils import (
     add_checkpoint_args,
     add_info_file_args,
     finish_distributed,
-    load_config,
     parse_launcher_args,
     quiet_third_party_warnings,
 )
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 from fuller.engine import (  # noqa: E402
     FullerRunner,
     find_latest_good_checkpoint,
+    load_config,
     reported_as_exit,
 )
 

@@ -1,6 +1,6 @@
 """Intra-gradient (modality-level) calibration.
 
-The camera and LiDAR BEV maps enter the fuser through :func:`intra_calibrate`, an identity
+The camera and LiDAR BEV maps enter the fuser through a :class:`ModalityStage`, an identity
 in the forward pass whose backward receives both modality gradients at once and rescales
 them to a common magnitude, keeping their directions. Under DDP with a process ``group`` the
 two squared norms are all-reduced first, so every rank applies the scales of the global batch
@@ -8,7 +8,7 @@ two squared norms are all-reduced first, so every rank applies the scales of the
 
 With ``per_task=True`` the calibration changes directions, not only scales: each task's
 gradient reaching the two branches is balanced on its own, before the tasks' contributions are
-added (:class:`TaskModalityCalibration`). A scalar per branch and step is nearly invisible to
+added (:meth:`ModalityStage.prepare`). A scalar per branch and step is nearly invisible to
 Adam-type optimizers (they normalise it away); rebalancing each task within each branch
 changes the mix of detection and map gradient a branch receives, which they do see.
 """
@@ -29,7 +29,7 @@ class ModalityCalibrator:
         ratio: camera/LiDAR norm ratio for ``target='ratio'``.
         per_sample: compute norms per sample (dim 0) instead of over the whole batch.
         per_task: balance each task's camera/LiDAR gradients separately, then add the tasks
-            (needs an inter rule with task weights; :class:`TaskModalityCalibration`).
+            (needs an inter rule with task weights; :meth:`ModalityStage.prepare`).
         eps: numerical floor.
     """
 
@@ -50,10 +50,12 @@ class ModalityCalibrator:
                 f'per_task={self.per_task}, eps={self.eps})')
 
     def _norm(self, g: Tensor) -> Tensor:
-        g = g.to(torch.promote_types(g.dtype, torch.float32))  # fp16/bf16 norms in fp32
+        """Norm(s) of ``g`` accumulated in float64: exact to float64 rounding for any input
+        dtype and memory layout (the fuser hands the pair as non-contiguous slices of one
+        gradient; an fp32 norm of such a view was off by up to 1e-4 relative)."""
         if self.per_sample:
-            return g.flatten(1).norm(dim=1).view(-1, *([1] * (g.dim() - 1)))
-        return g.norm()
+            return torch.linalg.vector_norm(g.flatten(1), dim=1, dtype=torch.float64).view(-1, *([1] * (g.dim() - 1)))
+        return torch.linalg.vector_norm(g, dtype=torch.float64)
 
     def __call__(self, g_cam: Tensor, g_lidar: Tensor, group=None) -> tuple[Tensor, Tensor, dict[str, float]]:
         """Calibrated ``(g_cam, g_lidar)`` and their statistics (norms before, ratio before/after).
@@ -65,7 +67,7 @@ class ModalityCalibrator:
         if group is not None and not self.per_sample:
             sq = torch.stack([n_c.double() ** 2, n_l.double() ** 2])
             dist.all_reduce(sq, group=group)
-            n_c, n_l = (sq.sqrt().to(n_c.dtype)).unbind()
+            n_c, n_l = sq.sqrt().unbind()
         if self.target == 'none':
             t_c, t_l = n_c, n_l
         elif self.target == 'mean':
@@ -92,96 +94,69 @@ class ModalityCalibrator:
         return out_c, out_l, stats
 
 
-class _IntraCalibration(torch.autograd.Function):
+class _PairIdentity(torch.autograd.Function):
+    """Identity on (camera BEV, LiDAR BEV) whose backward hands both gradients to its stage."""
+
     @staticmethod
-    def forward(ctx, cam: Tensor, lidar: Tensor, calibrator: ModalityCalibrator, group, stats: dict | None):
-        ctx.calibrator, ctx.group, ctx.stats = calibrator, group, stats
+    def forward(ctx, cam: Tensor, lidar: Tensor, stage: 'ModalityStage'):
+        ctx.stage = stage
         return cam.view_as(cam), lidar.view_as(lidar)
 
     @staticmethod
     def backward(ctx, g_cam: Tensor, g_lidar: Tensor):
         if g_cam is None or g_lidar is None:
-            return g_cam, g_lidar, None, None, None
-        out_c, out_l, stats = ctx.calibrator(g_cam, g_lidar, ctx.group)
-        if ctx.stats is not None:
-            ctx.stats.update(stats)
-        return out_c, out_l, None, None, None
-
-
-def intra_calibrate(cam: Tensor, lidar: Tensor, calibrator: ModalityCalibrator | None, group=None,
-                    stats: dict | None = None) -> tuple[Tensor, Tensor]:
-    """Identity on (camera BEV, LiDAR BEV) whose backward calibrates the pair's gradients.
-
-    Args:
-        calibrator: the rule; ``None``: plain identity.
-        group: process group whose ranks share the norms (global-batch calibration); ``None``: local.
-        stats: a dict the backward fills with the calibration statistics.
-    """
-    if calibrator is None:
-        return cam, lidar
-    return _IntraCalibration.apply(cam, lidar, calibrator, group, stats)
-
-
-class _Override(torch.autograd.Function):
-    """Identity on (camera BEV, LiDAR BEV) whose backward returns the gradients its holder
-    prepared (scaled like the incoming ones), or passes the incoming ones when none are."""
-
-    @staticmethod
-    def forward(ctx, cam: Tensor, lidar: Tensor, holder: 'TaskModalityCalibration'):
-        ctx.holder = holder
-        return cam.view_as(cam), lidar.view_as(lidar)
-
-    @staticmethod
-    def backward(ctx, g_cam: Tensor, g_lidar: Tensor):
-        prepared = ctx.holder.take()
-        if prepared is None or g_cam is None or g_lidar is None:
             return g_cam, g_lidar, None
-        (raw_c, raw_l), (cal_c, cal_l) = prepared
-        # The incoming pair is the raw sum times the step's loss scale / accumulation factor.
-        num = (g_cam.double() * raw_c.double()).sum() + (g_lidar.double() * raw_l.double()).sum()
-        den = (raw_c.double() ** 2).sum() + (raw_l.double() ** 2).sum()
-        factor = (num / den).to(g_cam.dtype) if den > 0 else torch.ones((), dtype=g_cam.dtype)
-        return (cal_c * factor).to(g_cam.dtype), (cal_l * factor).to(g_lidar.dtype), None
+        return (*ctx.stage.calibrate(g_cam, g_lidar), None)
 
 
-class TaskModalityCalibration:
-    """Per-task modality calibration, FULLER's intra-gradient calibration read per task.
+class ModalityStage:
+    """The modality calibration of one training step (FULLER's intra-gradient calibration).
 
-    Used by the calibrated step when the calibrator has ``per_task=True``. In the forward the
-    (camera, LiDAR) BEV pair enters the fuser through an identity that remembers it. Once the
-    inter rule has weighted the task gradients ``w_k g_k`` at the shared feature ``F``,
-    :meth:`prepare` takes each task's share back through the decoder and fuser to the pair
-    (``K`` partial backward passes, the encoders excluded), calibrates each task's pair with the
-    calibrator (e.g. both to their mean norm) and adds them. The final backward then carries
-    the decoder's and fuser's gradients as usual, but hands the encoders the per-task calibrated
-    sum. With target ``'none'`` this is exactly the uncalibrated step.
+    The calibrated step makes one per step and uses it in this order:
+
+    1. forward: the model passes the (camera, LiDAR) BEV pair through the stage on its way
+       into the fuser (``cam, lidar = stage(cam, lidar)``, an identity in value);
+    2. per task only (``calibrator.per_task``): :meth:`prepare` takes each task's weighted
+       gradient at the shared feature ``F`` back through the decoder and fuser to the pair (the
+       encoders excluded), calibrates each task's pair and adds them;
+    3. the step's one backward reaches the pair, and the stage hands the branches the
+       calibrated gradients: the incoming pair rescaled to a common norm, or (per task) the sum
+       prepared in 2 (scaled like the incoming pair, so loss scales and accumulation factors
+       carry over);
+    4. :meth:`stats` returns what it measured (norms, camera/LiDAR ratios before and after).
+
+    With target ``'none'`` the gradients pass unchanged (measurement only), per task or not.
 
     Args:
-        calibrator: the pair rule (its ``target``, ``ratio``, ``per_sample``).
-        group: process group whose ranks share the norms (``sync='global'``).
+        calibrator: the pair rule (``target``, ``ratio``, ``per_sample``, ``per_task``).
+        group: process group whose ranks share the norms (``sync='global'``); ``None``: local.
     """
 
     def __init__(self, calibrator: ModalityCalibrator, group=None) -> None:
         self.calibrator, self.group = calibrator, group
         self.pair: tuple[Tensor, Tensor] | None = None
         self._prepared = None
+        self._stats: dict[str, float] = {}
+        self._calibrated = False
+
+    @property
+    def per_task(self) -> bool:
+        return self.calibrator.per_task
 
     def __call__(self, cam: Tensor, lidar: Tensor) -> tuple[Tensor, Tensor]:
-        self.pair = _Override.apply(cam, lidar, self)
+        if self.pair is not None:
+            raise RuntimeError('ModalityStage: the model passed a second camera/LiDAR pair in one step; a stage '
+                               'calibrates one pair (make one stage per forward)')
+        self.pair = _PairIdentity.apply(cam, lidar, self)
         return self.pair
 
-    def take(self):
-        prepared, self._prepared = self._prepared, None
-        return prepared
-
-    def prepare(self, shared: Tensor, task_grads: dict[str, Tensor]) -> dict[str, float]:
-        """Calibrate each task's gradient at the pair; ``task_grads``: task -> its weighted
-        gradient at ``F`` (flat or shaped like ``F``). Returns the statistics."""
+    def prepare(self, shared: Tensor, task_grads: dict[str, Tensor]) -> None:
+        """Stage 2 (per task): calibrate each task's gradient at the pair; ``task_grads``: task ->
+        its weighted gradient at ``F`` (flat or shaped like ``F``)."""
         if self.pair is None:
             raise RuntimeError('per-task modality calibration: the model has no camera/LiDAR pair (one modality?)')
         cam, lidar = self.pair
-        raw_c = torch.zeros_like(cam)
-        raw_l = torch.zeros_like(lidar)
+        raw_c, raw_l = torch.zeros_like(cam), torch.zeros_like(lidar)
         cal_c, cal_l = torch.zeros_like(cam), torch.zeros_like(lidar)
         stats: dict[str, float] = {}
         for name, g in task_grads.items():
@@ -193,17 +168,42 @@ class TaskModalityCalibration:
             stats[f'cam_lidar_ratio_before_{name}'] = st['cam_lidar_ratio_before']
             raw_c, raw_l = raw_c + gc, raw_l + gl
             cal_c, cal_l = cal_c + c, cal_l + l
-        n = self.calibrator._norm
-        stats['cam_lidar_ratio_before'] = float(n(raw_c).sum() / n(raw_l).sum().clamp_min(self.calibrator.eps))
-        stats['cam_lidar_ratio_after'] = float(n(cal_c).sum() / n(cal_l).sum().clamp_min(self.calibrator.eps))
+        n, eps = self.calibrator._norm, self.calibrator.eps
+        stats['cam_lidar_ratio_before'] = float(n(raw_c).sum() / n(raw_l).sum().clamp_min(eps))
+        stats['cam_lidar_ratio_after'] = float(n(cal_c).sum() / n(cal_l).sum().clamp_min(eps))
         stats['grad_norm_cam'] = float(n(raw_c).sum())
         stats['grad_norm_lidar'] = float(n(raw_l).sum())
         # How much the directions change: cosine between the calibrated and the raw gradient per branch.
         for key, a, b in (('cam', cal_c, raw_c), ('lidar', cal_l, raw_l)):
-            denom = (a.norm() * b.norm()).clamp_min(1e-30)
-            stats[f'direction_cos_{key}'] = float((a.double() * b.double()).sum() / denom.double())
+            denom = (n(a) * n(b)).clamp_min(1e-30)
+            stats[f'direction_cos_{key}'] = float((a.double() * b.double()).sum() / denom)
         self._prepared = ((raw_c.detach(), raw_l.detach()), (cal_c.detach(), cal_l.detach()))
-        return stats
+        self._stats = stats
+
+    def calibrate(self, g_cam: Tensor, g_lidar: Tensor) -> tuple[Tensor, Tensor]:
+        """Stage 3, called by the backward at the pair: the gradients the branches receive."""
+        self._calibrated = True
+        if not self.per_task:
+            out_c, out_l, self._stats = self.calibrator(g_cam, g_lidar, self.group)
+            return out_c, out_l
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            raise RuntimeError('per-task modality calibration: the backward reached the pair before prepare()')
+        (raw_c, raw_l), (cal_c, cal_l) = prepared
+        # The incoming pair is the raw sum times the step's loss scale / accumulation factor.
+        num = (g_cam.double() * raw_c.double()).sum() + (g_lidar.double() * raw_l.double()).sum()
+        den = (raw_c.double() ** 2).sum() + (raw_l.double() ** 2).sum()
+        factor = (num / den).to(g_cam.dtype) if den > 0 else torch.ones((), dtype=g_cam.dtype)
+        return (cal_c * factor).to(g_cam.dtype), (cal_l * factor).to(g_lidar.dtype)
+
+    def stats(self) -> dict[str, float]:
+        """Stage 4: the statistics of this step's calibration (empty for a model without a pair).
+        Read before the backward reached the pair, it is an error, not a silent empty dict."""
+        if self.pair is None:
+            return {}
+        if not self._calibrated:
+            raise RuntimeError('ModalityStage.stats(): the backward has not reached the camera/LiDAR pair yet')
+        return dict(self._stats)
 
 
 def build_intra(cfg: dict | ModalityCalibrator | None) -> ModalityCalibrator | None:

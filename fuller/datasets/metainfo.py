@@ -4,7 +4,7 @@ Everything else reads them from here, or from a built dataset's ``metainfo`` (me
 hooks through ``dataset_meta``): :class:`~fuller.datasets.NuScenesMultiTaskDataset` exposes
 them as its ``METAINFO``, and a config overrides any of them with the dataset's ``metainfo``
 (e.g. ``metainfo = dict(classes=[...])`` at the top level of a config, which
-:func:`fuller.utils.config.resolve_config` hands to the datasets and the model).
+:func:`fuller.engine.config.resolve_config` hands to the datasets and the model).
 
 This module imports nothing heavy, so the info writer and the demo generator use it too.
 """

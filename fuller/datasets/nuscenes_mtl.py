@@ -6,7 +6,7 @@ from mmdet3d.datasets import NuScenesDataset
 from mmengine.logging import MMLogger
 
 from fuller.registry import DATASETS
-from fuller.utils.config import same_value
+from fuller.utils.grid import same_value
 
 from .create_infos import INFO_VERSION
 from .info_io import UnsafeInfoFileError, load_info_file

@@ -8,12 +8,24 @@ from .checkpoint_io import (
                             load_checkpoint_file,
                             match_state_dict,
 )
+from .config import (
+                     apply_variant,
+                     check_cfg_options,
+                     explain_registry_error,
+                     keep_submission_files,
+                     load_config,
+                     read_config,
+                     resolve_config,
+                     set_data_root,
+)
 from .ddp import FullerDistributedDataParallel
 from .hooks import BEVVisualizationHook, CurvesHook, ProgressBarHook
-from .optim_wrapper import CalibratedAmpOptimWrapper, CalibratedOptimWrapper, GuardedOptimWrapper
+from .optim_wrapper import CalibratedOptimWrapper, GuardedOptimWrapper
 from .runner import FullerRunner, reported_as_exit
 
-__all__ = ['AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedAmpOptimWrapper', 'CalibratedOptimWrapper',
+__all__ = ['apply_variant', 'check_cfg_options', 'explain_registry_error', 'keep_submission_files', 'load_config',
+           'read_config', 'resolve_config', 'set_data_root',
+           'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CurvesHook', 'FullerDistributedDataParallel',
            'FullerRunner', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'extract_state_dict',
            'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit']

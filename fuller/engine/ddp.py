@@ -1,9 +1,9 @@
 """DistributedDataParallel that keeps the calibrated step.
 
 mmengine's ``MMDistributedDataParallel.train_step`` computes summed losses and steps, which
-would silently bypass gradient calibration. This wrapper hands the step to the model's own
-``train_step`` with itself as the module to run the forward through, so DDP's ``forward``
-prepares the reducer exactly once per step. In the calibrated step the per-task gradients (at
+would silently bypass gradient calibration. This wrapper hands the step to the optimizer
+wrapper's ``train_step`` with itself as the module to run the forward through, so DDP's
+``forward`` prepares the reducer exactly once per step. In the calibrated step the per-task gradients (at
 the detached leaf of the shared feature and of the head parameters) are taken with
 ``autograd.grad``, which does not fire the reducer's parameter hooks, and the one backward of
 the surrogate loss reduces every parameter gradient once.
@@ -23,7 +23,9 @@ from fuller.registry import MODEL_WRAPPERS
 @ROOT_MODEL_WRAPPERS.register_module()
 @MODEL_WRAPPERS.register_module()
 class FullerDistributedDataParallel(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` whose ``train_step`` is the model's own, run through DDP."""
+    """``MMDistributedDataParallel`` whose ``train_step`` is the optimizer wrapper's, run through DDP."""
 
     def train_step(self, data, optim_wrapper: OptimWrapper) -> dict:
-        return self.module.train_step(data, optim_wrapper, forward=self)
+        if hasattr(optim_wrapper, 'train_step'):
+            return optim_wrapper.train_step(self, data)
+        return super().train_step(data, optim_wrapper)

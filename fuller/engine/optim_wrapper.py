@@ -1,7 +1,7 @@
-"""The optimizer wrappers: the non-finite guard (with AMP), and the calibrated step."""
+"""The optimizer wrappers own the training step: summed losses behind the non-finite guard (with
+AMP), and the calibrated step, on one page (:meth:`CalibratedOptimWrapper.train_step`)."""
 
 from contextlib import contextmanager, nullcontext
-from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -10,9 +10,14 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
-from fuller.calibration import TaskModalityCalibration, build_inter_rule, build_intra, build_weighting, intra_calibrate
+from fuller.calibration import ModalityStage, TaskOutputs, build_inter_rule, build_intra, build_weighting
+from fuller.calibration.contract import task_parameters
 from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
 from fuller.registry import OPTIM_WRAPPERS
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -72,6 +77,15 @@ class GuardedOptimWrapper(OptimWrapper):
                                            enabled=self.cast_dtype == torch.float16)
         if self.scaler.is_enabled():
             self.check_grads = False  # the scaler finds overflowing gradients itself
+
+    def train_step(self, model, data: dict) -> dict:
+        """One training step of the naive multi-task baseline: the summed losses, guarded.
+        ``model``: the model, or its DDP wrapper (the forward runs through it)."""
+        with self.optim_context(model):
+            losses = model(**_unwrap(model).data_preprocessor(data, True), mode='loss')
+        loss, log_vars = _unwrap(model).parse_losses(losses)
+        self.update_params(loss)
+        return log_vars
 
     @contextmanager
     def optim_context(self, model):
@@ -181,13 +195,14 @@ class GuardedOptimWrapper(OptimWrapper):
 class CalibratedOptimWrapper(GuardedOptimWrapper):
     """:class:`GuardedOptimWrapper` that trains with FULLER's multi-level gradient calibration.
 
-    :meth:`calibrated_step` is the whole step (``FullerNet.train_step`` and the DDP wrapper
-    call it): the model's ``'tasks'`` forward returns the per-task losses computed on a
-    detached leaf copy ``F'`` of the shared feature ``F``, with the modality calibrator passed
-    in; then :meth:`calibrated_update` takes each task's gradient at ``F'`` through its head
-    only, combines them with the ``inter`` rule's weights, and sends the result through the
-    backbone in one backward (the tensor math is :mod:`fuller.calibration.step`). Gradient
-    accumulation, clipping, AMP and the non-finite guard are those of the parent class.
+    :meth:`train_step` is the whole step, in numbered stages (the model's ``train_step`` and the
+    DDP wrapper hand it the model): the model's ``'tasks'`` forward returns the per-task losses
+    computed on a detached leaf copy ``F'`` of the shared feature ``F``, the camera/LiDAR pair
+    passing through the step's :class:`~fuller.calibration.ModalityStage`; each task's gradient
+    at ``F'`` is taken through its head only, the ``inter`` rule's weights combine them, and the
+    result goes through the backbone in one backward (the tensor math is
+    :mod:`fuller.calibration.step`; the model contract :class:`~fuller.calibration.CalibratedModel`).
+    Gradient accumulation, clipping, AMP and the non-finite guard are those of the parent class.
 
     **DDP** (``sync``): with ``'global'`` (the default) the ranks all-reduce the m x m Gram
     matrix of their task gradients and the two squared modality norms, so every rank applies
@@ -203,7 +218,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             ...); ``None`` sums the task gradients.
         intra: modality calibrator config (``dict(type='ModalityCalibrator', target='mean')``;
             ``per_task=True`` balances each task's camera/LiDAR gradients before adding them,
-            :class:`~fuller.calibration.TaskModalityCalibration`); ``None`` switches it off.
+            :class:`~fuller.calibration.ModalityStage`); ``None`` switches it off.
         task_weights: static loss weight per task, e.g. ``dict(det=1.0, map=1.0)``.
         weighting: dynamic loss weighting applied on top of them, before the rule
             (``dict(type='DWA' | 'UncertaintyWeighting' | 'GradNorm', ...)``); ``None``: none.
@@ -222,7 +237,7 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
                  retain_task_graphs: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.inter = build_inter_rule(inter)
-        self.intra = build_intra(intra)
+        self.modality_calibrator = build_intra(intra)
         self.weighting = build_weighting(weighting)
         self.task_weights = dict(task_weights or {})
         if warmup_iters < 0:
@@ -236,50 +251,37 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self._group = None
 
     # ------------------------------------------------------------------ the step
-    def calibrated_step(self, model, data: dict) -> dict:
-        """One calibrated training step of ``model`` (a ``FullerNet`` or its DDP wrapper) on
-        ``data``; returns the log variables (losses and calibration diagnostics)."""
-        net = model.module if is_model_wrapper(model) else model
-        intra_stats: dict[str, float] = {}
-        per_task = self.intra is not None and self.intra.per_task
-        if per_task:
-            intra = TaskModalityCalibration(self.intra, self._sync_group())
-        else:
-            intra = partial(intra_calibrate, calibrator=self.intra, group=self._sync_group(), stats=intra_stats)
+    def train_step(self, model, data: dict) -> dict:
+        """One calibrated training step of ``model`` (a :class:`~fuller.calibration.CalibratedModel`,
+        or its DDP wrapper, through which the forward then runs) on ``data``; returns the log
+        variables (losses and calibration diagnostics). The tensor math is
+        :mod:`fuller.calibration.step`."""
+        net = _unwrap(model)
+        # 1. Forward. The heads run on F', a detached leaf copy of the shared feature F; the
+        #    camera/LiDAR pair passes through this step's modality stage on its way to the fuser.
+        modality = ModalityStage(self.modality_calibrator, self._sync_group()) if self.modality_calibrator else None
         with self.optim_context(model):
-            data = net.data_preprocessor(data, True)
-            groups, shared, leaf = model(**data, mode='tasks', intra=intra if self.intra is not None else None)
-        # A single-modality model has no pair: nothing to calibrate per task.
-        task_intra = intra if per_task and intra.pair is not None else None
-        # Only the heads' parameters can get a gradient from the task losses on F'; asking
-        # autograd for every parameter of the model costs ~2-5% of a demo step.
-        heads = [p for p in net.task_parameters() if p.requires_grad] if hasattr(net, 'task_parameters') else None
-        # DDP joins all forward outputs in one autograd node (its sink), which every task pass
-        # and the final backward go through: there the task graphs must be kept.
-        retain = self.retain_task_graphs or is_model_wrapper(model)
-        return self.calibrated_update(groups, shared, leaf, intra_stats, heads, retain, task_intra)
-
-    def calibrated_update(self, groups: dict[str, dict[str, Tensor]], shared: Tensor, leaf: Tensor,
-                          intra_stats: dict | None = None, head_params: list[Tensor] | None = None,
-                          retain_task_graphs: bool | None = None,
-                          task_intra: TaskModalityCalibration | None = None) -> dict:
-        """Calibrated backward + step from the task losses on ``leaf`` (``F'``) and ``shared`` (``F``).
-        ``head_params``: the parameters downstream of ``F'`` (default: every trainable one);
-        ``retain_task_graphs``: default the wrapper's setting; ``task_intra``: per-task modality
-        calibration, prepared from the weighted task gradients before the final backward."""
-        totals, log_vars = self._task_totals(groups)
+            out: TaskOutputs = model(**net.data_preprocessor(data, True), mode='tasks', modality=modality)
+        losses, shared, leaf = out
+        totals, log_vars = self._task_totals(losses)
         loss = sum(totals.values())
         log_vars['loss'] = loss.detach()
         if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}' for k, v in totals.items())):
             return log_vars
-        params = self._trainable() if head_params is None else head_params
-        # fp16: the loss scale (scaling a unit tensor also initialises the scaler's state)
+
+        # 2. Task gradients at F', each through its own head only (G [m, n] and the heads' own
+        #    parameter gradients). fp16: from the scaled losses, unscaled in fp32. DDP joins all
+        #    outputs in one autograd node (its sink), so under DDP the task graphs are kept.
+        heads = task_parameters(net)
         loss_scale = float(self.scaler.scale(torch.ones((), device=leaf.device))) if self.scaler.is_enabled() else 1.0
-        retain = self.retain_task_graphs if retain_task_graphs is None else retain_task_graphs
-        matrix, head_grads = task_gradients(totals, leaf, params, loss_scale, retain)
-        if self.weighting is not None:
+        retain = self.retain_task_graphs or is_model_wrapper(model)
+        matrix, head_grads = task_gradients(totals, leaf, heads, loss_scale, retain)
+        if self.weighting is not None:  # dynamic loss weights (DWA, uncertainty, GradNorm)
             matrix, head_grads = self._apply_weighting(totals, matrix, head_grads, log_vars)
-        gram = self._reduce(gram_matrix(matrix))  # the global batch's Gram matrix under sync='global'
+
+        # 3. Inter-gradient calibration: the rule's weights from K = G G^T (of the global batch
+        #    under sync='global'), the calibrated gradient g = w @ G.
+        gram = self._reduce(gram_matrix(matrix))
         if not self._finite(gram):
             self.on_nonfinite_task_gradient()
             return log_vars
@@ -287,16 +289,25 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         log_vars.update(gram_diagnostics(gram, weights, list(totals)))
         if weights is None:
             log_vars['calib/grad_norm_combined'] = float(combined.norm())
-        if task_intra is not None:
+
+        # 4. Intra-gradient calibration, per task: each task's share w_t g_t is taken back to the
+        #    camera/LiDAR pair and balanced there before the backward (the plain form needs no
+        #    preparation: it rescales the pair's gradient during the backward).
+        if modality is not None and modality.per_task and modality.pair is not None:
             if weights is None:
                 raise ValueError(f'per-task modality calibration needs an inter rule that weights the tasks; '
                                  f'{self.inter!r} does not (use FullerInter, Sum, Mean or a weighting aggregator)')
             w = weights.to(device=matrix.device, dtype=matrix.dtype)
-            log_vars.update({f'calib/{k}': v for k, v in task_intra.prepare(
-                shared, {t: w[i] * matrix[i] for i, t in enumerate(totals)}).items()})
-        if self._backward_and_step(surrogate_loss(shared, combined, params, head_grads)):
+            modality.prepare(shared, {t: w[i] * matrix[i] for i, t in enumerate(totals)})
+
+        # 5. One backward of <F, g> + sum_t <heads, h_t> (g through decoder, fuser and, calibrated
+        #    at the pair, both branches), then the guarded step.
+        if self._backward_and_step(surrogate_loss(shared, combined, heads, head_grads)):
             self._updates += 1
-        log_vars.update({f'calib/{k}': v for k, v in (intra_stats or {}).items()})
+
+        # 6. What the modality stage measured during that backward.
+        if modality is not None:
+            log_vars.update({f'calib/{k}': v for k, v in modality.stats().items()})
         return log_vars
 
     # ------------------------------------------------------------------ its parts
@@ -345,9 +356,6 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         ok = bool(torch.isfinite(gram).all())
         return ok if self._sync_group() is not None else not _any_rank(not ok, gram.device)
 
-    def _trainable(self) -> list[Tensor]:
-        return [p for group in self.optimizer.param_groups for p in group['params'] if p.requires_grad]
-
     def on_nonfinite_task_gradient(self) -> None:
         if not self.scaler.is_enabled():
             return self._skip('task gradient at the shared feature')
@@ -366,18 +374,3 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         self._updates = int(extra.get('updates', 0))
         if self.weighting is not None and 'weighting' in extra:
             self.weighting.load_state_dict(extra['weighting'])
-
-
-@OPTIM_WRAPPERS.register_module()
-class CalibratedAmpOptimWrapper(CalibratedOptimWrapper):
-    """:class:`CalibratedOptimWrapper` with ``amp=dtype`` (kept for configs that name it).
-
-    Args:
-        dtype: ``'float16'`` or ``'bfloat16'``.
-        **kwargs: :class:`CalibratedOptimWrapper` arguments.
-    """
-
-    def __init__(self, dtype: str = 'float16', **kwargs) -> None:
-        if dtype not in ('float16', 'bfloat16'):
-            raise ValueError(f"optim_wrapper.dtype must be 'float16' or 'bfloat16', got {dtype!r}")
-        super().__init__(amp=dtype, **kwargs)

@@ -34,10 +34,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from fuller.datasets.info_io import UnsafeInfoFileError
-from fuller.utils.config import resolve_config
 from fuller.utils.quiet import is_registry_noise
 
 from .checkpoint_io import CheckpointLoadError, CheckpointMismatchError, load_checkpoint_file, match_state_dict
+from .config import explain_registry_error, resolve_config
 
 # Log-line fields that stay in the log file, the scalars JSON and TensorBoard, not on the console:
 # the calibration diagnostics, and the per-class metrics (the metrics print their own tables).
@@ -133,7 +133,7 @@ class FullerRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg) -> 'FullerRunner':
-        """mmengine's ``from_cfg`` after :func:`~fuller.utils.config.resolve_config` (the
+        """mmengine's ``from_cfg`` after :func:`~fuller.engine.config.resolve_config` (the
         config's geometry and metainfo handed to the datasets and the model)."""
         return super().from_cfg(resolve_config(cfg))
 
@@ -199,8 +199,6 @@ def reported_as_exit(cfg, tool: str):
     """Turn the errors a user causes (a checkpoint that cannot be read or does not fit, a type
     no registry has) into ``SystemExit`` with a one-line message naming the file or config key;
     any other error keeps its traceback."""
-    from fuller.utils import explain_registry_error
-
     try:
         yield
     except (CheckpointLoadError, CheckpointMismatchError, UnsafeInfoFileError) as e:

@@ -2,7 +2,7 @@
 
 A config states the grid once, as ``geometry`` at its top level (``point_cloud_range``,
 ``voxel_size``, ``bev_stride`` = voxels per shared BEV cell, ``image_size``, ``map_bound``;
-see ``configs/_base_/datasets/``), and :func:`fuller.utils.config.resolve_config` hands it,
+see ``configs/_base_/datasets/``), and :func:`fuller.engine.config.resolve_config` hands it,
 with the dataset's ``classes`` and ``map_classes``, to the model. From it
 :func:`derive_grids` writes every grid key of the branches and heads (the table below); a
 key the config sets to another value is an error naming it. Channel counts are filled once
@@ -13,7 +13,7 @@ the encoders are built (:func:`fill_channels`): the fuser takes the encoders'
 import copy
 import math
 
-from fuller.utils.config import same_value
+from fuller.utils.grid import bev_cell, grid_shape, same_value
 
 # A grid key of the model config, and what it is in terms of the geometry (g) and the shared
 # BEV cell (cell = voxel_size * bev_stride).
@@ -49,15 +49,6 @@ def _put(cfg: dict, key: str, value, path: str, why: str) -> None:
     cfg[key] = value
 
 
-def grid_shape(geometry: dict) -> tuple[int, int, int]:
-    """(nx, ny, nz) LiDAR voxels of the point-cloud range."""
-    pc, vs = geometry['point_cloud_range'], geometry['voxel_size']
-    n = [(pc[i + 3] - pc[i]) / vs[i] for i in range(3)]
-    if any(abs(v - round(v)) > 1e-6 for v in n):
-        raise ValueError(f'geometry: point_cloud_range {pc} is not a whole number of voxels {vs}')
-    return tuple(int(round(v)) for v in n)
-
-
 def derive_grids(encoders: dict, heads: dict, geometry: dict, metainfo: dict | None = None) -> tuple[dict, dict]:
     """Copies of the ``encoders`` and ``heads`` configs with every grid key of
     :data:`DERIVED_KEYS` written from ``geometry`` and the class lists from ``metainfo``."""
@@ -70,7 +61,7 @@ def derive_grids(encoders: dict, heads: dict, geometry: dict, metainfo: dict | N
     nx, ny, nz = grid_shape(geometry)
     if nx % stride or ny % stride:
         raise ValueError(f'geometry: {nx}x{ny} voxels are not a whole number of BEV cells of {stride} voxels')
-    cell = (vs[0] * stride, vs[1] * stride)
+    cell = bev_cell(geometry)
 
     lidar = encoders.get('lidar')
     if lidar is not None:

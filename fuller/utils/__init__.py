@@ -1,20 +1,11 @@
-from .config import (
-           add_checkpoint_args,
-           add_info_file_args,
-           apply_variant,
-           explain_registry_error,
-           finish_distributed,
-           keep_submission_files,
-           load_config,
-           parse_launcher_args,
-           read_config,
-           resolve_config,
-           same_value,
-           set_data_root,
-)
+"""Leaf helpers: command-line flags, grid arithmetic, quiet start-up, report tables. Nothing here
+imports another FULLER package (config resolution lives in :mod:`fuller.engine.config`)."""
+
+from .cli import add_checkpoint_args, add_info_file_args, finish_distributed, parse_launcher_args
+from .grid import bev_cell, bound_cells, grid_shape, map_grid_shape, same_value
 from .quiet import quiet_third_party_warnings
 from .report import cpu_model, format_metrics_table
 
-__all__ = ['add_checkpoint_args', 'add_info_file_args', 'apply_variant', 'cpu_model', 'explain_registry_error',
-           'finish_distributed', 'format_metrics_table', 'keep_submission_files', 'load_config', 'parse_launcher_args',
-           'quiet_third_party_warnings', 'read_config', 'resolve_config', 'same_value', 'set_data_root']
+__all__ = ['add_checkpoint_args', 'add_info_file_args', 'bev_cell', 'bound_cells', 'cpu_model', 'finish_distributed',
+           'format_metrics_table', 'grid_shape', 'map_grid_shape', 'parse_launcher_args', 'quiet_third_party_warnings',
+           'same_value']

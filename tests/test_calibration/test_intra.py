@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fuller.calibration import ModalityCalibrator, build_intra, intra_calibrate
+from fuller.calibration import CalibratedModel, ModalityCalibrator, ModalityStage, TaskOutputs, build_intra
 
 
 @pytest.mark.parametrize('target', ['mean', 'max', 'min'])
@@ -34,19 +34,40 @@ def test_ratio_target():
 def test_autograd_function_is_identity_and_calibrates_backward():
     cam = torch.randn(2, 3, 4, 4, requires_grad=True)
     lidar = torch.randn(2, 5, 4, 4, requires_grad=True)
-    cal = ModalityCalibrator()
-    stats = {}
-    c2, l2 = intra_calibrate(cam, lidar, cal, stats=stats)
+    stage = ModalityStage(ModalityCalibrator())
+    c2, l2 = stage(cam, lidar)
+    with pytest.raises(RuntimeError, match='backward has not reached'):
+        stage.stats()  # read too early: an error, not an empty dict
     torch.testing.assert_close(c2, cam)
     torch.testing.assert_close(l2, lidar)
     w_c, w_l = torch.randn_like(cam), 100 * torch.randn_like(lidar)
     ((c2 * w_c).sum() + (l2 * w_l).sum()).backward()
+    stats = stage.stats()
     torch.testing.assert_close(cam.grad.norm(), lidar.grad.norm())
     cos = torch.nn.functional.cosine_similarity(cam.grad.flatten(), w_c.flatten(), dim=0)
     torch.testing.assert_close(cos, torch.tensor(1.0))
     assert stats['cam_lidar_ratio_before'] < 0.1
     assert abs(stats['cam_lidar_ratio_after'] - 1.0) < 1e-5
-    assert intra_calibrate(cam, lidar, None) == (cam, lidar)
+    with pytest.raises(RuntimeError, match='second camera/LiDAR pair'):
+        stage(cam, lidar)
+    assert ModalityStage(ModalityCalibrator()).stats() == {}  # a model without a pair: nothing measured
+
+
+def test_norms_are_exact_on_non_contiguous_views():
+    """The fuser hands the pair as slices of one gradient: their norms, and the calibrated pair's
+    equality, hold to float64 rounding (float64 accumulation), not to fp32's ~1e-4."""
+    gen = torch.Generator().manual_seed(3)
+    g = torch.randn(4, 336, 90, 90, generator=gen) * torch.linspace(0.01, 100, 90)
+    g_cam, g_lidar = g[:, :80], g[:, 80:]
+    assert not g_cam.is_contiguous() or not g_lidar.is_contiguous() or g_cam.stride() != g_lidar.stride()
+    cal = ModalityCalibrator(target='mean')
+    for view in (g_cam, g_cam.transpose(-1, -2)):
+        assert float(cal._norm(view)) == pytest.approx(float(g_cam.double().norm()), rel=1e-12)
+    out_c, out_l, stats = cal(g_cam, g_lidar)
+    n_c, n_l = out_c.double().norm(), out_l.double().norm()
+    assert float(n_c / n_l) == pytest.approx(1.0, rel=1e-6)
+    assert stats['cam_lidar_ratio_before'] == pytest.approx(float(g_cam.double().norm() / g_lidar.double().norm()),
+                                                            rel=1e-12)
 
 
 def test_intra_config_errors():
@@ -68,8 +89,8 @@ def test_measure_only_target_passes_gradients_unchanged():
 
 
 class _ToyFusion(torch.nn.Module):
-    """Camera and LiDAR branches -> concat fuser -> shared feature -> two heads, in the shape
-    of FullerNet's calibrated-step interface (``mode='tasks'``)."""
+    """Camera and LiDAR branches -> concat fuser -> shared feature -> two heads in float64: a
+    :class:`~fuller.calibration.CalibratedModel`."""
 
     def __init__(self):
         super().__init__()
@@ -99,13 +120,13 @@ class _ToyFusion(torch.nn.Module):
     def losses(self, feat):
         return {'det': {'loss': (self.det(feat) ** 2).mean()}, 'map': {'loss': (self.map(feat) - 1).pow(2).mean() * 30}}
 
-    def forward(self, x_cam, x_lidar, mode='tasks', intra=None):
+    def forward(self, x_cam, x_lidar, mode='tasks', modality=None):
         c, l = self.pair(x_cam, x_lidar)
-        if intra is not None:
-            c, l = intra(c, l)
+        if modality is not None:
+            c, l = modality(c, l)
         shared = torch.tanh(self.fuser(torch.cat([c, l], -1)))
         leaf = shared.detach().requires_grad_(True)
-        return self.losses(leaf), shared, leaf
+        return TaskOutputs(self.losses(leaf), shared, leaf)
 
 
 def _step(model, intra, data):
@@ -118,7 +139,8 @@ def _step(model, intra, data):
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     ow = build_optim_wrapper(model, dict(type='CalibratedOptimWrapper', optimizer=dict(type='SGD', lr=1.0),
                                          inter=dict(type='Sum'), intra=intra))
-    log = ow.calibrated_step(model, data)
+    assert isinstance(model, CalibratedModel)  # the declared contract
+    log = ow.train_step(model, data)
     return {k: before[k] - v.detach() for k, v in model.named_parameters()}, log  # = the gradients
 
 

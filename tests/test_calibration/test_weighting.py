@@ -47,15 +47,16 @@ def test_state_round_trip_and_bad_config():
 
 def test_calibrated_wrapper_applies_the_weighting():
     from fuller.engine import CalibratedOptimWrapper
+    from fuller.testing import ContractModel
 
     torch.manual_seed(0)
-    backbone, head_a, head_b = nn.Linear(4, 4), nn.Linear(4, 1), nn.Linear(4, 1)
-    params = [*backbone.parameters(), *head_a.parameters(), *head_b.parameters()]
-    ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1),
+    model = ContractModel(dict(backbone=nn.Linear(4, 4), det=nn.Linear(4, 1), map=nn.Linear(4, 1)),
+                          shared=lambda p, x: p['backbone'](x),
+                          losses=lambda p, f, _: {'det': {'loss_a': p['det'](f).pow(2).sum()},
+                                                  'map': {'loss_b': p['map'](f).pow(2).sum()}},
+                          heads=('det', 'map'))
+    ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
                                 weighting=dict(type='UncertaintyWeighting', init=1.0))
-    shared = backbone(torch.randn(2, 4))
-    leaf = shared.detach().requires_grad_(True)
-    groups = {'det': {'loss_a': head_a(leaf).pow(2).sum()}, 'map': {'loss_b': head_b(leaf).pow(2).sum()}}
-    log = ow.calibrated_update(groups, shared, leaf)
+    log = model.train_step(dict(inputs=torch.randn(2, 4)), ow)
     assert log['calib/loss_weight_det'] == pytest.approx(float(torch.exp(torch.tensor(-1.0))))
     assert 'weighting' in ow.state_dict()['fuller']

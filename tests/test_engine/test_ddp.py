@@ -10,8 +10,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
+from fuller.engine import read_config
 from fuller.testing import free_port, spawn, tiny_config
-from fuller.utils import read_config
 
 STEPS = 3
 

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from mmengine.model import BaseModel
 from torch import nn
 
+from fuller.calibration import TaskOutputs
 from fuller.testing import free_port, spawn
 
 STEPS = 3
@@ -29,19 +30,19 @@ class ToyFusion(BaseModel):
         with torch.no_grad():
             self.lidar.weight.mul_(20.0)  # the LiDAR branch dominates: intra calibration matters
 
-    def forward(self, inputs, data_samples=None, mode='tasks', intra=None):
+    def forward(self, inputs, data_samples=None, mode='tasks', modality=None):
         cam, lidar = self.cam(inputs[:, :4]), self.lidar(inputs[:, 4:])
-        if intra is not None:
-            cam, lidar = intra(cam, lidar)
+        if modality is not None:
+            cam, lidar = modality(cam, lidar)
         shared = torch.tanh(self.fuse(torch.cat([cam, lidar], 1)))
         leaf = shared.detach().requires_grad_(True)
         y = data_samples
         groups = {'det': {'loss': ((self.det(leaf) - y[:, :2]) ** 2).mean()},
                   'map': {'loss': 10 * ((self.map(leaf) - y[:, 2:]) ** 2).mean()}}
-        return groups, shared, leaf
+        return TaskOutputs(groups, shared, leaf)
 
-    def train_step(self, data, optim_wrapper, forward=None):
-        return optim_wrapper.calibrated_step(forward or self, data)
+    def train_step(self, data, optim_wrapper):
+        return optim_wrapper.train_step(self, data)
 
 
 def _data(step: int):

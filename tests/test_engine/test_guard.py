@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from fuller.engine import CalibratedOptimWrapper, GuardedOptimWrapper
+from fuller.testing import ContractModel, two_head_linear
 
 
 def _wrapper(cls=GuardedOptimWrapper, **kw):
@@ -55,49 +56,44 @@ def test_skip_counter_is_saved_with_the_optimizer_state():
     assert fresh.skipped_steps == 1
 
 
+def _nan_map_model(seed=0):
+    torch.manual_seed(seed)
+    return ContractModel(dict(backbone=nn.Linear(4, 4), det=nn.Linear(4, 1), map=nn.Linear(4, 1)),
+                         shared=lambda p, x: p['backbone'](x),
+                         losses=lambda p, f, _: {'det': {'loss_a': p['det'](f).sum()},
+                                                 'map': {'loss_b': p['map'](f).sum() * float('nan')}},
+                         heads=('det', 'map'))
+
+
 def test_calibrated_step_skips_a_nan_task_loss():
-    torch.manual_seed(0)
-    backbone, head_a, head_b = nn.Linear(4, 4), nn.Linear(4, 1), nn.Linear(4, 1)
-    params = [*backbone.parameters(), *head_a.parameters(), *head_b.parameters()]
+    model = _nan_map_model()
+    params = list(model.parameters())
     ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'))
     before = [p.detach().clone() for p in params]
-    shared = backbone(torch.randn(2, 4))
-    leaf = shared.detach().requires_grad_(True)
-    groups = {'det': {'loss_a': head_a(leaf).sum()}, 'map': {'loss_b': head_b(leaf).sum() * float('nan')}}
-    log = ow.calibrated_update(groups, shared, leaf)
+    log = model.train_step(dict(inputs=torch.randn(2, 4)), ow)
     assert ow.skipped_steps == 1 and not torch.isfinite(log['loss'])
     for p, b in zip(params, before):
         assert torch.equal(p, b)
 
 
-def _toy(cls, **kw):
-    torch.manual_seed(0)
-    backbone, head_a, head_b = nn.Linear(8, 8), nn.Linear(8, 1), nn.Linear(8, 1)
-    params = [*backbone.parameters(), *head_a.parameters(), *head_b.parameters()]
-    ow = cls(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'),
-             intra=None, **kw)
-    return (backbone, head_a, head_b), params, ow
+def _toy(cls=CalibratedOptimWrapper, **kw):
+    model = two_head_linear()
+    params = list(model.parameters())
+    ow = cls(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'), intra=None, **kw)
+    return model, params, ow
 
 
-def _calibrated_step(mods, ow, x):
-    backbone, head_a, head_b = mods
-    with ow.optim_context(backbone):
-        shared = backbone(x)
-        leaf = shared.detach().requires_grad_(True)
-        groups = {'det': {'loss_a': head_a(leaf).float().pow(2).mean()},
-                  'map': {'loss_b': 1e-3 * head_b(leaf).float().pow(2).mean()}}
-    return ow.calibrated_update(groups, shared, leaf)
+def _calibrated_step(model, ow, x):
+    return model.train_step(dict(inputs=x), ow)
 
 
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
 def test_amp_calibrated_step_matches_fp32(dtype):
-    from fuller.engine import CalibratedAmpOptimWrapper
-
     x = torch.randn(16, 8)
-    mods32, p32, ow32 = _toy(CalibratedOptimWrapper)
+    mods32, p32, ow32 = _toy()
     init = torch.cat([q.detach().flatten() for q in p32])
     _calibrated_step(mods32, ow32, x)
-    mods, p, ow = _toy(CalibratedAmpOptimWrapper, dtype=dtype, device_type='cpu', init_scale=2.0**8)
+    mods, p, ow = _toy(amp=dtype, device_type='cpu', init_scale=2.0**8)
     log = _calibrated_step(mods, ow, x)
     assert ow.skipped_steps == 0 and torch.isfinite(log['loss'])
     d32 = torch.cat([q.detach().flatten() for q in p32]) - init
@@ -108,9 +104,7 @@ def test_amp_calibrated_step_matches_fp32(dtype):
 
 
 def test_fp16_overflow_lowers_the_scale_without_counting_a_skip():
-    from fuller.engine import CalibratedAmpOptimWrapper
-
-    mods, params, ow = _toy(CalibratedAmpOptimWrapper, dtype='float16', device_type='cpu', init_scale=2.0**40)
+    mods, params, ow = _toy(amp='float16', device_type='cpu', init_scale=2.0**40)
     before = [p.detach().clone() for p in params]
     x = torch.randn(16, 8)
     _calibrated_step(mods, ow, x)
@@ -133,7 +127,7 @@ def test_gradient_accumulation_averages_calibrated_micro_batches():
         _calibrated_step(mods, ow, x)
         grads.append([p.grad.clone() for p in params])
     mods, params, ow = _toy(CalibratedOptimWrapper, accumulative_counts=2)
-    ow.initialize_count_status(mods[0], 0, 2)
+    ow.initialize_count_status(mods, 0, 2)
     before = [p.detach().clone() for p in params]
     for x in (x1, x2):
         _calibrated_step(mods, ow, x)
@@ -191,7 +185,7 @@ def test_unknown_amp_dtype_is_refused():
 
 def test_warmup_counts_optimizer_updates_not_micro_batches_or_skips():
     mods, params, ow = _toy(CalibratedOptimWrapper, warmup_iters=1, accumulative_counts=2)
-    ow.initialize_count_status(mods[0], 0, 6)
+    ow.initialize_count_status(mods, 0, 6)
     x = torch.randn(16, 8)
     logs = [_calibrated_step(mods, ow, x) for _ in range(2)]  # two micro-batches: one update
     assert ow._updates == 1
@@ -199,27 +193,25 @@ def test_warmup_counts_optimizer_updates_not_micro_batches_or_skips():
     assert logs[1]['calib/weight_det'] == 1.0  # still the first update
     log = _calibrated_step(mods, ow, x)  # the second update calibrates
     assert log['calib/weight_det'] != pytest.approx(1.0)
-    backbone, head_a, head_b = mods
-    with ow.optim_context(backbone):
-        shared = backbone(x)
-        leaf = shared.detach().requires_grad_(True)
-        groups = {'det': {'loss_a': head_a(leaf).sum() * float('nan')}, 'map': {'loss_b': head_b(leaf).sum()}}
     before = ow._updates
-    ow.calibrated_update(groups, shared, leaf)  # skipped: not an update
+    _calibrated_step(mods, ow, torch.full((16, 8), float('nan')))  # skipped: not an update
     assert ow._updates == before and ow.skipped_steps == 1
 
 
 def test_heads_sharing_modules_need_retained_task_graphs():
     torch.manual_seed(0)
-    backbone, trunk, head_a, head_b = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 1), nn.Linear(4, 1)
-    params = [p for m in (backbone, trunk, head_a, head_b) for p in m.parameters()]
+
+    def losses(p, f, _):
+        common = torch.tanh(p['trunk'](f))  # computed once, used by both tasks
+        return {'det': {'loss': p['det'](common).pow(2).mean()}, 'map': {'loss': p['map'](common).pow(2).mean()}}
+
+    model = ContractModel(dict(backbone=nn.Linear(4, 4), trunk=nn.Linear(4, 4), det=nn.Linear(4, 1),
+                               map=nn.Linear(4, 1)), shared=lambda p, x: p['backbone'](x), losses=losses,
+                          heads=('trunk', 'det', 'map'))
+    params, trunk = list(model.parameters()), model.parts['trunk']
 
     def step(ow):
-        shared = backbone(torch.randn(3, 4))
-        leaf = shared.detach().requires_grad_(True)
-        common = torch.tanh(trunk(leaf))  # computed once, used by both tasks
-        return ow.calibrated_update({'det': {'loss': head_a(common).pow(2).mean()},
-                                     'map': {'loss': head_b(common).pow(2).mean()}}, shared, leaf)
+        return model.train_step(dict(inputs=torch.randn(3, 4)), ow)
 
     ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1), inter=dict(type='FullerInter'))
     with pytest.raises(RuntimeError, match="task 'map' shares computation.*retain_task_graphs=True"):

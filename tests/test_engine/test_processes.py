@@ -59,7 +59,10 @@ def test_spawn_kills_hung_workers_at_the_deadline(tmp_path, capfd):
     assert not any(_alive(p) for p in _pids(tmp_path))
     assert not _workers()
     err = capfd.readouterr().err
-    assert err.count('in _hang_or_fail') == 2, err  # each rank said where it was stuck
+    # Each rank that reached the function said where it was stuck (under load a rank can still be
+    # importing at the deadline; it wrote no pid file then, and its dump names the import).
+    reached = len(_pids(tmp_path))
+    assert reached >= 1 and err.count('in _hang_or_fail') == reached, err
 
 
 def test_spawn_reraises_a_worker_error_and_stops_the_others(tmp_path):

@@ -65,8 +65,8 @@ def test_sum_without_intra_equals_plain_wrapper(demo_root, tmp_path):
 # fp16: at initialisation the demo model's heatmap-loss gradients overflow half precision at
 # a loss scale of 1024 (GradScaler then skips the step), so the test starts at a small scale.
 AMP = {None: dict(type='CalibratedOptimWrapper'),
-       'bfloat16': dict(type='CalibratedAmpOptimWrapper', dtype='bfloat16', device_type='cpu'),
-       'float16': dict(type='CalibratedAmpOptimWrapper', dtype='float16', device_type='cpu', init_scale=4.0)}
+       'bfloat16': dict(type='CalibratedOptimWrapper', amp='bfloat16', device_type='cpu'),
+       'float16': dict(type='CalibratedOptimWrapper', amp='float16', device_type='cpu', init_scale=4.0)}
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.registry import init_default_scope
 
+from fuller.engine import read_config
 from fuller.testing import REPO_ROOT
-from fuller.utils import read_config
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')

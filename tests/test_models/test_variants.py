@@ -10,8 +10,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 from fuller.datasets.metainfo import CLASSES
+from fuller.engine import apply_variant, read_config
 from fuller.testing import REPO_ROOT, tiny_config
-from fuller.utils import apply_variant, read_config
 
 CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', 'fuller', '*.py')))
 VARIANTS = sorted(v for v in glob.glob(osp.join(REPO_ROOT, 'configs', 'ablation', '*.py'))

@@ -17,8 +17,8 @@ def count(module) -> int:
 def param_table(config: str) -> dict[str, int]:
     """Parameters of the model of ``config``: per encoder, fuser, decoder, head, and total."""
     import fuller.models  # noqa: F401 - registers the model classes
+    from fuller.engine import read_config
     from fuller.registry import MODELS
-    from fuller.utils.config import read_config
 
     init_default_scope('fuller')
     model = MODELS.build(read_config(config).model)

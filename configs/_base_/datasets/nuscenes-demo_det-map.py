@@ -2,7 +2,7 @@
 # The class lists, cameras and attribute conventions are the dataset's metainfo
 # (fuller/datasets/metainfo.py); override them with a top-level `metainfo = dict(classes=[...])`.
 # The grid is stated once, in `geometry`: the datasets fill their pipelines from it and the model
-# derives its grids from it (tools and FullerRunner hand it over: fuller.utils.resolve_config).
+# derives its grids from it (tools and FullerRunner hand it over: fuller.engine.resolve_config).
 dataset_type = 'NuScenesMultiTaskDataset'
 data_root = 'data/nuscenes-demo/'
 geometry = dict(

@@ -15,6 +15,7 @@ from mmcv.transforms import BaseTransform
 from nuscenes.map_expansion.map_api import NuScenesMap
 
 from fuller.registry import TRANSFORMS
+from fuller.utils.grid import bound_cells
 
 from ..metainfo import MAP_CLASSES
 
@@ -75,8 +76,7 @@ def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound
         uint8 [len(classes), ny, nx] masks; row i is y = ymin + (i + 0.5) * step, column
         j is x = xmin + (j + 0.5) * step. A cell belongs to a polygon when its centre does.
     """
-    nx = int(round((xbound[1] - xbound[0]) / xbound[2]))
-    ny = int(round((ybound[1] - ybound[0]) / ybound[2]))
+    nx, ny = bound_cells(xbound), bound_cells(ybound)
     out = np.zeros((len(classes), ny, nx), np.uint8)
     shift = 4  # sub-pixel bits for cv2
 

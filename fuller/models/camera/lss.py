@@ -4,6 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
+from fuller.utils.grid import bound_cells
 
 from .bev_pool import _to_bev, bev_pool
 from .depth_pool import FrustumMapping, depth_weighted_pool
@@ -41,9 +42,7 @@ class LSSViewTransform(nn.Module):
         self.image_size = tuple(image_size)
         self.feature_size = tuple(feature_size)
         self.bounds = torch.tensor([xbound, ybound, zbound], dtype=torch.float32)
-        self.nx = int(round((xbound[1] - xbound[0]) / xbound[2]))
-        self.ny = int(round((ybound[1] - ybound[0]) / ybound[2]))
-        self.nz = int(round((zbound[1] - zbound[0]) / zbound[2]))
+        self.nx, self.ny, self.nz = bound_cells(xbound), bound_cells(ybound), bound_cells(zbound)
         depths = torch.arange(*dbound, dtype=torch.float32)
         self.num_depth = len(depths)
         fh, fw = self.feature_size

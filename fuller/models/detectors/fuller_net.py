@@ -7,6 +7,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
+from fuller.calibration.contract import ModalityHook, TaskOutputs
 from fuller.registry import MODELS
 
 from ..camera.geometry import CameraGeometry
@@ -28,7 +29,7 @@ class FullerNet(BaseModel):
         decoder: ``dict(backbone=..., neck=...)`` (neck optional).
         heads: ``dict(det=..., map=...)`` (either may be missing).
         geometry: the setup's grid, stated once at the top level of a config and handed over
-            by :func:`fuller.utils.config.resolve_config`. Every grid key of the branches and
+            by :func:`fuller.engine.config.resolve_config`. Every grid key of the branches and
             heads is derived from it (:mod:`fuller.models.derive`); ``None``: the configs
             must state them.
         metainfo: the dataset's ``classes`` and ``map_classes`` (also handed over by
@@ -67,7 +68,7 @@ class FullerNet(BaseModel):
             if geometry is not None:
                 raise
             raise TypeError(f'{e}. This FullerNet config has no geometry: state every grid key in it, or build it '
-                            'from a config resolved by fuller.utils.read_config / resolve_config, which hands the '
+                            'from a config resolved by fuller.engine.read_config / resolve_config, which hands the '
                             'top-level geometry to the model') from e
         fuser, decoder, heads = fill_channels(fuser, decoder, heads,
                                               {k: e.out_channels for k, e in self.encoders.items()})
@@ -106,17 +107,20 @@ class FullerNet(BaseModel):
                 bev[k] = ref.new_zeros(ref.shape[0], enc.out_channels, *ref.shape[2:])
         return bev
 
-    def extract_feat(self, inputs: dict, samples: list, intra=None) -> tuple[Tensor, dict[str, Tensor]]:
+    def extract_feat(self, inputs: dict, samples: list,
+                     modality: ModalityHook | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps.
 
-        ``intra``: a function applied to the (camera, LiDAR) BEV pair before the fuser, e.g. the
-        calibrated step's modality calibration (:func:`fuller.calibration.intra_calibrate`).
+        ``modality``: applied to the (camera, LiDAR) BEV pair before the fuser: the calibrated
+        step's modality stage (:class:`fuller.calibration.ModalityStage`).
         """
         bev = self.extract_bev(inputs, samples)
         if not self._grids_checked:
             self._check_grids(bev)
         if self.fuser is not None:
-            cam, lidar = (bev['camera'], bev['lidar']) if intra is None else intra(bev['camera'], bev['lidar'])
+            cam, lidar = bev['camera'], bev['lidar']
+            if modality is not None:
+                cam, lidar = modality(cam, lidar)
             x = self.fuser([cam, lidar])
         else:
             x = next(iter(bev.values()))
@@ -173,11 +177,12 @@ class FullerNet(BaseModel):
             out['map_logits'] = self.heads['map'](feats)
         return out
 
-    def forward(self, inputs: dict, data_samples: list | None = None, mode: str = 'tensor', intra=None):
+    def forward(self, inputs: dict, data_samples: list | None = None, mode: str = 'tensor',
+                modality: ModalityHook | None = None):
         """``mode``: ``'loss'`` (dict of losses), ``'predict'`` (samples with predictions),
         ``'tensor'`` (features and raw outputs) or ``'tasks'``: the per-task losses computed on
         a detached leaf copy of the shared feature, for gradient calibration (:meth:`task_forward`;
-        ``intra`` is applied to the modality BEV pair there)."""
+        ``modality`` is applied to the modality BEV pair there)."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
@@ -185,16 +190,16 @@ class FullerNet(BaseModel):
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
         if mode == 'tasks':
-            return self.task_forward(inputs, data_samples, intra)
+            return self.task_forward(inputs, data_samples, modality)
         raise ValueError(f"invalid mode {mode!r}; use 'loss', 'predict', 'tensor' or 'tasks'")
 
-    def task_forward(self, inputs: dict, samples: list, intra=None) -> tuple[dict, Tensor, Tensor]:
+    def task_forward(self, inputs: dict, samples: list, modality: ModalityHook | None = None) -> TaskOutputs:
         """``(task loss groups, shared feature F, leaf F')``: the heads run on ``F'``, a detached
         leaf copy of ``F``, so each task's gradient at the shared feature costs a backward through
-        its head only."""
-        shared, _ = self.extract_feat(inputs, samples, intra)
+        its head only (the contract of :class:`fuller.calibration.CalibratedModel`)."""
+        shared, _ = self.extract_feat(inputs, samples, modality)
         leaf = shared.detach().requires_grad_(True)
-        return self.task_losses(leaf, samples), shared, leaf
+        return TaskOutputs(self.task_losses(leaf, samples), shared, leaf)
 
     def task_parameters(self):
         """The parameters downstream of the shared feature (the heads'): the only ones the task
@@ -202,18 +207,10 @@ class FullerNet(BaseModel):
         return self.heads.parameters()
 
     # ------------------------------------------------------------------ training
-    def train_step(self, data: dict, optim_wrapper: OptimWrapper, forward: nn.Module | None = None) -> dict:
-        """One training step: the calibrated step with a :class:`~fuller.engine.CalibratedOptimWrapper`,
-        else summed losses (the naive baseline). ``forward``: the module the forward runs
-        through (the DDP wrapper passes itself); default this model."""
-        from fuller.engine.optim_wrapper import CalibratedOptimWrapper
-
-        forward = forward or self
-        if isinstance(optim_wrapper, CalibratedOptimWrapper):
-            return optim_wrapper.calibrated_step(forward, data)
-        with optim_wrapper.optim_context(forward):
-            data = self.data_preprocessor(data, True)
-            losses = forward(**data, mode='loss')
-        loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-        return log_vars
+    def train_step(self, data: dict, optim_wrapper: OptimWrapper) -> dict:
+        """One training step, owned by the optimizer wrapper: the calibrated step with a
+        ``CalibratedOptimWrapper``, summed losses with a ``GuardedOptimWrapper`` (the naive
+        baseline); a plain mmengine wrapper gets mmengine's summed-loss step."""
+        if hasattr(optim_wrapper, 'train_step'):
+            return optim_wrapper.train_step(self, data)
+        return super().train_step(data, optim_wrapper)

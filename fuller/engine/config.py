@@ -1,51 +1,18 @@
-"""Config loading shared by the command-line tools."""
+"""Config loading and resolution: one statement of the geometry and the dataset facts handed to
+every part that needs it. It sits above the packages whose classes it looks up; the registries
+import those packages themselves (their ``locations``), so nothing here imports them."""
 
-import argparse
 import difflib
-import os
+import inspect
 import os.path as osp
 import re
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
+from fuller.registry import DATASETS, METRICS, MODELS
 
-def same_value(a, b) -> bool:
-    """Two config values are equal up to list/tuple and int/float spelling."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
-    return a == b
-
-
-def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Add the flags every launched tool shares (``--cfg-options``, ``--launcher``,
-    ``--local-rank``), parse, and export ``LOCAL_RANK`` for torch.distributed."""
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
-    """The flags that say how a checkpoint given to a tool is loaded (see ``FullerRunner``)."""
-    parser.add_argument('--load-partial', action='store_true',
-                        help='load only the checkpoint tensors that fit the model and list the rest in the log '
-                             '(default: a checkpoint that does not fit exactly is an error)')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load the checkpoint with the full unpickler, e.g. one of plain mmengine/mmdet3d '
-                             'training; it can run code, so only for files from a trusted source (to take only '
-                             'the weights of any file safely: tools/misc/extract_weights.py)')
-
-
-def add_info_file_args(parser: argparse.ArgumentParser) -> None:
-    """The flag that lets a tool read info files with the full unpickler (``trust_info_files``)."""
-    parser.add_argument('--trust-info-files', action='store_true',
-                        help='read the info .pkl files with the full unpickler; it can run code the file carries, so '
-                             'only for files from a trusted source that hold more than plain data and numpy arrays '
-                             '(default: such a file is refused, naming what it holds)')
+__all__ = ['apply_variant', 'check_cfg_options', 'explain_registry_error', 'keep_submission_files', 'load_config',
+           'read_config', 'resolve_config', 'set_data_root']
 
 
 def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fuller') -> None:
@@ -117,17 +84,12 @@ def apply_variant(base: str, *variants: str) -> Config:
 
 
 def _accepts(registry, type_name, arg: str) -> bool:
-    import inspect
-
     cls = registry.get(type_name) if isinstance(type_name, str) else type_name
     return cls is not None and arg in inspect.signature(cls.__init__).parameters
 
 
 def keep_submission_files(cfg: Config, directory: str) -> None:
     """Point every test metric that takes a ``jsonfile_prefix`` and has none at ``directory``."""
-    import fuller.evaluation  # noqa: F401 - registers the metric types
-    from fuller.registry import METRICS
-
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     for ev in evaluators:
         if _accepts(METRICS, ev.get('type'), 'jsonfile_prefix') and not ev.get('jsonfile_prefix'):
@@ -158,10 +120,6 @@ def resolve_config(cfg: Config) -> Config:
 
     Called by the tools (:func:`load_config`) and by ``FullerRunner.from_cfg``.
     """
-    import fuller.datasets  # noqa: F401 - registers the dataset types
-    import fuller.models  # noqa: F401
-    from fuller.registry import DATASETS, MODELS
-
     geometry, metainfo = cfg.get('geometry'), cfg.get('metainfo')
     trust_info = bool(cfg.get('trust_info_files', False))
     model_meta = None
@@ -226,24 +184,3 @@ def explain_registry_error(cfg: Config, err: BaseException) -> str | None:
             '(misspelt, or its module not imported by custom_imports?)')
 
 
-def finish_distributed() -> None:
-    """End a launcher's run cleanly: every rank waits for the others (rank 0 may still be
-    evaluating or writing files), the group is torn down, and the process ends here.
-
-    The last step exits without the interpreter's teardown: under load, a gloo rank that
-    finished everything could still abort in C++ destructors at exit ("terminate called without
-    an active exception", exit -6), which fails the launcher after all results were written.
-    Logs and standard streams are flushed first. Without a process group this is a no-op.
-    """
-    import logging
-    import sys
-
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

@@ -1,0 +1,62 @@
+"""Command-line flags the tools share, and the clean end of a launched run (no package imports)."""
+
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+__all__ = ['add_checkpoint_args', 'add_info_file_args', 'finish_distributed', 'parse_launcher_args']
+
+
+
+def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the flags every launched tool shares (``--cfg-options``, ``--launcher``,
+    ``--local-rank``), parse, and export ``LOCAL_RANK`` for torch.distributed."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how a checkpoint given to a tool is loaded (see ``FullerRunner``)."""
+    parser.add_argument('--load-partial', action='store_true',
+                        help='load only the checkpoint tensors that fit the model and list the rest in the log '
+                             '(default: a checkpoint that does not fit exactly is an error)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load the checkpoint with the full unpickler, e.g. one of plain mmengine/mmdet3d '
+                             'training; it can run code, so only for files from a trusted source (to take only '
+                             'the weights of any file safely: tools/misc/extract_weights.py)')
+
+
+def add_info_file_args(parser: argparse.ArgumentParser) -> None:
+    """The flag that lets a tool read info files with the full unpickler (``trust_info_files``)."""
+    parser.add_argument('--trust-info-files', action='store_true',
+                        help='read the info .pkl files with the full unpickler; it can run code the file carries, so '
+                             'only for files from a trusted source that hold more than plain data and numpy arrays '
+                             '(default: such a file is refused, naming what it holds)')
+
+
+def finish_distributed() -> None:
+    """End a launcher's run cleanly: every rank waits for the others (rank 0 may still be
+    evaluating or writing files), the group is torn down, and the process ends here.
+
+    The last step exits without the interpreter's teardown: under load, a gloo rank that
+    finished everything could still abort in C++ destructors at exit ("terminate called without
+    an active exception", exit -6), which fails the launcher after all results were written.
+    Logs and standard streams are flushed first. Without a process group this is a no-op.
+    """
+    import logging
+    import sys
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
