@@ -8,7 +8,11 @@ Example:
 import argparse
 import os.path as osp
 
-from fuller.datasets.create_infos import create_nuscenes_infos
+from fuller.utils.quiet import quiet_third_party_warnings
+
+quiet_third_party_warnings()
+
+from fuller.datasets.create_infos import create_nuscenes_infos  # noqa: E402
 
 
 def main() -> None:

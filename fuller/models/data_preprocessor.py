@@ -1,4 +1,5 @@
-"""Batch collation: normalized multi-view images, point lists and camera geometry."""
+"""The model's data preprocessor: multi-view images stacked and normalized, points kept as a list (the
+camera matrices stay in the samples' metainfo, read by ``FullerNet.extract_bev``)."""
 
 import torch
 from mmengine.model import BaseDataPreprocessor

@@ -1,3 +1,3 @@
-from .bev import MAP_COLORS, box_corners_bev, draw_sample, map_to_rgb, plot_curves
+from .bev import MAP_COLORS, box_corners_bev, draw_sample, map_color, map_to_rgb, plot_curves
 
-__all__ = ['MAP_COLORS', 'box_corners_bev', 'draw_sample', 'map_to_rgb', 'plot_curves']
+__all__ = ['MAP_COLORS', 'box_corners_bev', 'draw_sample', 'map_color', 'map_to_rgb', 'plot_curves']

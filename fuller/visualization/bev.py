@@ -9,9 +9,11 @@ import numpy as np  # noqa: E402
 
 from fuller.datasets.metainfo import camera_panel_order  # noqa: E402
 
-# drivable_area, ped_crossing, walkway, stop_line, carpark_area, divider
-MAP_COLORS = np.array([[166, 206, 227], [251, 154, 153], [227, 26, 28], [253, 191, 111], [255, 127, 0],
-                       [106, 61, 154]], np.float32) / 255
+# One colour per map class, by name (a metainfo fork with fewer or reordered map classes keeps
+# each class's colour).
+MAP_COLORS = {name: np.array(rgb, np.float32) / 255 for name, rgb in (
+    ('drivable_area', (166, 206, 227)), ('ped_crossing', (251, 154, 153)), ('walkway', (227, 26, 28)),
+    ('stop_line', (253, 191, 111)), ('carpark_area', (255, 127, 0)), ('divider', (106, 61, 154)))}
 BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
 
 
@@ -35,12 +37,25 @@ def box_corners_3d(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([bottom, top], 1)
 
 
-def map_to_rgb(masks: np.ndarray) -> np.ndarray:
-    """[K, H, W] binary masks -> [H, W, 3] RGB (later classes painted over earlier ones)."""
+def map_color(name: str) -> np.ndarray:
+    """RGB in [0, 1] of the map class ``name`` (:data:`MAP_COLORS`; another name gets a fixed
+    colour of its own from matplotlib's tab20, chosen by the name)."""
+    if name in MAP_COLORS:
+        return MAP_COLORS[name]
+    import zlib
+
+    return np.array(plt.get_cmap('tab20')(zlib.crc32(name.encode()) % 20)[:3], np.float32)
+
+
+def map_to_rgb(masks: np.ndarray, classes) -> np.ndarray:
+    """[K, H, W] binary masks of the map ``classes`` (K names, in mask order) -> [H, W, 3] RGB,
+    each class in its own colour (later classes painted over earlier ones)."""
     masks = np.asarray(masks).astype(bool)
+    if len(classes) != len(masks):
+        raise ValueError(f'map_to_rgb: {len(masks)} masks but {len(classes)} map classes {list(classes)}')
     rgb = np.ones(masks.shape[1:] + (3,), np.float32)
-    for k in range(min(len(masks), len(MAP_COLORS))):
-        rgb[masks[k]] = MAP_COLORS[k]
+    for mask, name in zip(masks, classes):
+        rgb[mask] = map_color(name)
     return rgb
 
 
@@ -99,7 +114,8 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
         map_threshold: probability threshold of the predicted mask: one for all classes or one
             per class (the thresholds the map metric chose).
         title: figure title.
-        map_classes: class names for the legend.
+        map_classes: the map class of each mask (their colours and the legend); required with
+            ``gt_map`` / ``pred_map``.
         pred_scores, pred_labels: [N] score and class index of each predicted box, written next
             to it in BEV (class name from ``class_names``).
         class_names: detection class names.
@@ -133,6 +149,9 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
     ax.set_title('LiDAR BEV: boxes')
     ax.legend(loc='upper right', fontsize=8)
     k_classes = 0 if gt_map is None and pred_map is None else len(gt_map if gt_map is not None else pred_map)
+    if k_classes and len(map_classes) != k_classes:
+        raise ValueError(f'draw_sample: {k_classes} map masks but map_classes={list(map_classes)}; name the class '
+                         'of every mask (the dataset\'s metainfo map_classes)')
     thr = np.broadcast_to(np.asarray(map_threshold, dtype=np.float64), (k_classes,))
     for col, (mask, name) in enumerate(((gt_map, 'map: ground truth'), (pred_map, 'map: prediction')), 1):
         ax = fig.add_subplot(grid[0, col])
@@ -146,7 +165,7 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
             same = np.allclose(thr, thr[0]) if len(thr) else True
             name += f' (threshold {thr[0]:.2f})' if same and len(thr) else ' (per-class thresholds)'
         ax.set_title(name)
-        ax.imshow(map_to_rgb(m), origin='lower', extent=map_extent, interpolation='nearest')
+        ax.imshow(map_to_rgb(m, map_classes), origin='lower', extent=map_extent, interpolation='nearest')
         _draw_ego(ax, ego_forward)
         ax.set_aspect('equal')
         ax.set_xlabel('x (m)')
@@ -154,7 +173,7 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
     if k_classes and map_classes:
         labels = [c if len(thr) != len(map_classes) else f'{c} ({t:.2f})' for c, t in zip(map_classes, thr)] \
             if pred_map is not None else list(map_classes)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=MAP_COLORS[k]) for k in range(len(map_classes))]
+        handles = [plt.Rectangle((0, 0), 1, 1, color=map_color(c)) for c in map_classes]
         fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(2 / 3, 1 - 0.2 / fig.get_figheight()),
                    ncol=len(map_classes), fontsize=9, frameon=False,
                    title='map classes' + (' (prediction threshold)' if pred_map is not None else ''))

@@ -7,7 +7,11 @@
 import argparse
 import os.path as osp
 
-from mmengine.registry import init_default_scope
+from fuller.utils.quiet import quiet_third_party_warnings
+
+quiet_third_party_warnings()
+
+from mmengine.registry import init_default_scope  # noqa: E402
 
 
 def count(module) -> int:

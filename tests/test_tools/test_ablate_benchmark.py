@@ -6,7 +6,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from fuller.testing import REPO_ROOT, tiny_config
@@ -77,68 +76,16 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     assert all(r[5] > 0 for r in vt['rows'])  # a peak memory for every path
 
 
-def test_paired_difference_statistics():
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-    from ablate import comparison_lines, paired_difference
-
-    # Every seed better by 2-4 points: the smallest p the 3 seeds allow (2/8), an interval above 0.
-    res = paired_difference({0: 0.30, 1: 0.25, 2: 0.40}, {0: 0.27, 1: 0.23, 2: 0.36, 3: 0.5})
-    assert res['n'] == 3 and res['mean'] == pytest.approx(0.03)
-    assert res['p'] == pytest.approx(0.25) and 0.0199 <= res['ci95'][0] <= res['ci95'][1] <= 0.0401
-    # Differences of both signs: p = 1 for a zero mean.
-    assert paired_difference({0: 0.3, 1: 0.2}, {0: 0.2, 1: 0.3})['p'] == pytest.approx(1.0)
-    assert paired_difference({0: 0.3}, {0: 0.2}) is None
-    runs = {v: [{'seed': s, 'metrics': {'det/mAP': m + 0.01 * s, 'map/mIoU': m}} for s in range(3)]
-            for v, m in (('fuller', 0.4), ('naive', 0.3))}
-    rows, out = comparison_lines(runs)
-    assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
-    # With inter-only present, FULLER is also compared with it: the intra calibration's own effect.
-    runs['inter_only'] = [{'seed': s, 'metrics': {'det/mAP': 0.35, 'map/mIoU': 0.38}} for s in range(3)]
-    _, out = comparison_lines(runs)
-    assert out['fuller-inter_only/mIoU']['mean'] == pytest.approx(0.02)
-    assert 'inter_only-naive/mAP' in out and 'naive-inter_only/mAP' not in out
-    assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)
-    # Runs composed with --with fragments compare within their fragments only.
-    frag = {f'{v}+{x}': [{'seed': s, 'metrics': {'det/mAP': m, 'map/mIoU': m}} for s in range(2)]
-            for v, x, m in (('fuller', 'sgd', 0.5), ('naive', 'sgd', 0.2), ('naive', 'demo-450it', 0.4))}
-    _, out = comparison_lines(frag)
-    assert set(out) == {'fuller+sgd-naive+sgd/mAP', 'fuller+sgd-naive+sgd/mIoU'}
-    assert out['fuller+sgd-naive+sgd/mAP']['mean'] == pytest.approx(0.3)
-
-
-def test_table_cells_show_a_spread_only_across_seeds():
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-    from ablate import _fmt
-
-    assert _fmt([0.415]) == '41.5'  # one seed: no "± 0.0" that reads as a measured spread
-    assert _fmt([0.40, 0.42, None]) == '41.0 ± 1.4'
-    assert _fmt([None]) == '–'
-
-
-def test_conflict_stats_summarise_the_logged_gradient_diagnostics():
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-    from ablate import conflict_stats
-
-    s = conflict_stats({'calib/cos': np.array([0.1, -0.2, np.nan, 0.3]),
-                        'calib/grad_norm_det': np.array([0.02, 0.08, 0.05]),
-                        'calib/grad_norm_map': np.array([0.002, 0.002, 0.0])})  # a zero norm is skipped
-    assert s['cos_mean'] == pytest.approx(0.2 / 3) and s['conflict_frac'] == pytest.approx(1 / 3)
-    assert s['det_map_norm_ratio'] == pytest.approx(20.0)  # geometric mean of 10 and 40
-    assert 'cam_lidar_ratio_reaching' not in s and conflict_stats({}) == {}
-
-
-def test_report_header_names_the_command_with_its_fragments(tmp_path):
-    """A study composed with --with reports the command that reproduces it: the variants by their
-    file names and the fragments after --with (not the '<variant>+<fragment>' run names)."""
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-    from ablate import write_report
-
-    frag = 'configs/ablation/schedules/demo-450it.py'
-    runs = {f'{v}+demo-450it': [{'seed': s, 'metrics': {'det/mAP': 0.3, 'map/mIoU': 0.4}, 'scalars': {}, 'info': {}}
-                                for s in (0, 1)] for v in ('naive', 'fuller')}
-    configs = [str(tmp_path / f'{v}+demo-450it.py') for v in ('naive', 'fuller')]
-    out = tmp_path / 'study.md'
-    write_report(runs, str(out), configs, [0, 1], [], extra=[frag])
-    text = out.read_text()
-    assert f'`python tools/ablate.py --variants naive fuller --with {frag} --seeds 0 1`' in text
-    assert '| naive+demo-450it | 2 |' in text and '| fuller+demo-450it − naive+demo-450it | mAP | 2 |' in text
+def test_trial_runs_do_not_rewrite_the_published_tables(tmp_path):
+    """--out defaults to work_dirs/; a path in docs/ is refused without --publish (before any work)."""
+    for tool, args in (('ablate.py', ['--report-only', '--variants', 'naive']), ('benchmark.py', ['bevpool'])):
+        out = osp.join(REPO_ROOT, 'docs', 'results' if tool == 'ablate.py' else 'benchmarks',
+                       'trial.md' if tool == 'ablate.py' else '')
+        proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args, '--out', out],
+                              capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=300)
+        assert proc.returncode != 0 and 'add --publish' in proc.stderr, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'ablate.py'), '--help'],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert 'default: <work-dir>/report.md' in proc.stdout.replace('\n', ' ').replace('  ', ' ') or \
+        '<work-dir>/report.md' in proc.stdout

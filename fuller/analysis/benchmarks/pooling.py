@@ -1,0 +1,174 @@
+"""``benchmark.py bevpool`` and ``vtransform``: BEV pooling and the view transform's pooling paths."""
+
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .common import BENCHMARK_SCRIPT, _interleaved, _status_kib, _sync, machine_info, write_results
+
+
+def nuscenes_frustum_coords(n_cam: int = 6, depth_bins: int = 118, fh: int = 32, fw: int = 88,
+                            image_size: tuple = (256, 704), dbound: tuple = (1.0, 60.0, 0.5),
+                            xbound: tuple = (-54.0, 54.0, 0.3), zbound: tuple = (-10.0, 10.0, 20.0)) -> torch.Tensor:
+    """Cell coordinates [P, 4] (x, y, z, batch) of the LSS frustum of six cameras on a ring
+    (nuScenes-like intrinsics scaled to ``image_size``), as BEVFusion's view transform makes."""
+    h, w = image_size
+    f = 1266.0 * w / 1600
+    d = torch.arange(*dbound)[:depth_bins]
+    u = torch.linspace(0, w - 1, fw)
+    v = torch.linspace(0, h - 1, fh)
+    dd, vv, uu = torch.meshgrid(d, v, u, indexing='ij')
+    x_cam = (uu - w / 2) / f * dd
+    y_cam = (vv - h / 2) / f * dd
+    pts = []
+    for c in range(n_cam):
+        yaw = 2 * np.pi * c / n_cam
+        # camera z forward, x right, y down -> LiDAR x forward, y left, z up
+        fwd, left, up = dd, -x_cam, -y_cam + 1.5
+        cx, sx = np.cos(yaw), np.sin(yaw)
+        pts.append(torch.stack([cx * fwd - sx * left, sx * fwd + cx * left, up], -1).reshape(-1, 3))
+    p = torch.cat(pts)
+    n = int(round((xbound[1] - xbound[0]) / xbound[2]))
+    coords = torch.stack([((p[:, 0] - xbound[0]) / xbound[2]).floor(), ((p[:, 1] - xbound[0]) / xbound[2]).floor(),
+                          ((p[:, 2] - zbound[0]) / zbound[2]).floor(), torch.zeros(len(p))], 1).long()
+    return coords, n
+
+
+def bench_bevpool(args) -> None:
+    from fuller.models.camera.bev_pool import bev_pool_indexed, bev_pool_scatter, bev_pool_sorted
+
+    device = torch.device(args.device)
+    coords, n = nuscenes_frustum_coords(depth_bins=args.depth_bins, fh=args.feat_h, fw=args.feat_w)
+    coords = coords.to(device)
+    torch.manual_seed(0)
+    feats = torch.randn(len(coords), args.channels, device=device)
+    impls = {'bev_pool_indexed (index_add, spare row; CPU default)': bev_pool_indexed,
+             'bev_pool_sorted (sort + segment_reduce; CUDA default)': bev_pool_sorted,
+             'scatter-add reference (filter + index_add)': bev_pool_scatter}
+
+    def run(fn) -> tuple[float, float]:
+        x = feats.detach().requires_grad_(True)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn(x, coords, 1, n, n, 1)
+        _sync(device)
+        t1 = time.perf_counter()
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+    ref = bev_pool_scatter(feats, coords, 1, n, n, 1)
+    max_err = max(float((ref - fn(feats, coords, 1, n, n, 1)).abs().max()) for fn in impls.values())
+    times = _interleaved(impls, run, args.warmup, args.iters)
+    base = statistics.median(f + b for f, b in times[next(reversed(impls))])
+    rows = []
+    for k, ts in times.items():
+        fw_ms = 1000 * statistics.median(t[0] for t in ts)
+        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, (fw_ms + bw_ms) / 1000 / base])
+    write_results(args.out, args.name or 'bevpool', 'BEV pooling, forward + backward', machine_info(device),
+                  {'points': len(coords), 'channels': args.channels, 'grid': f'{n}x{n}', 'cameras': 6,
+                   'depth_bins': args.depth_bins, 'feature_map': f'{args.feat_h}x{args.feat_w}',
+                   'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
+                  ['implementation', 'forward ms', 'backward ms', 'total ms', 'ratio to reference'], rows,
+                  'Medians over interleaved repetitions; frustum of six ring cameras (nuScenes-like intrinsics) '
+                  'on a 0.3 m BEV grid as in BEVFusion.')
+
+
+# ---------------------------------------------------------------------------- vtransform
+def bench_vtransform(args) -> None:
+    from fuller.models.camera.bev_pool import _cell_index, _to_bev, bev_pool_indexed, bev_pool_scatter
+    from fuller.models.camera.depth_pool import FrustumMapping, depth_weighted_pool
+
+    device = torch.device(args.device)
+    n_cam, d, fh, fw, c = 6, args.depth_bins, args.feat_h, args.feat_w, args.channels
+    coords, n = nuscenes_frustum_coords(n_cam=n_cam, depth_bins=d, fh=fh, fw=fw)
+    coords = coords.to(device)
+    flat, inside = _cell_index(coords, 1, n, n, 1)
+    cells = torch.where(inside, flat, -1)
+    torch.manual_seed(0)
+    depth0 = torch.randn(n_cam, d, fh, fw, device=device).softmax(1)
+    ctx0 = torch.randn(n_cam, c, fh, fw, device=device)
+    mapping = FrustumMapping.from_cells(cells, n * n, d, fh * fw)
+
+    def materialised(pool):
+        def f(depth, ctx):
+            vol = (depth.unsqueeze(1) * ctx.unsqueeze(2)).permute(0, 2, 3, 4, 1)  # [N, D, fH, fW, C]
+            return pool(vol.reshape(-1, c), coords, 1, n, n, 1)
+        return f
+
+    def frustum_free(rebuild: bool):
+        def f(depth, ctx):
+            m = FrustumMapping.from_cells(cells, n * n, d, fh * fw) if rebuild else mapping
+            return _to_bev(depth_weighted_pool(depth, ctx, m), 1, n, n, 1)
+        return f
+
+    variants = {
+        'frustum-free CSR pooling, mapping reused (inference; FULLER default)': frustum_free(False),
+        'frustum-free CSR pooling, mapping built every step (training)': frustum_free(True),
+        'materialised frustum + index_add pooling (previous default)': materialised(bev_pool_indexed),
+        'materialised frustum + scatter-add (naive reference)': materialised(bev_pool_scatter),
+    }
+
+    if args.only is not None:  # child process of the memory measurement: one path, print its peak
+        fn = list(variants.values())[args.only]
+        start = _status_kib('VmRSS')
+        for _ in range(2):
+            out = fn(depth0.detach().requires_grad_(True), ctx0.detach().requires_grad_(True))
+            out.backward(torch.ones_like(out))
+            del out
+        print(f'PEAK_MIB {(_status_kib("VmHWM") - start) / 1024:.1f}')
+        return
+
+    def step(fn) -> tuple[float, float]:
+        depth = depth0.detach().requires_grad_(True)
+        ctx = ctx0.detach().requires_grad_(True)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn(depth, ctx)
+        _sync(device)
+        t1 = time.perf_counter()
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+    ref = variants['materialised frustum + scatter-add (naive reference)'](depth0, ctx0)
+    max_err = max(float((ref - fn(depth0, ctx0)).abs().max()) for fn in variants.values())
+    times = _interleaved(variants, step, args.warmup, args.iters)
+    peaks = {}
+    for k, fn in variants.items():
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+            base_alloc = torch.cuda.memory_allocated(device)
+            step(fn)
+            peaks[k] = (torch.cuda.max_memory_allocated(device) - base_alloc) / 2**20
+        else:  # a fresh process per path, so that paths do not see each other's peaks
+            import subprocess
+
+            argv = [sys.executable, BENCHMARK_SCRIPT, 'vtransform', '--only', str(list(variants).index(k)),
+                    '--channels', str(c), '--depth-bins', str(d), '--feat-h', str(fh), '--feat-w', str(fw),
+                    '--device', 'cpu']
+            res = subprocess.run(argv, capture_output=True, text=True, check=True)
+            peaks[k] = float(res.stdout.split('PEAK_MIB')[-1])
+    prev = 'materialised frustum + index_add pooling (previous default)'
+    base_t = statistics.median(f + b for f, b in times[prev])
+    rows = []
+    for k, ts in times.items():
+        fw_ms = 1000 * statistics.median(t[0] for t in ts)
+        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, base_t / ((fw_ms + bw_ms) / 1000), peaks[k],
+                     peaks[prev] / max(peaks[k], 1e-6)])
+    info = machine_info(device)
+    write_results(args.out, args.name or 'vtransform', 'LSS view transform pooling, forward + backward',
+                  info, {'cameras': n_cam, 'depth_bins': d, 'feature_map': f'{fh}x{fw}', 'channels': c,
+                         'grid': f'{n}x{n}', 'frustum_points': len(coords), 'points_in_grid': mapping.nnz,
+                         'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
+                  ['path', 'forward ms', 'backward ms', 'total ms', 'speed-up vs previous default', 'peak MiB',
+                   'memory ratio vs previous default'], rows,
+                  'Depth probabilities and context features in, BEV map out (what the view transform pools), with '
+                  'the gradients of both inputs. Medians over interleaved repetitions. Peak MiB: on CPU the peak '
+                  'resident memory above the inputs, in a fresh process per path (two steps); on CUDA the '
+                  'allocator peak above the inputs.')

@@ -1,0 +1,285 @@
+"""The ablation study's statistics and report (``tools/ablate.py`` is its command line).
+
+A study is a set of runs ``<work_dir>/<run>/seed<k>/`` (a run: a variant of
+``configs/ablation/`` composed over a base config, possibly with ``--with`` fragments, named
+``<variant>[+<fragment>...]``). :func:`collect` reads their metrics and logged scalars,
+:func:`conflict_stats` summarises the gradient diagnostics of one run, :func:`paired_difference`
+and :func:`comparison_lines` compare variants seed by seed, and :func:`write_report` writes the
+markdown table, the JSON of every run and the plots.
+"""
+
+import datetime
+import json
+import os
+import os.path as osp
+
+import numpy as np
+
+from fuller.utils.report import cpu_model
+from fuller.visualization.curves import read_scalars
+
+__all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'VARIANT_DIR', 'collect', 'comparison_lines',
+           'conflict_stats', 'fmt_cell', 'map_classes_of', 'paired_difference', 'plot_study', 'run_name',
+           'split_run', 'write_report']
+
+# The committed demo study: the six variants of the paper's ablation, then other inter-task rules
+# and loss-weighting baselines (imtlg, alignedmtl, camera_only, lidar_only: add them with --variants).
+DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
+                 'intra_task_only', 'fuller_task_intra',
+                 'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
+DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
+VARIANT_DIR = osp.join('configs', 'ablation')
+
+
+
+def run_name(config: str) -> str:
+    return osp.splitext(osp.basename(config))[0]
+
+
+def split_run(name: str) -> tuple[str, str]:
+    """``'<variant>+<fragment>...'`` (how :func:`compose` names a run) -> ``(variant, '+<fragment>...')``."""
+    variant, sep, fragments = name.partition('+')
+    return variant, sep + fragments
+
+
+def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, list[dict]]:
+    """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info."""
+    runs: dict[str, list[dict]] = {}
+    for config in configs:
+        name = run_name(config)
+        for seed in seeds:
+            run_dir = osp.join(work_dir, name, f'seed{seed}')
+            path = osp.join(run_dir, 'metrics.json')
+            if not osp.isfile(path):
+                continue
+            with open(path) as f:
+                metrics = json.load(f)['metrics']
+            info = {}
+            if osp.isfile(osp.join(run_dir, 'run_info.json')):
+                with open(osp.join(run_dir, 'run_info.json')) as f:
+                    info = json.load(f)
+            runs.setdefault(name, []).append({'seed': seed, 'metrics': metrics, 'scalars': read_scalars(run_dir),
+                                              'info': info})
+    return runs
+
+
+def fmt_cell(values: list[float], scale: float = 100.0) -> str:
+    """A table cell: mean ± std over seeds in points, the value alone for one seed, '–' for none."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64) * scale
+    if not len(v):
+        return '–'
+    if len(v) == 1:  # one seed has no spread to report
+        return f'{v[0]:.1f}'
+    return f'{v.mean():.1f} ± {v.std(ddof=1):.1f}'
+
+
+def _geomean(r: np.ndarray) -> float | None:
+    """Geometric mean over the finite, positive entries of ``r``; ``None`` when there are none."""
+    r = r[np.isfinite(r) & (r > 0)]
+    return float(np.exp(np.log(r).mean())) if len(r) else None
+
+
+def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
+    """One run's gradient diagnostics over its iterations: the mean task-gradient cosine and the
+    share of conflicting iterations, and geometric means of the det/map norm ratio and the
+    camera/LiDAR ratios (before and after calibration)."""
+    out = {}
+    if 'calib/cos' in scalars:
+        cos = scalars['calib/cos'][np.isfinite(scalars['calib/cos'])]
+        out['cos_mean'] = float(cos.mean())
+        out['conflict_frac'] = float((cos < 0).mean())
+    ratios = {}
+    if 'calib/grad_norm_det' in scalars and 'calib/grad_norm_map' in scalars:
+        n = min(len(scalars['calib/grad_norm_det']), len(scalars['calib/grad_norm_map']))
+        with np.errstate(divide='ignore', invalid='ignore'):
+            ratios['det_map_norm_ratio'] = scalars['calib/grad_norm_det'][:n] / scalars['calib/grad_norm_map'][:n]
+    for key, name in (('calib/cam_lidar_ratio_after', 'cam_lidar_ratio_reaching'),
+                      ('calib/cam_lidar_ratio_before', 'cam_lidar_ratio_before')):
+        if key in scalars:
+            ratios[name] = scalars[key]
+    out.update({k: g for k, r in ratios.items() if (g := _geomean(r)) is not None})
+    return out
+
+
+# Paired comparisons reported under the table: (variant, reference). Each intra variant is
+# compared with the run that differs from it only by the intra calibration: against naive
+# without an inter rule, against inter-only with FULLER's rule.
+COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('intra_task_only', 'naive'),
+               ('fuller', 'inter_only'), ('fuller_task_intra', 'inter_only'), ('fuller_task_intra', 'naive')]
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:
+    """``a - b`` over the seeds both have: mean, a 95% bootstrap interval (seeds resampled with
+    replacement) and the exact two-sided sign-flip permutation p-value (all ``2^n`` sign
+    patterns of the per-seed differences). ``None`` below two paired seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * len(d))).reshape(len(d), -1).T
+    null = np.abs((signs * d).mean(1))
+    p = float((null >= abs(d.mean()) - 1e-12).mean())
+    return {'n': len(d), 'mean': float(d.mean()), 'ci95': [float(np.percentile(boots, 2.5)),
+                                                           float(np.percentile(boots, 97.5))], 'p': p}
+
+
+def comparison_lines(runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
+    """Markdown rows and JSON of :data:`COMPARISONS` for mAP and mIoU (in points)."""
+    rows, out = [], {}
+    # Runs composed with --with fragments are named '<variant>+<fragment>...': compare runs that
+    # share their fragments (fuller+sgd with naive+sgd), never across them.
+    suffixes = sorted({split_run(name)[1] for name in runs})
+    pairs = [(v + sfx, ref + sfx) for sfx in suffixes for v, ref in COMPARISONS]
+    for v, ref in pairs:
+        if v not in runs or ref not in runs:
+            continue
+        for key, label in (('det/mAP', 'mAP'), ('map/mIoU', 'mIoU')):
+            a = {r['seed']: r['metrics'][key] for r in runs[v] if key in r['metrics']}
+            b = {r['seed']: r['metrics'][key] for r in runs[ref] if key in r['metrics']}
+            res = paired_difference(a, b)
+            if res is None:
+                continue
+            out[f'{v}-{ref}/{label}'] = res
+            lo, hi = res['ci95']
+            rows.append(f'| {v} − {ref} | {label} | {res["n"]} | {100 * res["mean"]:+.1f} | '
+                        f'[{100 * lo:+.1f}, {100 * hi:+.1f}] | {res["p"]:.3f} |')
+    if rows:
+        rows = ['', 'Paired by seed (same seed, same data order): difference in points, 95% bootstrap interval '
+                'over seeds, exact sign-flip permutation p-value (with n seeds the smallest possible p is 2/2^n).',
+                '', '| comparison | metric | seeds | mean diff | 95% CI | p |', '|---|---|---|---|---|---|', *rows]
+    return rows, out
+
+
+def map_classes_of(runs: dict[str, list[dict]]) -> list[str]:
+    """The map classes the runs report (``map/IoU_<class>``), in the metric's order."""
+    out = []
+    for rs in runs.values():
+        for r in rs:
+            out += [k[len('map/IoU_'):] for k in r['metrics'] if k.startswith('map/IoU_') and k[8:] not in out]
+    return out
+
+
+def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seeds: list[int],
+                 cfg_options: list[str], notes: str | None = None, base: str = DEMO_BASE,
+                 extra: list[str] = ()) -> None:
+    """The markdown table ``out``, ``<out>/results.json`` and the plots ``<out>/*.png``."""
+    import torch
+
+    out_dir = osp.splitext(out)[0]
+    os.makedirs(out_dir, exist_ok=True)
+    rel = osp.basename(out_dir)
+    names = [run_name(c) for c in configs if run_name(c) in runs]
+
+    def col(name: str, key: str) -> list:
+        return [r['metrics'].get(key) for r in runs[name] if key in r['metrics']]
+
+    map_classes = map_classes_of(runs)
+    names_arg = [split_run(run_name(c))[0] for c in configs]  # the variants, without the --with fragments
+    variants_arg = '' if names_arg == DEMO_VARIANTS else ' --variants ' + ' '.join(names_arg)
+    base_arg = '' if base == DEMO_BASE else f' --base {base}'
+    with_arg = (' --with ' + ' '.join(extra)) if extra else ''
+    lines = [
+        f'# Ablation over `{run_name(base)}`',
+        '',
+        f'Generated by `python tools/ablate.py{base_arg}{variants_arg}{with_arg} --seeds {" ".join(map(str, seeds))}` on '
+        f'{datetime.date.today().isoformat()}: {cpu_model()}, '
+        f'{os.cpu_count()} cores, torch {torch.__version__}. '
+        f'Each run: the variant of `{VARIANT_DIR}/` applied to `{base}` (its model, data and schedule)'
+        + (f', then {", ".join(f"`{e}`" for e in extra)} (runs named `<variant>+<fragment>`)' if extra else '') + ', '
+        'trained on the training split and evaluated with `tools/test.py` (nuScenes devkit '
+        'mAP/NDS, BEV map IoU). Numbers are mean ± std over seeds (the value alone for one seed), in %.'
+        + (f' Extra options: `{" ".join(cfg_options)}`.' if cfg_options else ''),
+        '',
+        '| variant | seeds | mAP | NDS | mIoU | ' + ' | '.join(map_classes) + ' | task-grad cos (mean) | '
+        'conflict iters | det/map grad norm | cam/LiDAR grad ratio reaching branches | min/run |',
+        '|---' * (10 + len(map_classes)) + '|',
+    ]
+    summary = {}
+    for name in names:
+        stats = [conflict_stats(r['scalars']) for r in runs[name]]
+        minutes = [r['info'].get('total_s', np.nan) / 60 for r in runs[name]]
+        row = {
+            'mAP': col(name, 'det/mAP'), 'NDS': col(name, 'det/NDS'), 'mIoU': col(name, 'map/mIoU'),
+            **{c: col(name, f'map/IoU_{c}') for c in map_classes},
+            'cos_mean': [s['cos_mean'] for s in stats if 'cos_mean' in s],
+            'conflict_frac': [s['conflict_frac'] for s in stats if 'conflict_frac' in s],
+            'det_map_norm_ratio': [s['det_map_norm_ratio'] for s in stats if 'det_map_norm_ratio' in s],
+            'cam_lidar_ratio_reaching': [s['cam_lidar_ratio_reaching'] for s in stats
+                                         if 'cam_lidar_ratio_reaching' in s],
+        }
+        summary[name] = {'seeds': [r['seed'] for r in runs[name]], **row, 'minutes': minutes}
+        cos = f'{np.mean(row["cos_mean"]):.3f}' if row['cos_mean'] else '–'
+        frac = f'{100 * np.mean(row["conflict_frac"]):.0f}%' if row['conflict_frac'] else '–'
+        norms = f'{np.exp(np.mean(np.log(row["det_map_norm_ratio"]))):.1f}' if row['det_map_norm_ratio'] else '–'
+        ratio = f'{np.mean(row["cam_lidar_ratio_reaching"]):.3f}' if row['cam_lidar_ratio_reaching'] else '–'
+        lines.append(f'| {name} | {len(runs[name])} | {fmt_cell(row["mAP"])} | {fmt_cell(row["NDS"])} | '
+                     f'{fmt_cell(row["mIoU"])} | ' + ' | '.join(fmt_cell(row[c]) for c in map_classes)
+                     + f' | {cos} | {frac} | {norms} | {ratio} | {np.nanmean(minutes):.1f} |')
+    comparisons, paired = comparison_lines(runs)
+    lines += [
+        '',
+        '*task-grad cos*: cosine between the detection and map gradients at the shared BEV feature, '
+        'before inter-task calibration, averaged over iterations; *conflict iters*: share of '
+        'iterations where it is negative; *det/map grad norm*: geometric mean over iterations of '
+        'the ratio of the two task gradients\' norms there; *cam/LiDAR grad ratio reaching branches*: geometric mean '
+        'over iterations of ||grad into the camera BEV|| / ||grad into the LiDAR BEV|| after '
+        'intra-gradient calibration (1.0 when calibrated; the raw ratio for the others).',
+        *comparisons,
+        '',
+        f'![detection loss]({rel}/det_loss.png)',
+        f'![map loss]({rel}/map_loss.png)',
+        f'![task-gradient cosine]({rel}/task_grad_cos.png)',
+        f'![camera/LiDAR gradient ratio]({rel}/cam_lidar_ratio.png)',
+        '',
+    ]
+    if notes:
+        with open(notes) as f:
+            lines += ['', f.read()]
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines))
+    with open(osp.join(out_dir, 'results.json'), 'w') as f:
+        per_run = {n: [{'seed': r['seed'], 'metrics': r['metrics'], 'info': r['info']} for r in rs]
+                   for n, rs in runs.items()}
+        json.dump({'summary': summary, 'paired': paired, 'runs': per_run}, f, indent=2)
+
+    plot_study(runs, names, out_dir)
+    print(f'ablate: wrote {out} and plots in {out_dir}')
+
+
+def plot_study(runs: dict[str, list[dict]], names: list[str], out_dir: str) -> None:
+    """The study's plots in ``out_dir``: detection and map losses, the task-gradient cosine and the
+    camera/LiDAR gradient ratio, each the mean over seeds per variant."""
+    from fuller.visualization import plot_curves
+
+    def mean_curve(name: str, key: str):
+        curves = [r['scalars'][key] for r in runs[name] if key in r['scalars']]
+        if not curves:
+            return None
+        n = min(len(c) for c in curves)
+        return np.arange(1, n + 1), np.nanmean([c[:n] for c in curves], 0)
+
+    def det_total(r: dict) -> np.ndarray | None:
+        keys = [k for k in r['scalars'] if k.startswith('det.loss')]
+        return sum(r['scalars'][k] for k in keys) if keys else None
+
+    det_series, map_series = {}, {}
+    for name in names:
+        det = [d for d in (det_total(r) for r in runs[name]) if d is not None]
+        if det:
+            n = min(len(d) for d in det)
+            det_series[name] = {'': (np.arange(1, n + 1), np.mean([d[:n] for d in det], 0))}
+        m = mean_curve(name, 'map.loss_focal')
+        if m is not None:
+            map_series[name] = {'': m}
+    plot_curves(osp.join(out_dir, 'det_loss.png'), det_series, 'detection loss (mean over seeds)',
+                'Detection training loss', logy=True, smooth=10)
+    plot_curves(osp.join(out_dir, 'map_loss.png'), map_series, 'map focal loss (mean over seeds)',
+                'Map segmentation training loss', logy=True, smooth=10)
+    cos = {n: {'': c} for n in names if (c := mean_curve(n, 'calib/cos')) is not None}
+    plot_curves(osp.join(out_dir, 'task_grad_cos.png'), cos, 'cos(g_det, g_map)',
+                'Task-gradient cosine at the shared feature (before calibration)', hline=0.0, smooth=10)
+    ratio = {n: {'': c} for n in names if (c := mean_curve(n, 'calib/cam_lidar_ratio_after')) is not None}
+    plot_curves(osp.join(out_dir, 'cam_lidar_ratio.png'), ratio, '||g_cam|| / ||g_lidar||',
+                'Gradient magnitude reaching camera vs LiDAR BEV', hline=1.0, logy=True, smooth=10)

@@ -1,0 +1,67 @@
+"""The ablation study's statistics and report (fuller/analysis/study.py)."""
+
+import numpy as np
+import pytest
+
+
+def test_paired_difference_statistics():
+    from fuller.analysis.study import comparison_lines, paired_difference
+
+    # Every seed better by 2-4 points: the smallest p the 3 seeds allow (2/8), an interval above 0.
+    res = paired_difference({0: 0.30, 1: 0.25, 2: 0.40}, {0: 0.27, 1: 0.23, 2: 0.36, 3: 0.5})
+    assert res['n'] == 3 and res['mean'] == pytest.approx(0.03)
+    assert res['p'] == pytest.approx(0.25) and 0.0199 <= res['ci95'][0] <= res['ci95'][1] <= 0.0401
+    # Differences of both signs: p = 1 for a zero mean.
+    assert paired_difference({0: 0.3, 1: 0.2}, {0: 0.2, 1: 0.3})['p'] == pytest.approx(1.0)
+    assert paired_difference({0: 0.3}, {0: 0.2}) is None
+    runs = {v: [{'seed': s, 'metrics': {'det/mAP': m + 0.01 * s, 'map/mIoU': m}} for s in range(3)]
+            for v, m in (('fuller', 0.4), ('naive', 0.3))}
+    rows, out = comparison_lines(runs)
+    assert out['fuller-naive/mIoU']['mean'] == pytest.approx(0.1)
+    # With inter-only present, FULLER is also compared with it: the intra calibration's own effect.
+    runs['inter_only'] = [{'seed': s, 'metrics': {'det/mAP': 0.35, 'map/mIoU': 0.38}} for s in range(3)]
+    _, out = comparison_lines(runs)
+    assert out['fuller-inter_only/mIoU']['mean'] == pytest.approx(0.02)
+    assert 'inter_only-naive/mAP' in out and 'naive-inter_only/mAP' not in out
+    assert any(r.startswith('| fuller − naive | mAP | 3 | +10.0 |') for r in rows)
+    # Runs composed with --with fragments compare within their fragments only.
+    frag = {f'{v}+{x}': [{'seed': s, 'metrics': {'det/mAP': m, 'map/mIoU': m}} for s in range(2)]
+            for v, x, m in (('fuller', 'sgd', 0.5), ('naive', 'sgd', 0.2), ('naive', 'demo-450it', 0.4))}
+    _, out = comparison_lines(frag)
+    assert set(out) == {'fuller+sgd-naive+sgd/mAP', 'fuller+sgd-naive+sgd/mIoU'}
+    assert out['fuller+sgd-naive+sgd/mAP']['mean'] == pytest.approx(0.3)
+
+
+def test_table_cells_show_a_spread_only_across_seeds():
+    from fuller.analysis.study import fmt_cell as _fmt
+
+    assert _fmt([0.415]) == '41.5'  # one seed: no "± 0.0" that reads as a measured spread
+    assert _fmt([0.40, 0.42, None]) == '41.0 ± 1.4'
+    assert _fmt([None]) == '–'
+
+
+def test_conflict_stats_summarise_the_logged_gradient_diagnostics():
+    from fuller.analysis.study import conflict_stats
+
+    s = conflict_stats({'calib/cos': np.array([0.1, -0.2, np.nan, 0.3]),
+                        'calib/grad_norm_det': np.array([0.02, 0.08, 0.05]),
+                        'calib/grad_norm_map': np.array([0.002, 0.002, 0.0])})  # a zero norm is skipped
+    assert s['cos_mean'] == pytest.approx(0.2 / 3) and s['conflict_frac'] == pytest.approx(1 / 3)
+    assert s['det_map_norm_ratio'] == pytest.approx(20.0)  # geometric mean of 10 and 40
+    assert 'cam_lidar_ratio_reaching' not in s and conflict_stats({}) == {}
+
+
+def test_report_header_names_the_command_with_its_fragments(tmp_path):
+    """A study composed with --with reports the command that reproduces it: the variants by their
+    file names and the fragments after --with (not the '<variant>+<fragment>' run names)."""
+    from fuller.analysis.study import write_report
+
+    frag = 'configs/ablation/schedules/demo-450it.py'
+    runs = {f'{v}+demo-450it': [{'seed': s, 'metrics': {'det/mAP': 0.3, 'map/mIoU': 0.4}, 'scalars': {}, 'info': {}}
+                                for s in (0, 1)] for v in ('naive', 'fuller')}
+    configs = [str(tmp_path / f'{v}+demo-450it.py') for v in ('naive', 'fuller')]
+    out = tmp_path / 'study.md'
+    write_report(runs, str(out), configs, [0, 1], [], extra=[frag])
+    text = out.read_text()
+    assert f'`python tools/ablate.py --variants naive fuller --with {frag} --seeds 0 1`' in text
+    assert '| naive+demo-450it | 2 |' in text and '| fuller+demo-450it − naive+demo-450it | mAP | 2 |' in text
