@@ -34,8 +34,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
     p.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default='float16',
-                   help='half-precision type under --amp (float16 uses a dynamic loss scale)')
+    p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
+                   help='half-precision type under --amp (default: float16 with a dynamic loss scale on CUDA, '
+                        'bfloat16 on CPU; float16 is refused on CPU)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
     p.add_argument('--load-from', help='initialise the model from this checkpoint (weights only; see --load-partial)')
@@ -48,6 +49,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.amp and not torch.cuda.is_available():
+        if args.amp_dtype == 'float16':
+            raise SystemExit('train: --amp-dtype float16 on CPU is refused: PyTorch has few fp16 CPU kernels and the '
+                             'sparse encoder none, so one demo iteration took 212 s and its gradient norm was NaN; '
+                             'use --amp-dtype bfloat16 (or drop --amp)')
+        args.amp_dtype = 'bfloat16'
+    args.amp_dtype = args.amp_dtype or 'float16'
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='train')
     if args.amp:
         # The project's guarded wrappers do AMP themselves: the non-finite-step guard, skip

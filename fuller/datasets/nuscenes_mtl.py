@@ -28,6 +28,11 @@ PIPELINE_FACTS = {
 }
 
 
+def _same_path(a, b) -> bool:
+    """Two spellings of one directory (``/x`` and ``/x/``, ``a/../x``) are the same path."""
+    return isinstance(a, str) and isinstance(b, str) and osp.normpath(a) == osp.normpath(b)
+
+
 def fill_pipeline(pipeline: list, facts: dict, where: str = 'pipeline') -> list:
     """A copy of ``pipeline`` (a list of step configs) with the arguments of
     :data:`PIPELINE_FACTS` filled from ``facts``; a step setting one to another value raises
@@ -44,7 +49,8 @@ def fill_pipeline(pipeline: list, facts: dict, where: str = 'pipeline') -> list:
                 value = value.get(k) if isinstance(value, dict) else None
             if value is None:
                 continue
-            if arg in step and not same_value(step[arg], value):
+            same = same_value if fact != 'data_root' else _same_path
+            if arg in step and not same(step[arg], value):
                 raise ValueError(f'{where}[{i}] ({step["type"]}).{arg} = {step[arg]!r} but the {fact} is {value!r}; '
                                  f'state it once (geometry / metainfo of the config) and leave {arg} out')
             step[arg] = list(value) if isinstance(value, tuple) else value

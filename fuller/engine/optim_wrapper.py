@@ -120,6 +120,7 @@ class GuardedOptimWrapper(OptimWrapper):
         self._consecutive_skips += 1
         hub = MessageHub.get_current_instance()
         it = hub.get_info('iter', None)
+        it = None if it is None else it + 1  # the message hub counts from 0, the console and the log from 1
         hub.update_scalar('train/skipped_steps', self.skipped_steps)
         MMLogger.get_current_instance().warning(
             f'non-finite {what} at iteration {it}{": " + detail if detail else ""}; step skipped '

@@ -105,3 +105,15 @@ def test_bad_configs_name_the_key():
         FullerInter()(torch.zeros(3))
     with pytest.raises(FloatingPointError):
         FullerInter()(torch.tensor([[float('nan'), 1.0]]))
+
+
+def test_m2_conflict_freedom_has_the_documented_exception_of_a_dropped_task():
+    """docs/method.md: for m = 2 the output never conflicts with either task, except with a task
+    below rel_floor, which is dropped (weight 0) and may conflict with the output."""
+    rule = FullerInter()
+    g = torch.tensor([[1.0, 0.0], [-1e-8, 1e-9]], dtype=torch.float64)  # task 2: 1e-8 of task 1, opposed
+    out, w = rule.combine_with_weights(g, g @ g.T)
+    assert float(w[1]) == 0.0 and float(out @ g[1]) < 0  # dropped, and the output conflicts with it
+    g[1] *= 1e3  # above the floor (1e-5 relative): amplified, and no conflict
+    out, w = rule.combine_with_weights(g, g @ g.T)
+    assert float(w[1]) > 0 and float(out @ g[0]) >= 0 and float(out @ g[1]) >= -1e-12 * float(out.norm() * g[1].norm())

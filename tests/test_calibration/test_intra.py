@@ -55,19 +55,20 @@ def test_autograd_function_is_identity_and_calibrates_backward():
 
 def test_norms_are_exact_on_non_contiguous_views():
     """The fuser hands the pair as slices of one gradient: their norms, and the calibrated pair's
-    equality, hold to float64 rounding (float64 accumulation), not to fp32's ~1e-4."""
+    equality, hold to 1e-7 (per-row fp32 norms combined in float64), not to a single fp32 norm's ~5e-4."""
     gen = torch.Generator().manual_seed(3)
     g = torch.randn(4, 336, 90, 90, generator=gen) * torch.linspace(0.01, 100, 90)
     g_cam, g_lidar = g[:, :80], g[:, 80:]
     assert not g_cam.is_contiguous() or not g_lidar.is_contiguous() or g_cam.stride() != g_lidar.stride()
     cal = ModalityCalibrator(target='mean')
     for view in (g_cam, g_cam.transpose(-1, -2)):
-        assert float(cal._norm(view)) == pytest.approx(float(g_cam.double().norm()), rel=1e-12)
+        assert float(cal._norm(view)) == pytest.approx(float(g_cam.double().norm()), rel=2e-7)
+    assert abs(float(g_cam.norm()) / float(g_cam.double().norm()) - 1) > 1e-5  # what a single fp32 norm gives
     out_c, out_l, stats = cal(g_cam, g_lidar)
     n_c, n_l = out_c.double().norm(), out_l.double().norm()
     assert float(n_c / n_l) == pytest.approx(1.0, rel=1e-6)
     assert stats['cam_lidar_ratio_before'] == pytest.approx(float(g_cam.double().norm() / g_lidar.double().norm()),
-                                                            rel=1e-12)
+                                                            rel=5e-7)
 
 
 def test_intra_config_errors():

@@ -7,7 +7,7 @@ import pytest
 from shapely.geometry import Point
 
 from fuller.datasets.transforms import MAP_CLASSES, LoadBEVMapMask
-from fuller.datasets.transforms.map_raster import LocationGeometry, rasterize_map
+from fuller.datasets.transforms.map_raster import LocationMapLayers, rasterize_map
 
 
 def test_devkit_loads_demo_and_map(demo_root):
@@ -94,7 +94,7 @@ def test_map_mask_matches_polygons(demo_root):
         info = pickle.load(f)['data_list'][0]
     t = LoadBEVMapMask(demo_root, xbound=(-30, 30, 0.5), ybound=(-30, 30, 0.5))
     mask = t.transform(dict(info, token=info['token']))['gt_map']
-    geom = LocationGeometry(demo_root, info['location'])
+    geom = LocationMapLayers(demo_root, info['location'])
     from shapely.geometry import Polygon
     from shapely.ops import unary_union
 

@@ -27,6 +27,23 @@ def test_nan_loss_is_skipped_and_counted():
     assert ow._consecutive_skips == 0 and ow.skipped_steps == 1
 
 
+def test_the_skip_warning_counts_iterations_as_the_console_does():
+    import logging
+
+    from mmengine.logging import MessageHub, MMLogger
+
+    logger = MMLogger.get_instance('fuller_skip_test')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    MessageHub.get_current_instance().update_info('iter', 4)  # the fifth iteration: "Iter(train) [5/..]"
+    model, ow = _wrapper()
+    ow.update_params(model(torch.ones(1, 3)).sum() * float('nan'))
+    logger.removeHandler(handler)
+    assert any('at iteration 5' in r.getMessage() for r in records), [r.getMessage() for r in records]
+
+
 def test_inf_gradient_discards_the_step():
     model, ow = _wrapper()
     before = model.weight.detach().clone()

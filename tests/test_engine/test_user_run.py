@@ -39,6 +39,7 @@ def test_console_is_readable_and_the_log_file_complete(run):
     assert max(len(x) for x in train_lines) < 400
     assert 'calib/grad_norm_det' in log and 'calib/cos' in log  # diagnostics stay in the log file
     assert 'tensorboard --logdir' in proc.stdout
+    assert 'Iter(val)' not in console and 'Iter(val)' not in log  # training does not validate
 
 
 def test_run_leaves_curves(run):

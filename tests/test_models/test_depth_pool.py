@@ -97,7 +97,7 @@ def test_mapping_is_compact_and_checks_its_inputs():
 
 
 def _cams(b=2, n=2):
-    from fuller.models.camera import CameraGeometry
+    from fuller.models.camera import CameraRig
 
     k = torch.eye(4)
     k[0, 0], k[1, 1], k[0, 2], k[1, 2] = 40.0, 40.0, 44.0, 16.0
@@ -114,7 +114,7 @@ def _cams(b=2, n=2):
     aug = torch.eye(4).expand(b, n, 4, 4).clone()
     aug[1, :, 0, 0] = aug[1, :, 1, 1] = 0.9  # the second sample resized
     lidar_aug = torch.eye(4).expand(b, 4, 4).clone()
-    return CameraGeometry(k.expand(b, n, 4, 4).clone(), lidar2cam, aug, lidar_aug)
+    return CameraRig(k.expand(b, n, 4, 4).clone(), lidar2cam, aug, lidar_aug)
 
 
 def test_view_transform_default_equals_the_materialising_path():

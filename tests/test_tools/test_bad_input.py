@@ -34,6 +34,16 @@ def test_misspelt_top_level_cfg_option_is_refused(cfg_path):
     assert 'Iter(train)' not in proc.stdout  # refused before training
 
 
+def test_float16_amp_on_cpu_is_refused_with_the_reason(cfg_path, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip('the refusal is for CPU runs')
+    proc = _run('train.py', cfg_path, '--work-dir', tmp_path / 'w', '--amp', '--amp-dtype', 'float16')
+    assert proc.returncode != 0 and 'float16 on CPU is refused' in proc.stderr and 'bfloat16' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'w').exists()  # before anything is built
+
+
 def test_unknown_model_type_names_the_config_key(cfg_path, tmp_path):
     text = cfg_path.read_text().replace("type='mmdet.ResNet'", "type='mmdet.ResNett'")
     assert 'ResNett' in text
@@ -127,6 +137,27 @@ def test_truncated_point_cloud_reports_its_true_size(tmp_path):
     path.write_bytes(np.zeros(5 * 10, np.float32).tobytes() + b'\x00\x00\x00\x00\x00\x00')  # 206 bytes
     with pytest.raises(DataFileError, match=r'cut.pcd.bin: 206 bytes is not a whole number of 5-float32 records'):
         load_points_file(str(path), 5)
+
+
+def test_an_empty_scan_is_refused_as_empty(tmp_path):
+    from fuller.datasets.transforms import DataFileError
+    from fuller.datasets.transforms.loading import load_points_file
+
+    path = tmp_path / 'empty.pcd.bin'
+    path.write_bytes(b'')
+    with pytest.raises(DataFileError, match=r'empty point cloud .*empty.pcd.bin: the file has 0 bytes.*no points'):
+        load_points_file(str(path), 5)
+
+
+def test_a_trailing_slash_is_not_another_data_root():
+    from fuller.datasets.nuscenes_mtl import fill_pipeline
+
+    step = [dict(type='LoadBEVMapMask', dataroot='/data/nuscenes')]
+    out = fill_pipeline(step, {'data_root': '/data/nuscenes/'})
+    assert out[0]['dataroot'] == '/data/nuscenes/'
+    fill_pipeline([dict(type='LoadBEVMapMask', dataroot='/data/../data/nuscenes')], {'data_root': '/data/nuscenes'})
+    with pytest.raises(ValueError, match=r'dataroot = .*/data/other.* but the data_root is'):
+        fill_pipeline([dict(type='LoadBEVMapMask', dataroot='/data/other')], {'data_root': '/data/nuscenes'})
 
 
 def test_info_without_location_asks_to_regenerate_it(demo_root, tmp_path):

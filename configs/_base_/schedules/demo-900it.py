@@ -1,12 +1,14 @@
 # Non-finite steps are skipped and counted (GuardedOptimWrapper); 900 iterations (about 11 minutes
 # on the 2-core AVX-512 EPYC of the README) with a linear warm-up and cosine decay. Evaluation is
-# tools/test.py's job (run_demo.sh, ablate.py), so training does not validate.
+# tools/test.py's job (run_demo.sh, ablate.py), so training does not validate: mmengine's loop
+# validates every val_interval iterations *and* at the last one once past val_begin, so val_begin
+# lies beyond any run (to validate during training, set train_cfg.val_begin and val_interval).
 optim_wrapper = dict(type='GuardedOptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
                      clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
     dict(type='CosineAnnealingLR', T_max=870, eta_min=1e-5, by_epoch=False, begin=30, end=900),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=900, val_interval=901)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=900, val_begin=10**9, val_interval=10**9)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

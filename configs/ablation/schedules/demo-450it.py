@@ -6,4 +6,4 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
     dict(type='CosineAnnealingLR', T_max=420, eta_min=1e-5, by_epoch=False, begin=30, end=450),
 ]
-train_cfg = dict(max_iters=450, val_interval=451)
+train_cfg = dict(max_iters=450)  # no validation during training (demo-900it.py's val_begin)

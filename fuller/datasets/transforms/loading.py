@@ -29,7 +29,11 @@ def load_points_file(path: str, load_dim: int) -> np.ndarray:
     if not osp.isfile(path):
         raise DataFileError(f'point cloud file not found: {path}')
     size = osp.getsize(path)
-    if size == 0 or size % (4 * load_dim):
+    if size == 0:
+        raise DataFileError(f'empty point cloud {path}: the file has 0 bytes, so the scan has no points (an '
+                            'interrupted download or copy?); restore the file, or skip such samples with '
+                            "dataset on_bad_sample='skip'")
+    if size % (4 * load_dim):
         raise DataFileError(
             f'corrupt point cloud {path}: {size} bytes is not a whole number of '
             f'{load_dim}-float32 records ({4 * load_dim} bytes each; truncated file?)'

@@ -31,7 +31,7 @@ CLASS_LAYERS = {
 LINE_LAYERS = {'road_divider', 'lane_divider'}
 
 
-class LocationGeometry:
+class LocationMapLayers:
     """All polygons (exterior + holes) and lines of one map location, per class, in metres."""
 
     def __init__(self, dataroot: str, location: str) -> None:
@@ -60,7 +60,7 @@ class LocationGeometry:
             self.lines[cls] = lines
 
 
-def rasterize_map(geom: LocationGeometry, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0,
+def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0,
                   classes: tuple = MAP_CLASSES) -> np.ndarray:
     """Rasterize one location's map classes on a BEV grid.
 
@@ -147,11 +147,11 @@ class LoadBEVMapMask(BaseTransform):
         self.xbound = tuple(xbound)
         self.ybound = tuple(ybound)
         self.line_width = line_width
-        self._cache: dict[str, LocationGeometry] = {}
+        self._cache: dict[str, LocationMapLayers] = {}
 
-    def geometry(self, location: str) -> LocationGeometry:
+    def map_layers(self, location: str) -> LocationMapLayers:
         if location not in self._cache:
-            self._cache[location] = LocationGeometry(self.dataroot, location)
+            self._cache[location] = LocationMapLayers(self.dataroot, location)
         return self._cache[location]
 
     def transform(self, results: dict) -> dict:
@@ -166,6 +166,6 @@ class LoadBEVMapMask(BaseTransform):
         m = np.eye(3)
         m[:2, :2] = g2b[:2, :2]
         m[:2, 2] = g2b[:2, 3] + g2b[:2, 2] * ego2global[2, 3]
-        results['gt_map'] = rasterize_map(self.geometry(results['location']), m, self.xbound, self.ybound,
+        results['gt_map'] = rasterize_map(self.map_layers(results['location']), m, self.xbound, self.ybound,
                                           self.line_width, self.classes)
         return results

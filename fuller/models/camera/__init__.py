@@ -1,7 +1,7 @@
 from .bev_pool import bev_pool, bev_pool_indexed, bev_pool_scatter, bev_pool_sorted
 from .encoder import CameraEncoder
-from .geometry import CameraGeometry
 from .lss import LSSViewTransform
+from .rig import CameraRig
 
-__all__ = ['bev_pool', 'bev_pool_indexed', 'bev_pool_scatter', 'bev_pool_sorted', 'CameraEncoder', 'CameraGeometry',
+__all__ = ['bev_pool', 'bev_pool_indexed', 'bev_pool_scatter', 'bev_pool_sorted', 'CameraEncoder', 'CameraRig',
            'LSSViewTransform']

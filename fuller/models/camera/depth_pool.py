@@ -10,7 +10,7 @@ context features, and its gradients are
 - ``d depth[p] = <d out[cell(p)], ctx[pixel(p)]>``, a sampled dense-dense product on the
   pattern of ``M`` (``torch.sparse.sampled_addmm``).
 
-No step allocates a [points, C] tensor. The geometry (which cell every frustum point falls
+No step allocates a [points, C] tensor. The mapping (which cell every frustum point falls
 in) is compressed once per batch into a :class:`FrustumMapping` (CSR indices sorted by cell
 and by pixel, int32 where the sizes allow), which the view transform reuses while the camera
 calibration and augmentation do not change (inference).

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from fuller.registry import MODELS
 
-from .geometry import CameraGeometry
+from .rig import CameraRig
 
 
 @MODELS.register_module()
@@ -27,7 +27,7 @@ class CameraEncoder(BaseModule):
         self.vtransform = MODELS.build(vtransform)
         self.out_channels = self.vtransform.out_channels
 
-    def forward(self, imgs: Tensor, cams: CameraGeometry) -> Tensor:
+    def forward(self, imgs: Tensor, cams: CameraRig) -> Tensor:
         """Args: imgs [B, N, 3, H, W] normalized. Returns: [B, C, ny, nx]."""
         b, n = imgs.shape[:2]
         feats = self.neck(self.backbone(imgs.flatten(0, 1)))

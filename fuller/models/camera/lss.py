@@ -8,7 +8,7 @@ from fuller.utils.grid import bound_cells
 
 from .bev_pool import _to_bev, bev_pool
 from .depth_pool import FrustumMapping, depth_weighted_pool
-from .geometry import CameraGeometry
+from .rig import CameraRig
 
 
 @MODELS.register_module()
@@ -62,7 +62,7 @@ class LSSViewTransform(nn.Module):
                 nn.BatchNorm2d(out_channels), nn.ReLU(True),
             )
 
-    def geometry(self, cams: CameraGeometry) -> Tensor:
+    def frustum_points(self, cams: CameraRig) -> Tensor:
         """[B, N, D, fH, fW, 3] augmented-LiDAR coordinates of every frustum point."""
         b, n = cams.img_aug.shape[:2]
         pix = self.frustum  # augmented image pixels
@@ -74,14 +74,14 @@ class LSSViewTransform(nn.Module):
         pts = torch.einsum('bnij,bndhwj->bndhwi', cams.frustum_to_lidar(), hom)
         return pts[..., :3]
 
-    def cell_coords(self, cams: CameraGeometry) -> Tensor:
+    def cell_coords(self, cams: CameraRig) -> Tensor:
         """[B, N, D, fH, fW, 3] long (x, y, z) BEV cell of every frustum point (may lie outside)."""
-        geom = self.geometry(cams)
+        geom = self.frustum_points(cams)
         lo = self.bounds[:, 0].to(geom)
         step = self.bounds[:, 2].to(geom)
         return ((geom - lo) / step).floor().long()
 
-    def cells(self, cams: CameraGeometry) -> Tensor:
+    def cells(self, cams: CameraRig) -> Tensor:
         """[B, N, D, fH, fW] long flat BEV cell ``((b * nz + z) * ny + y) * nx + x`` of every
         frustum point, -1 outside the grid."""
         cell = self.cell_coords(cams)
@@ -91,7 +91,7 @@ class LSSViewTransform(nn.Module):
         flat = ((b * self.nz + z) * self.ny + y) * self.nx + x
         return torch.where(inside, flat, -1)
 
-    def mapping(self, cams: CameraGeometry) -> FrustumMapping:
+    def mapping(self, cams: CameraRig) -> FrustumMapping:
         """The batch's compact frustum mapping; reused while the cameras and augmentation of the
         batch are unchanged (e.g. at inference with fixed calibration)."""
         key = torch.cat([cams.cam2img.flatten(1), cams.lidar2cam.flatten(1), cams.img_aug.flatten(1),
@@ -106,7 +106,7 @@ class LSSViewTransform(nn.Module):
         self._mapping_cache = (key.clone(), m)
         return m
 
-    def forward(self, feats: Tensor, cams: CameraGeometry) -> Tensor:
+    def forward(self, feats: Tensor, cams: CameraRig) -> Tensor:
         """Args: feats [B, N, C_in, fH, fW]. Returns: BEV features [B, C, ny', nx']."""
         b, n, c, fh, fw = feats.shape
         x = self.depthnet(feats.flatten(0, 1))

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from fuller.calibration.contract import ModalityHook, TaskOutputs
 from fuller.registry import MODELS
 
-from ..camera.geometry import CameraGeometry
+from ..camera.rig import CameraRig
 from ..derive import derive_grids, fill_channels
 from ..init import init_weights_everywhere
 
@@ -91,7 +91,7 @@ class FullerNet(BaseModel):
         """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``."""
         bev = {}
         if 'camera' in self.encoders and 'imgs' in inputs:
-            cams = CameraGeometry.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
+            cams = CameraRig.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
             bev['camera'] = self.encoders['camera'](inputs['imgs'], cams)
         if 'lidar' in self.encoders and 'points' in inputs:
             bev['lidar'] = self.encoders['lidar'](inputs['points'])

@@ -1,4 +1,4 @@
-"""Camera geometry of a batch, carried as one object."""
+"""The camera rig of a batch (intrinsics, extrinsics, image and LiDAR augmentations), carried as one object."""
 
 from dataclasses import dataclass
 
@@ -8,7 +8,7 @@ from torch import Tensor
 
 
 @dataclass
-class CameraGeometry:
+class CameraRig:
     """Per-camera transforms of a batch of B samples with N cameras.
 
     Attributes:
@@ -24,7 +24,7 @@ class CameraGeometry:
     lidar_aug: Tensor
 
     @classmethod
-    def from_metainfo(cls, metas: list[dict], device: torch.device | str = 'cpu') -> 'CameraGeometry':
+    def from_metainfo(cls, metas: list[dict], device: torch.device | str = 'cpu') -> 'CameraRig':
         def stack(key: str, default=None) -> Tensor:
             arrs = [np.asarray(m[key] if key in m else default, dtype=np.float32) for m in metas]
             return torch.from_numpy(np.stack(arrs)).to(device)
