@@ -73,6 +73,12 @@ def fmt_cell(values: list[float], scale: float = 100.0) -> str:
     return f'{v.mean():.1f} ± {v.std(ddof=1):.1f}'
 
 
+def _minutes(values: list[float]) -> str:
+    """Mean minutes per run over the runs that recorded their time; '–' when none did."""
+    v = [x for x in values if np.isfinite(x)]
+    return f'{np.mean(v):.1f}' if v else '–'
+
+
 def _geomean(r: np.ndarray) -> float | None:
     """Geometric mean over the finite, positive entries of ``r``; ``None`` when there are none."""
     r = r[np.isfinite(r) & (r > 0)]
@@ -216,7 +222,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         ratio = f'{np.mean(row["cam_lidar_ratio_reaching"]):.3f}' if row['cam_lidar_ratio_reaching'] else '–'
         lines.append(f'| {name} | {len(runs[name])} | {fmt_cell(row["mAP"])} | {fmt_cell(row["NDS"])} | '
                      f'{fmt_cell(row["mIoU"])} | ' + ' | '.join(fmt_cell(row[c]) for c in map_classes)
-                     + f' | {cos} | {frac} | {norms} | {ratio} | {np.nanmean(minutes):.1f} |')
+                     + f' | {cos} | {frac} | {norms} | {ratio} | {_minutes(minutes)} |')
     comparisons, paired = comparison_lines(runs)
     lines += [
         '',

@@ -130,15 +130,17 @@ def create_nuscenes_infos(root: str, version: str, out_prefix: str, max_sweeps: 
     split_names = {'v1.0-mini': ('mini_train', 'mini_val'), 'v1.0-trainval': ('train', 'val'),
                    'v1.0-test': ('test', None)}[version]
     scene_names = {s['name']: s['token'] for s in nusc.scene}
-    written = {}
+    written, absent = {}, []
     for split, key in zip(('train', 'val'), split_names):
         if key is None:
             continue
         wanted = {scene_names[n] for n in splits[key] if n in scene_names}
         missing = [n for n in splits[key] if n not in scene_names]
-        if not wanted:
-            raise ValueError(f'{root}/{version}: none of the {len(splits[key])} scenes of the {key} split is in '
-                             f'scene.json (first: {splits[key][:3]}); is --version right?')
+        if not wanted:  # a partial download (only the val or only the train blobs): write the split it has
+            absent.append(key)
+            warnings.warn(f'{root}/{version}: none of the {len(splits[key])} scenes of the {key} split is in '
+                          f'scene.json (first: {splits[key][:3]}): no {split} info file written')
+            continue
         if missing:
             warnings.warn(f'{root}/{version}: {len(missing)} of the {len(splits[key])} scenes of the {key} split are '
                           f'not in scene.json and are left out of {split} (first: {missing[:3]})')
@@ -155,4 +157,7 @@ def create_nuscenes_infos(root: str, version: str, out_prefix: str, max_sweeps: 
         with open(path, 'wb') as f:
             pickle.dump({'metainfo': metainfo, 'data_list': data_list}, f)
         written[split] = path
+    if not written:
+        raise ValueError(f'{root}/{version}: none of the scenes of the {" and ".join(absent)} split(s) is in '
+                         'scene.json; is --version right?')
     return written

@@ -278,3 +278,20 @@ def test_vehicles_show_their_heading_to_lidar_and_cameras():
         assert vis[0] > 100
         means.append(img[88:100, 150:170].astype(float).mean())
     assert means[0] > means[1] + 40
+
+
+def test_create_infos_on_a_partial_root_writes_the_split_it_has(demo_root, tmp_path, monkeypatch):
+    """A nuScenes root holding only the val scenes (a partial download) gets its val infos and a
+    warning for train, not an error; a root with neither split is an error naming the version."""
+    import fuller.datasets.create_infos as ci
+
+    real = ci.create_splits_scenes()
+    monkeypatch.setattr(ci, 'create_splits_scenes', lambda: {**real, 'mini_train': ['scene-9999']})
+    with pytest.warns(UserWarning, match='none of the 1 scenes of the mini_train split.*no train info file'):
+        written = ci.create_nuscenes_infos(demo_root, 'v1.0-mini', str(tmp_path / 'part'), max_sweeps=1)
+    assert set(written) == {'val'} and osp.isfile(written['val'])
+    monkeypatch.setattr(ci, 'create_splits_scenes',
+                        lambda: {**real, 'mini_train': ['scene-9999'], 'mini_val': ['scene-9998']})
+    with pytest.raises(ValueError, match=r'v1.0-mini: none of the scenes of the mini_train and mini_val split'):
+        with pytest.warns(UserWarning):
+            ci.create_nuscenes_infos(demo_root, 'v1.0-mini', str(tmp_path / 'none'), max_sweeps=1)
