@@ -55,7 +55,8 @@ class ModalityCalibrator:
         dtype and memory layout (the fuser hands the pair as non-contiguous slices of one
         gradient; a single fp32 norm of such a view was off by up to 5e-4 relative), and faster
         than both (a float64 copy of the gradient costs 3x an fp32 norm)."""
-        rows = g.float().flatten(-2) if g.dim() >= 2 else g.float().view(1, -1)
+        g = g.to(torch.promote_types(g.dtype, torch.float32))  # fp16/bf16 in fp32; float64 stays
+        rows = g.flatten(-2) if g.dim() >= 2 else g.reshape(1, -1)
         sq = torch.linalg.vector_norm(rows, dim=-1).double().pow(2)  # [..., rows]
         if self.per_sample:
             return sq.flatten(1).sum(1).sqrt().view(-1, *([1] * (g.dim() - 1)))

@@ -187,3 +187,9 @@ def test_per_task_with_target_none_is_the_plain_step():
     per_task, _ = _step(_ToyFusion(), dict(type='ModalityCalibrator', target='none', per_task=True), data)
     for k in plain:
         torch.testing.assert_close(per_task[k], plain[k], rtol=1e-5, atol=1e-6)
+
+
+def test_float64_gradients_keep_float64_norms():
+    g = torch.randn(3, 5, 7, dtype=torch.float64)
+    assert ModalityCalibrator()._norm(g).dtype == torch.float64
+    assert float(ModalityCalibrator()._norm(g)) == pytest.approx(float(g.norm()), rel=1e-14)
