@@ -11,7 +11,6 @@ refuses every other one, naming it. The opt-in for a trusted file that holds oth
 
 import _compat_pickle
 import importlib
-import io
 import pickle
 
 __all__ = ['UnsafeInfoFileError', 'load_info_file', 'ALLOWED_GLOBALS']
@@ -80,7 +79,4 @@ def load_info_file(path: str, trusted: bool = False):
             nothing it names was called.
     """
     with open(path, 'rb') as f:
-        data = f.read()
-    if trusted:
-        return pickle.loads(data)
-    return _InfoUnpickler(io.BytesIO(data), path).load()
+        return pickle.load(f) if trusted else _InfoUnpickler(f, path).load()

@@ -5,7 +5,7 @@ top-level ``geometry`` dict of a config (``point_cloud_range``, ``voxel_size``, 
 ``image_size``, ``map_bound``).
 """
 
-__all__ = ['bev_cell', 'bound_cells', 'grid_shape', 'map_grid_shape', 'same_value']
+__all__ = ['bev_cell', 'bound_cells', 'grid_shape', 'same_value']
 
 
 def same_value(a, b) -> bool:
@@ -37,7 +37,3 @@ def bev_cell(geometry: dict) -> tuple[float, float]:
     vs, stride = geometry['voxel_size'], int(geometry['bev_stride'])
     return vs[0] * stride, vs[1] * stride
 
-
-def map_grid_shape(map_bound: dict) -> tuple[int, int]:
-    """(ny, nx) cells of the map grid ``map_bound = dict(xbound=..., ybound=...)`` (rows are y)."""
-    return bound_cells(map_bound['ybound']), bound_cells(map_bound['xbound'])
