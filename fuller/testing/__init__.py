@@ -9,12 +9,12 @@ from mmengine.config import Config
 from fuller.datasets.create_infos import create_nuscenes_infos
 from fuller.datasets.demo import DemoConfig, generate_demo_dataset
 from fuller.engine.config import resolve_config, set_data_root
+from fuller.utils.cli import REPO_ROOT
 
 from .faults import KillAtIterHook
 from .processes import run, spawn
 from .toy import ContractModel, two_head_linear
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 TINY_IMAGE = (64, 176)
 

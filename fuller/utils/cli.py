@@ -5,7 +5,10 @@ import os
 
 from mmengine.config import DictAction
 
-__all__ = ['add_checkpoint_args', 'add_info_file_args', 'finish_distributed', 'parse_launcher_args',
+# The repository root (the checkout of an editable install): tools/, configs/, docs/.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+__all__ = ['REPO_ROOT', 'add_checkpoint_args', 'add_info_file_args', 'finish_distributed', 'parse_launcher_args',
            'refuse_docs_without_publish']
 
 
@@ -66,7 +69,7 @@ def finish_distributed() -> None:
 def refuse_docs_without_publish(out: str, publish: bool, tool: str) -> None:
     """A trial run must not rewrite the project's published tables: ``out`` inside the
     repository's ``docs/`` needs ``--publish``."""
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'docs')
+    docs = os.path.join(REPO_ROOT, 'docs')
     path = os.path.abspath(out)
     if not publish and (path == docs or path.startswith(docs + os.sep)):
         raise SystemExit(f'{tool}: --out {out} is inside docs/, the project\'s published results; add --publish to '

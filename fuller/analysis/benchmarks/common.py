@@ -11,10 +11,10 @@ import sys
 
 import torch
 
+from fuller.utils.cli import REPO_ROOT
 from fuller.utils.report import cpu_model
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-BENCHMARK_SCRIPT = osp.join(REPO, 'tools', 'benchmark.py')  # sub-commands that time paths in fresh processes
+BENCHMARK_SCRIPT = osp.join(REPO_ROOT, 'tools', 'benchmark.py')  # sub-commands that time paths in fresh processes
 # The model every benchmark times by default: the main job's (FULLER on the demo data).
 DEMO_FULLER_CONFIG = osp.join('configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 
