@@ -1,5 +1,8 @@
 # Full nuScenes (v1.0-trainval) for detection + map segmentation, BEVFusion's input settings:
-# 256x704 images, 10 LiDAR sweeps, 0.5 m map grid over +-50 m. Infos: tools/create_data.py.
+# 256x704 images, 10 LiDAR sweeps, 0.5 m map grid over +-50 m, and its augmentation
+# (configs/nuscenes/default.yaml: augment2d resize 0.38-0.55 / test 0.48, rotate +-5.4 deg, flip;
+# augment3d scale 0.9-1.1, rotate +-pi/4, translate N(0, 0.5) before the scale; PointShuffle).
+# tests/test_configs/test_bevfusion_recipe.py checks each value. Infos: tools/create_data.py.
 # Class lists, cameras and attribute conventions: the dataset's metainfo
 # (fuller/datasets/metainfo.py). The grid is stated once, in `geometry` (see the demo base).
 dataset_type = 'NuScenesMultiTaskDataset'
@@ -18,13 +21,16 @@ train_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rand_flip=True, is_train=True),
-    dict(type='BEVAugmentation', rot_range=(-0.3925, 0.3925), scale_range=(0.9, 1.1), trans_std=(0.5, 0.5, 0.5),
+    dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rot_lim=(-5.4, 5.4), rand_flip=True,
          is_train=True),
+    dict(type='BEVAugmentation', rot_range=(-0.78539816, 0.78539816), scale_range=(0.9, 1.1),
+         trans_std=(0.5, 0.5, 0.5), is_train=True),
     dict(type='LoadBEVMapMask'),
     dict(type='ObjectRangeFilter'),
     dict(type='ObjectNameFilter'),
     dict(type='PointsRangeFilter'),
+    # Hard voxelization keeps the first points of a voxel and the first voxels: shuffle first.
+    dict(type='mmdet3d.PointShuffle'),
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [

@@ -9,27 +9,35 @@ from fuller.registry import TRANSFORMS
 
 @TRANSFORMS.register_module()
 class ImageAug3D(BaseTransform):
-    """Resize, crop and flip every camera image; record it in ``img_aug_matrix``.
+    """Resize, crop, flip and rotate every camera image; record it in ``img_aug_matrix``.
 
-    The image is resized by a factor drawn from ``resize_lim`` (fixed to its mean when
-    ``is_train`` is False), cropped to ``final_dim`` (H, W) from the bottom (the top is mostly
-    sky) and optionally flipped horizontally. ``img_aug_matrix`` maps original pixel
-    coordinates to augmented ones, so the view transform can undo it exactly.
+    BEVFusion's ImageAug3D: the image is resized by a factor drawn from ``resize_lim`` (its mean
+    when ``is_train`` is False) to ``int(W * r) x int(H * r)``, cropped to ``final_dim`` (H, W)
+    from the bottom (the top is mostly sky), optionally flipped horizontally and rotated by an
+    angle drawn from ``rot_lim`` (degrees, counter-clockwise on screen, about the crop's centre).
+
+    ``img_aug_matrix`` maps original pixel coordinates to augmented ones exactly, in the
+    convention of the intrinsics and OpenCV (pixel centres at integers): the resize is the
+    rounded size over the original size per axis with OpenCV's half-pixel centres,
+    ``(x + 0.5) * s - 0.5``; the flip is ``x -> fw - 1 - x`` (``canvas[:, ::-1]``); the rotation
+    is the affine map the image is warped with.
 
     Args:
         final_dim: output (H, W).
         resize_lim: (min, max) resize factor.
         bot_pct_lim: (min, max) fraction of the resized height cut from the bottom.
         rand_flip: flip horizontally with probability 0.5 in training.
+        rot_lim: (min, max) rotation in degrees in training (BEVFusion: (-5.4, 5.4)).
         is_train: random (train) or deterministic (test) parameters.
     """
 
     def __init__(self, final_dim: tuple, resize_lim: tuple, bot_pct_lim: tuple = (0.0, 0.0),
-                 rand_flip: bool = False, is_train: bool = False) -> None:
+                 rand_flip: bool = False, rot_lim: tuple = (0.0, 0.0), is_train: bool = False) -> None:
         self.final_dim = tuple(final_dim)
         self.resize_lim = tuple(resize_lim)
         self.bot_pct_lim = tuple(bot_pct_lim)
         self.rand_flip = rand_flip
+        self.rot_lim = tuple(rot_lim)
         self.is_train = is_train
 
     def _params(self, h: int, w: int):
@@ -38,34 +46,50 @@ class ImageAug3D(BaseTransform):
             resize = np.random.uniform(*self.resize_lim)
             bot = np.random.uniform(*self.bot_pct_lim)
             flip = self.rand_flip and np.random.rand() < 0.5
+            angle = float(np.random.uniform(*self.rot_lim)) if self.rot_lim != (0.0, 0.0) else 0.0
         else:
             resize = float(np.mean(self.resize_lim))
             bot = float(np.mean(self.bot_pct_lim))
-            flip = False
-        nh, nw = int(round(h * resize)), int(round(w * resize))
+            flip, angle = False, 0.0
+        nh, nw = int(h * resize), int(w * resize)
         top = int((1 - bot) * nh) - fh
         left = int(np.random.uniform(0, max(0, nw - fw))) if self.is_train else int(max(0, nw - fw) / 2)
-        return resize, (nw, nh), (left, top), flip
+        return (nw, nh), (left, top), flip, angle
+
+    def _matrix(self, h: int, w: int, nw: int, nh: int, left: int, top: int, flip: bool, angle: float):
+        """The 3x3 pixel map original -> augmented, and its rotation part alone."""
+        fh, fw = self.final_dim
+        sx, sy = nw / w, nh / h
+        m = np.array([[sx, 0.0, 0.5 * sx - 0.5 - left], [0.0, sy, 0.5 * sy - 0.5 - top], [0.0, 0.0, 1.0]])
+        if flip:
+            m = np.array([[-1.0, 0.0, fw - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ m
+        rot = np.eye(3)
+        if angle:
+            t = np.deg2rad(angle)
+            c, s = np.cos(t), np.sin(t)
+            cx, cy = (fw - 1) / 2, (fh - 1) / 2
+            rot = np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy], [0.0, 0.0, 1.0]])
+        return rot @ m, rot
 
     def transform(self, results: dict) -> dict:
         fh, fw = self.final_dim
         out, mats = [], []
         for img, prev in zip(results['imgs'], results['img_aug_matrix']):
             h, w = img.shape[:2]
-            resize, (nw, nh), (left, top), flip = self._params(h, w)
+            (nw, nh), (left, top), flip, angle = self._params(h, w)
+            m3, rot = self._matrix(h, w, nw, nh, left, top, flip, angle)
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
             canvas = np.zeros((fh, fw, 3), np.float32)
             y0, x0 = max(top, 0), max(left, 0)
             crop = img[y0: top + fh, x0: left + fw]
             canvas[y0 - top: y0 - top + crop.shape[0], x0 - left: x0 - left + crop.shape[1]] = crop
-            m = np.eye(4, dtype=np.float32)
-            m[0, 0] = m[1, 1] = resize
-            m[0, 3], m[1, 3] = -left, -top
             if flip:
                 canvas = canvas[:, ::-1].copy()
-                f = np.eye(4, dtype=np.float32)
-                f[0, 0], f[0, 3] = -1.0, fw
-                m = f @ m
+            if angle:
+                canvas = cv2.warpAffine(canvas, rot[:2].astype(np.float64), (fw, fh), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            m = np.eye(4)
+            m[:2, :2], m[:2, 3] = m3[:2, :2], m3[:2, 2]
             out.append(canvas)
             mats.append(m @ prev)
         results['imgs'] = out
@@ -86,7 +110,8 @@ class BEVAugmentation(BaseTransform):
     Args:
         rot_range: rotation angle range, rad.
         scale_range: isotropic scale range.
-        trans_std: std of the translation per axis, m.
+        trans_std: std of the translation per axis, m. As in BEVFusion's GlobalRotScaleTrans the
+            translation is applied before the scale, so the points move by ``scale * t``.
         flip_ratio_x: probability of flipping across the x axis (y -> -y).
         flip_ratio_y: probability of flipping across the y axis (x -> -x).
         is_train: apply random augmentation.
@@ -111,7 +136,7 @@ class BEVAugmentation(BaseTransform):
             c, s = np.cos(angle), np.sin(angle)
             rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
             aug[:3, :3] = scale * rot
-            aug[:3, 3] = trans
+            aug[:3, 3] = scale * trans
             flip = np.eye(4, dtype=np.float32)
             if np.random.rand() < self.flip_ratio_x:
                 flip[1, 1] = -1.0
@@ -123,8 +148,8 @@ class BEVAugmentation(BaseTransform):
                 if target is None:
                     continue
                 target.rotate(rot.T)
-                target.scale(scale)
                 target.translate(trans)
+                target.scale(scale)
                 if flip[1, 1] < 0:
                     target.flip('horizontal')
                 if flip[0, 0] < 0:

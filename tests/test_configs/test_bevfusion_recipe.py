@@ -1,0 +1,148 @@
+"""The nuScenes configs against BEVFusion's recipe, value by value.
+
+Each expected value cites the BEVFusion-MIT yaml key it comes from (mit-han-lab/bevfusion,
+configs/nuscenes/...; the schedules follow mmcv 1.x's CyclicLrUpdaterHook and
+CyclicMomentumUpdaterHook defaults, which BEVFusion's ``policy: cyclic`` selects).
+"""
+
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import PARAM_SCHEDULERS
+
+from fuller.engine import read_config
+from fuller.utils.cli import REPO_ROOT
+
+NUSCENES = [osp.join(REPO_ROOT, 'configs', 'fuller', name) for name in (
+    'naive_lc_swint_8x4-20e_nuscenes-det-map.py', 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py',
+    'fuller-lite_lc_swint_8x4-20e_nuscenes-det-map.py')]
+
+
+@pytest.fixture(scope='module')
+def cfg():
+    return read_config(NUSCENES[0])
+
+
+def _step(name, cfg, pipeline='train_pipeline'):
+    steps = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'].endswith(name)] \
+        if pipeline == 'train_pipeline' else [t for t in cfg.test_dataloader.dataset.pipeline if t['type'].endswith(name)]
+    assert len(steps) == 1, f'{name}: {len(steps)} steps in the {pipeline}'
+    return steps[0]
+
+
+def _annealing_cos(start, end, factor):
+    """mmcv.runner.hooks.lr_updater.annealing_cos."""
+    return end + 0.5 * (start - end) * (math.cos(math.pi * factor) + 1)
+
+
+def _mmcv_cyclic(base, target_ratio, step_ratio_up, max_iters, it):
+    """mmcv 1.x CyclicLrUpdaterHook / CyclicMomentumUpdaterHook (cyclic_times=1, cos) at ``it``."""
+    up = int(step_ratio_up * max_iters)
+    if it < up:
+        return _annealing_cos(base, base * target_ratio[0], it / up)
+    return _annealing_cos(base * target_ratio[0], base * target_ratio[1], (it - up) / (max_iters - up))
+
+
+def test_optimizer_is_bevfusions(cfg):
+    ow = cfg.optim_wrapper
+    # seg/fusion-bev256d2-lss.yaml optimizer: {type: AdamW, lr: 1.0e-4, weight_decay: 0.01}; betas are
+    # torch's AdamW default (0.9, 0.999), which mmcv's momentum hooks start from.
+    assert ow.optimizer.type == 'AdamW' and ow.optimizer.lr == 1e-4 and ow.optimizer.weight_decay == 0.01
+    assert tuple(ow.optimizer.betas) == (0.9, 0.999)
+    # seg/fusion-bev256d2-lss.yaml optimizer_config.grad_clip: {max_norm: 35, norm_type: 2}.
+    assert ow.clip_grad == dict(max_norm=35, norm_type=2)
+    # seg/fusion-bev256d2-lss.yaml optimizer.paramwise_cfg.custom_keys.
+    assert ow.paramwise_cfg.custom_keys == dict(absolute_pos_embed=dict(decay_mult=0.0),
+                                                relative_position_bias_table=dict(decay_mult=0.0))
+    assert cfg.train_cfg.max_epochs == 20  # configs/default.yaml max_epochs: 20
+
+
+@pytest.mark.parametrize('path', NUSCENES[1:])
+def test_calibrated_configs_keep_the_recipe(cfg, path):
+    other = read_config(path)
+    for key in ('optimizer', 'clip_grad', 'paramwise_cfg'):
+        assert other.optim_wrapper[key] == cfg.optim_wrapper[key], key
+    assert other.param_scheduler == cfg.param_scheduler
+
+
+def test_swin_position_tables_get_no_weight_decay(cfg):
+    """The paramwise keys match mmdet's SwinTransformer parameter names: all 12 relative-position
+    tables of Swin-T are excluded from weight decay, every other weight keeps 0.01."""
+    from mmdet3d.utils import register_all_modules
+
+    from fuller.registry import MODELS
+    register_all_modules(init_default_scope=False)
+    swin = MODELS.build(cfg.model.encoders.camera.backbone)
+    ow = dict(cfg.optim_wrapper, type='OptimWrapper')
+    ow.pop('clip_grad')
+    built = DefaultOptimWrapperConstructor(ow, ow.pop('paramwise_cfg'))(swin)
+    names = {id(p): n for n, p in swin.named_parameters()}
+    no_decay = sorted(names[id(p)] for g in built.optimizer.param_groups if g['weight_decay'] == 0 for p in g['params'])
+    assert len(no_decay) == 12 and all(n.endswith('relative_position_bias_table') for n in no_decay)
+    assert all(g['weight_decay'] == 0.01 for g in built.optimizer.param_groups
+               if not any(names[id(p)].endswith('relative_position_bias_table') for p in g['params']))
+
+
+def test_cyclic_schedule_steps_like_mmcv(cfg):
+    """Learning rate and beta1 at every iteration of a 20-epoch run (100 iterations an epoch)
+    equal mmcv's cyclic policies with their defaults (target_ratio (10, 1e-4) and
+    (0.85 / 0.95, 1), step_ratio_up 0.4): lr 1e-4 -> 1e-3 (epoch 8) -> 1e-8, beta1
+    0.9 -> 0.805 -> 0.9, never 1."""
+    epoch_len, max_iters = 100, 2000
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
+    scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=opt, epoch_length=epoch_len))
+              for s in cfg.param_scheduler]
+    lrs, beta1 = [], []
+    for _ in range(max_iters):
+        lrs.append(opt.param_groups[0]['lr'])
+        beta1.append(opt.param_groups[0]['betas'][0])
+        for s in scheds:
+            s.step()
+    want_lr = [_mmcv_cyclic(1e-4, (10, 1e-4), 0.4, max_iters, i) for i in range(max_iters)]
+    want_b1 = [_mmcv_cyclic(0.9, (0.85 / 0.95, 1), 0.4, max_iters, i) for i in range(max_iters)]
+    np.testing.assert_allclose(lrs, want_lr, rtol=1e-5, atol=1e-12)  # mmengine's recursive cosine: 3e-6
+    np.testing.assert_allclose(beta1, want_b1, rtol=1e-6)
+    assert lrs[0] == pytest.approx(1e-4) and lrs[800] == pytest.approx(1e-3, rel=1e-5) and lrs[-1] < 1e-7
+    assert beta1[0] == pytest.approx(0.9) and beta1[800] == pytest.approx(0.9 * 0.85 / 0.95)
+    assert beta1[-1] == pytest.approx(0.9, abs=1e-6) and max(beta1) <= 0.9 + 1e-9
+    assert opt.param_groups[0]['betas'][1] == 0.999  # beta2 is not scheduled
+
+
+def test_augmentation_is_bevfusions(cfg):
+    img = _step('ImageAug3D', cfg)
+    # configs/nuscenes/default.yaml: image_size [256, 704]; augment2d.resize [[0.38, 0.55], [0.48, 0.48]];
+    # augment2d.rotate [-5.4, 5.4]; ImageAug3D bot_pct_lim [0.0, 0.0], rand_flip true.
+    assert tuple(cfg.geometry.image_size) == (256, 704)  # the datasets' ImageAug3D final_dim
+    assert tuple(img['resize_lim']) == (0.38, 0.55) and tuple(img['rot_lim']) == (-5.4, 5.4)
+    assert tuple(img['bot_pct_lim']) == (0.0, 0.0) and img['rand_flip'] and img['is_train']
+    test_img = _step('ImageAug3D', cfg, 'test_pipeline')
+    assert tuple(test_img['resize_lim']) == (0.48, 0.48) and not test_img['is_train']
+    bev = _step('BEVAugmentation', cfg)
+    # augment3d: scale [0.9, 1.1], rotate [-0.78539816, 0.78539816], translate 0.5 (one sigma for
+    # all three axes, applied before the scale: GlobalRotScaleTrans); RandomFlip3D flips both axes
+    # with probability 0.5 (random.choice([0, 1])).
+    assert tuple(bev['scale_range']) == (0.9, 1.1)
+    assert tuple(bev['rot_range']) == pytest.approx((-math.pi / 4, math.pi / 4), abs=1e-8)
+    assert tuple(bev['trans_std']) == (0.5, 0.5, 0.5)
+    assert bev.get('flip_ratio_x', 0.5) == 0.5 and bev.get('flip_ratio_y', 0.5) == 0.5
+    # default.yaml train_pipeline: PointShuffle after the range filters.
+    types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert types.index('mmdet3d.PointShuffle') > types.index('PointsRangeFilter')
+    assert 'mmdet3d.PointShuffle' not in [t['type'] for t in cfg.test_dataloader.dataset.pipeline]
+
+
+def test_inputs_are_bevfusions(cfg):
+    # det/transfusion/secfpn/camera+lidar/swint_v0p075/default.yaml: voxel_size [0.075, 0.075, 0.2],
+    # point_cloud_range [-54, -54, -5, 54, 54, 3]; default.yaml LoadPointsFromMultiSweeps sweeps_num 9.
+    assert list(cfg.geometry.voxel_size) == [0.075, 0.075, 0.2]
+    assert list(cfg.geometry.point_cloud_range) == [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
+    assert _step('LoadMultiSweepPoints', cfg)['sweeps'] == 9
+    # default.yaml LoadBEVSegmentation xbound/ybound [-50.0, 50.0, 0.5].
+    assert cfg.geometry.map_bound == dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
+    # default.yaml data.samples_per_gpu 4 (8 GPUs: 32, the schedule's base batch).
+    assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.base_batch_size == 32
