@@ -5,8 +5,10 @@ A variant is a fragment in ``configs/ablation/`` (``fuller``, ``naive``, ``det_o
 ``camera_only``, the torchjd rules, the loss-weighting baselines, ...) merged over ``--base``
 (any config: the demo, nuScenes, your fork); the composed config of each variant is written to
 ``<work-dir>/configs/<variant>.py``. Each run trains with ``tools/train.py`` and is evaluated
-with ``tools/test.py`` in ``<work-dir>/<variant>/seed<k>/``; finished runs (with a ``metrics.json``) are reused, so
-an interrupted ablation continues where it stopped. The report is a markdown table of
+with ``tools/test.py`` in ``<work-dir>/<variant>/seed<k>/``; a camera+LiDAR run is evaluated twice
+more, with each sensor dropped (``--drop-modality``: ``metrics_drop-camera.json``,
+``metrics_drop-lidar.json``). Finished runs (with a ``metrics.json``) are reused and only their
+missing evaluations are run, so an interrupted ablation continues where it stopped. The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
 gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
@@ -62,6 +64,8 @@ def parse_args() -> argparse.Namespace:
                         "--out docs/results/ablation_demo.md --publish)")
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every training run')
     p.add_argument('--report-only', action='store_true', help='do not train; report the finished runs')
+    p.add_argument('--no-drop', action='store_true',
+                   help='skip the evaluations with one sensor dropped (two test passes per camera+LiDAR run)')
     p.add_argument('--notes', help='markdown file appended to the report (the analysis of the results)')
     return p.parse_args()
 
@@ -92,6 +96,24 @@ def last_checkpoint(run_dir: str) -> str:
         return f.read().strip()
 
 
+def is_fused(config: str) -> bool:
+    """Whether the composed config is a camera+LiDAR model (both encoders and a fuser)."""
+    from mmengine.config import Config
+
+    model = Config.fromfile(config).model
+    encoders = model.get('encoders') or {}
+    return bool(encoders.get('camera')) and bool(encoders.get('lidar')) and model.get('fuser') is not None
+
+
+def evaluate(config: str, run_dir: str, drop: str | None = None) -> None:
+    """``tools/test.py`` on the run's last checkpoint (with ``--drop-modality drop``)."""
+    test = [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, last_checkpoint(run_dir), '--work-dir', run_dir]
+    if drop:
+        test += ['--drop-modality', drop]
+    with open(osp.join(run_dir, f'test_drop-{drop}.out' if drop else 'test.out'), 'w') as log:
+        subprocess.run(test, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
 def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> None:
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.time()
@@ -100,12 +122,18 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
     with open(osp.join(run_dir, 'train.out'), 'w') as log:
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     t_train = time.time() - t0
-    test = [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, last_checkpoint(run_dir), '--work-dir', run_dir]
-    with open(osp.join(run_dir, 'test.out'), 'w') as log:
-        subprocess.run(test, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    evaluate(config, run_dir)
     with open(osp.join(run_dir, 'run_info.json'), 'w') as f:
         json.dump({'config': config, 'seed': seed, 'train_s': t_train, 'total_s': time.time() - t0,
                    'cfg_options': cfg_options}, f, indent=2)
+
+
+def drop_evaluations(config: str, seed: int, run_dir: str) -> None:
+    """The run's missing evaluations with one sensor dropped."""
+    for drop in ('camera', 'lidar'):
+        if not osp.isfile(osp.join(run_dir, f'metrics_drop-{drop}.json')):
+            print(f'ablate: evaluating {run_name(config)} seed {seed} with the {drop} dropped', flush=True)
+            evaluate(config, run_dir, drop)
 
 
 def main() -> None:
@@ -122,17 +150,20 @@ def main() -> None:
             raise SystemExit(f'ablate: fragment not found: {e}')
     args.configs = compose(args.base, args.variants, args.work_dir, args.extra)
     if not args.report_only:
+        fused = {config: not args.no_drop and is_fused(config) for config in args.configs}
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
                 if osp.isfile(osp.join(run_dir, 'metrics.json')):
                     print(f'ablate: {run_dir} done, reused', flush=True)
-                    continue
-                print(f'ablate: training {run_name(config)} seed {seed} -> {run_dir}', flush=True)
-                t0 = time.time()
-                run_one(config, seed, run_dir, args.cfg_options)
-                print(f'ablate: {run_name(config)} seed {seed} finished in {(time.time() - t0) / 60:.1f} min',
-                      flush=True)
+                else:
+                    print(f'ablate: training {run_name(config)} seed {seed} -> {run_dir}', flush=True)
+                    t0 = time.time()
+                    run_one(config, seed, run_dir, args.cfg_options)
+                    print(f'ablate: {run_name(config)} seed {seed} finished in {(time.time() - t0) / 60:.1f} min',
+                          flush=True)
+                if fused[config]:
+                    drop_evaluations(config, seed, run_dir)
     runs = collect(args.configs, args.seeds, args.work_dir)
     if not runs:
         raise SystemExit(f'ablate: no finished runs under {args.work_dir}')

@@ -1,14 +1,19 @@
 """Evaluate a FULLER checkpoint (mmengine Runner): nuScenes mAP/NDS and map mIoU.
 
-Prints one table for both tasks and writes every metric to ``<work_dir>/metrics.json``;
+Prints one table for both tasks and writes every metric to ``<work_dir>/metrics.json`` (whole
+or not at all, and only once evaluation finished: a stale one is removed first);
 ``--show-dir`` also saves a PNG per sample (BEV boxes and map masks, cameras with boxes).
+``--drop-modality camera|lidar`` evaluates a camera+LiDAR model with that sensor failed: its
+encoder is not run and its BEV map enters the fuser as zeros (``model.drop_modality``); the
+metrics go to ``metrics_drop-<sensor>.json`` and the submission to ``nuscenes_det_drop-<sensor>/``.
 
 Example:
     python tools/test.py CONFIG work_dirs/x/iter_300.pth --show-dir vis
+    python tools/test.py CONFIG work_dirs/x/iter_300.pth --drop-modality camera
 """
 
 import argparse
-import json
+import os
 import os.path as osp
 
 from fuller.utils import (
@@ -18,6 +23,7 @@ from fuller.utils import (
     format_metrics_table,
     parse_launcher_args,
     quiet_third_party_warnings,
+    write_json_atomic,
 )
 
 quiet_third_party_warnings()
@@ -33,6 +39,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--show-dir', help='save PNG pictures of every sample here (relative: under the work dir)')
     p.add_argument('--show-interval', type=int, default=1, help='draw every n-th sample')
     p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
+    p.add_argument('--drop-modality', choices=('camera', 'lidar'),
+                   help='evaluate with this sensor failed (its BEV map zeros); metrics_drop-<sensor>.json')
     add_checkpoint_args(p)
     add_info_file_args(p)
     return parse_launcher_args(p)
@@ -48,8 +56,14 @@ def main() -> None:
     cfg.trust_checkpoint = args.trust_checkpoint
     cfg.trust_info_files = args.trust_info_files
     cfg.test_config_in_log_dir = True  # keep the training config copy in the work dir as it is
+    suffix = f'_drop-{args.drop_modality}' if args.drop_modality else ''
+    if args.drop_modality:
+        cfg.model.drop_modality = args.drop_modality
     # Metrics that write a submission (NuScenesDetMetric) keep it in the work dir.
-    keep_submission_files(cfg, osp.join(cfg.work_dir, 'nuscenes_det'))
+    keep_submission_files(cfg, osp.join(cfg.work_dir, f'nuscenes_det{suffix}'))
+    path = osp.join(cfg.work_dir, f'metrics{suffix}.json')
+    if osp.isfile(path):  # a metrics file stands for a finished evaluation of this run: not a stale one
+        os.remove(path)
     if args.show_dir:
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'BEVVisualizationHook']
         cfg.custom_hooks.append(dict(type='BEVVisualizationHook', show_dir=args.show_dir,
@@ -59,9 +73,8 @@ def main() -> None:
         metrics = runner.test()
     if runner.rank == 0:
         print(format_metrics_table(metrics), flush=True)
-        path = osp.join(cfg.work_dir, 'metrics.json')
-        with open(path, 'w') as f:
-            json.dump({'config': args.config, 'checkpoint': args.checkpoint, 'metrics': metrics}, f, indent=2)
+        write_json_atomic(path, {'config': args.config, 'checkpoint': args.checkpoint,
+                                 'drop_modality': args.drop_modality, 'metrics': metrics}, indent=2)
         print(f'metrics written to {path}', flush=True)
     finish_distributed()
 

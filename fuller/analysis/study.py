@@ -18,9 +18,9 @@ import numpy as np
 from fuller.utils.report import cpu_model
 from fuller.visualization.curves import read_scalars
 
-__all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'VARIANT_DIR', 'collect', 'comparison_lines',
-           'conflict_stats', 'fmt_cell', 'map_classes_of', 'paired_difference', 'plot_study', 'run_name',
-           'split_run', 'write_report']
+__all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
+           'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'paired_difference', 'plot_study',
+           'reliance_lines', 'run_name', 'split_run', 'write_report']
 
 # The committed demo study: the six variants of the paper's ablation, then other inter-task rules
 # and loss-weighting baselines (imtlg, alignedmtl, camera_only, lidar_only: add them with --variants).
@@ -43,7 +43,8 @@ def split_run(name: str) -> tuple[str, str]:
 
 
 def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, list[dict]]:
-    """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info."""
+    """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info,
+    and ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``)."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
@@ -58,8 +59,14 @@ def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, li
             if osp.isfile(osp.join(run_dir, 'run_info.json')):
                 with open(osp.join(run_dir, 'run_info.json')) as f:
                     info = json.load(f)
+            drop = {}
+            for sensor in ('camera', 'lidar'):
+                dpath = osp.join(run_dir, f'metrics_drop-{sensor}.json')
+                if osp.isfile(dpath):
+                    with open(dpath) as f:
+                        drop[sensor] = json.load(f)['metrics']
             runs.setdefault(name, []).append({'seed': seed, 'metrics': metrics, 'scalars': read_scalars(run_dir),
-                                              'info': info})
+                                              'info': info, 'drop': drop})
     return runs
 
 
@@ -158,6 +165,45 @@ def comparison_lines(runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
     return rows, out
 
 
+SINGLE_MODALITY = ('camera_only', 'lidar_only')
+
+
+def reliance_lines(runs: dict[str, list[dict]], names: list[str]) -> tuple[list[str], dict]:
+    """Markdown rows and JSON of the modality-reliance table: mAP / NDS / mIoU of every fused run
+    with its sensors, with the camera dropped and with LiDAR dropped (``tools/test.py
+    --drop-modality``), next to the single-modality variants, and the camera/LiDAR gradient
+    ratio at the fuser before and after the intra calibration."""
+    rows, out = [], {}
+    keys = (('det/mAP', 'mAP'), ('det/NDS', 'NDS'), ('map/mIoU', 'mIoU'))
+    for name in names:
+        single = split_run(name)[0] in SINGLE_MODALITY
+        if not single and not any(r.get('drop') for r in runs[name]):
+            continue
+        entry, cells = {}, []
+        for key, label in keys:
+            for sensor in (None, 'camera', 'lidar'):
+                vals = [(r['metrics'] if sensor is None else r.get('drop', {}).get(sensor, {})).get(key)
+                        for r in runs[name]]
+                vals = [v for v in vals if v is not None]
+                entry[f'{label}' + (f'_drop_{sensor}' if sensor else '')] = vals
+                cells.append(fmt_cell(vals))
+        stats = [conflict_stats(r['scalars']) for r in runs[name]]
+        for k in ('cam_lidar_ratio_before', 'cam_lidar_ratio_reaching'):
+            entry[k] = [st[k] for st in stats if k in st]
+            cells.append(f'{np.exp(np.mean(np.log(entry[k]))):.3f}' if entry[k] else '–')
+        out[name] = entry
+        rows.append(f'| {name} | {len(runs[name])} | ' + ' | '.join(cells) + ' |')
+    if not rows:
+        return [], out
+    head = ' | '.join(f'{m} {s}' for m in ('mAP', 'NDS', 'mIoU') for s in ('both', '−camera', '−LiDAR'))
+    return ['', '**Modality reliance.** Each camera+LiDAR run evaluated with both sensors, with the camera '
+            'dropped and with LiDAR dropped (`tools/test.py --drop-modality`: the dropped sensor\'s encoder is '
+            'not run and its BEV map enters the fuser as zeros), next to the single-modality variants (their '
+            'own sensor in *both*); the camera/LiDAR gradient ratio at the fuser before and after the intra '
+            'calibration (geometric means over iterations; the same number for runs without it).', '',
+            f'| variant | seeds | {head} | cam/LiDAR grad before | after |', '|---' * 13 + '|', *rows], out
+
+
 def map_classes_of(runs: dict[str, list[dict]]) -> list[str]:
     """The map classes the runs report (``map/IoU_<class>``), in the metric's order."""
     out = []
@@ -224,6 +270,8 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
                      f'{fmt_cell(row["mIoU"])} | ' + ' | '.join(fmt_cell(row[c]) for c in map_classes)
                      + f' | {cos} | {frac} | {norms} | {ratio} | {_minutes(minutes)} |')
     comparisons, paired = comparison_lines(runs)
+    reliance, reliance_json = reliance_lines(runs, names)
+    lines += reliance
     lines += [
         '',
         '*task-grad cos*: cosine between the detection and map gradients at the shared BEV feature, '
@@ -246,9 +294,10 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
     with open(out, 'w') as f:
         f.write('\n'.join(lines))
     with open(osp.join(out_dir, 'results.json'), 'w') as f:
-        per_run = {n: [{'seed': r['seed'], 'metrics': r['metrics'], 'info': r['info']} for r in rs]
+        per_run = {n: [{'seed': r['seed'], 'metrics': r['metrics'], 'drop': r.get('drop', {}), 'info': r['info']}
+                       for r in rs]
                    for n, rs in runs.items()}
-        json.dump({'summary': summary, 'paired': paired, 'runs': per_run}, f, indent=2)
+        json.dump({'summary': summary, 'paired': paired, 'reliance': reliance_json, 'runs': per_run}, f, indent=2)
 
     plot_study(runs, names, out_dir)
     print(f'ablate: wrote {out} and plots in {out_dir}')

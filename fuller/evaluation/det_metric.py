@@ -8,7 +8,6 @@ four centre-distance thresholds, the five TP errors, mAP and NDS. The conversion
 vectorised per sample (numpy + scipy rotations); only the JSON records are built in Python.
 """
 
-import json
 import os
 import os.path as osp
 import tempfile
@@ -20,6 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from fuller.datasets.metainfo import CLASSES, MOVING_ATTRIBUTES, MOVING_SPEED, STILL_ATTRIBUTES
 from fuller.registry import METRICS
+from fuller.utils.io import write_json_atomic
 
 from .meta import dataset_fact
 
@@ -117,7 +117,8 @@ class NuScenesDetMetric(BaseMetric):
         eval_set: override the split scored; every sample of it must be predicted, as the
             devkit requires.
         classes: class names in the head's label order; default: the dataset's
-            ``metainfo['classes']`` (``dataset_meta``, set by the evaluation loop).
+            ``metainfo['classes']`` (``dataset_meta``, set by the evaluation loop). mAP, the
+            TP errors and NDS are averaged over these classes (all ten: the devkit's numbers).
         still_attributes: per-class attribute for still boxes; default: the dataset's
             ``metainfo['still_attributes']``, else the devkit's convention.
         jsonfile_prefix: directory for ``results_nusc.json`` and the devkit's
@@ -204,17 +205,26 @@ class NuScenesDetMetric(BaseMetric):
             self._nusc = NuScenes(version=self.version, dataroot=self.data_root, verbose=False)
         return self._nusc
 
-    def evaluate_submission(self, result_path: str, output_dir: str) -> dict:
-        """Score a submission JSON with ``DetectionEval``; returns the devkit's metric dict."""
+    def evaluate_submission(self, result_path: str, output_dir: str, classes: tuple | None = None) -> dict:
+        """Score a submission JSON with ``DetectionEval``; returns the devkit's metric dict.
+
+        ``classes``: score mAP, the TP errors and NDS over these classes only (a ``metainfo``
+        fork with fewer classes); the devkit's own computation, with its config's
+        ``class_names`` narrowed after loading (its boxes are loaded and range-filtered with the
+        ten classes as always). ``None``: the devkit's ten.
+        """
         from nuscenes.eval.common.config import config_factory
+        from nuscenes.eval.detection.constants import DETECTION_NAMES
         from nuscenes.eval.detection.evaluate import DetectionEval
 
         ev = DetectionEval(self.nusc, config=config_factory('detection_cvpr_2019'), result_path=result_path,
                            eval_set=self.eval_set, output_dir=output_dir, verbose=False)
+        if classes is not None and set(classes) != set(DETECTION_NAMES):
+            ev.cfg.class_names = [c for c in DETECTION_NAMES if c in set(classes)]
         metrics, _ = ev.evaluate()
         summary = metrics.serialize()
-        with open(osp.join(output_dir, 'metrics_summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+        summary['classes_scored'] = list(ev.cfg.class_names)
+        write_json_atomic(osp.join(output_dir, 'metrics_summary.json'), summary, indent=2)
         return summary
 
     def compute_metrics(self, results: list) -> dict[str, float]:
@@ -230,10 +240,9 @@ class NuScenesDetMetric(BaseMetric):
             out_dir = tmp.name
         os.makedirs(out_dir, exist_ok=True)
         result_path = osp.join(out_dir, 'results_nusc.json')
-        with open(result_path, 'w') as f:
-            json.dump(submission, f)
+        write_json_atomic(result_path, submission)
         try:
-            summary = self.evaluate_submission(result_path, out_dir)
+            summary = self.evaluate_submission(result_path, out_dir, self.classes)
         except AssertionError as e:  # the devkit's checks, e.g. missing samples of the split
             raise RuntimeError(f'NuScenesDetMetric: the devkit rejected {result_path} for eval_set='
                                f'{self.eval_set!r}: {e or "samples in split do not match the predictions"}') from e

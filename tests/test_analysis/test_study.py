@@ -65,3 +65,25 @@ def test_report_header_names_the_command_with_its_fragments(tmp_path):
     text = out.read_text()
     assert f'`python tools/ablate.py --variants naive fuller --with {frag} --seeds 0 1`' in text
     assert '| naive+demo-450it | 2 |' in text and '| fuller+demo-450it − naive+demo-450it | mAP | 2 |' in text
+
+
+def test_reliance_table_reports_each_sensor_dropped(tmp_path):
+    """Fused runs get both / -camera / -LiDAR cells per metric, single-modality runs their own
+    numbers only; runs without drop evaluations are left out."""
+    from fuller.analysis.study import reliance_lines
+
+    def run(seed, m, drop=None):
+        return {'seed': seed, 'metrics': {'det/mAP': m, 'det/NDS': m, 'map/mIoU': m}, 'scalars': {},
+                'info': {}, 'drop': drop or {}}
+
+    drop = {'camera': {'det/mAP': 0.4, 'det/NDS': 0.4, 'map/mIoU': 0.2},
+            'lidar': {'det/mAP': 0.0, 'det/NDS': 0.1, 'map/mIoU': 0.1}}
+    runs = {'naive': [run(0, 0.5, drop), run(1, 0.5, drop)], 'camera_only': [run(0, 0.2)], 'det_only': [run(0, 0.5)]}
+    lines, out = reliance_lines(runs, list(runs))
+    rows = [ln for ln in lines if ln.startswith('| naive') or ln.startswith('| camera_only')]
+    assert rows[0] == '| naive | 2 | 50.0 ± 0.0 | 40.0 ± 0.0 | 0.0 ± 0.0 | 50.0 ± 0.0 | 40.0 ± 0.0 | 10.0 ± 0.0 | ' \
+                      '50.0 ± 0.0 | 20.0 ± 0.0 | 10.0 ± 0.0 | – | – |'
+    assert rows[1].startswith('| camera_only | 1 | 20.0 | – | – | 20.0 | – | – | 20.0 | – | – |')
+    assert 'det_only' not in out and out['naive']['mIoU_drop_camera'] == [0.2, 0.2]
+    header = next(ln for ln in lines if ln.startswith('| variant'))
+    assert header.count('|') == next(ln for ln in lines if ln.startswith('|---')).count('|')

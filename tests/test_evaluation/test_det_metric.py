@@ -57,6 +57,34 @@ def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
     assert ours['mAOE'] == pytest.approx(len(absent) / 9, abs=1e-3)  # cones have no orientation error
 
 
+def test_a_class_subset_is_scored_over_its_own_classes(demo_root, tmp_path):
+    """A ``metainfo = dict(classes=['car', 'pedestrian'])`` fork: perfect car and pedestrian
+    predictions score mAP and NDS 1.0 (the devkit over those two classes), not the ten-class
+    averages (0.155 / 0.19 when the absent classes counted)."""
+    subset = ('car', 'pedestrian')
+    preds = []
+    for info in _val_infos(demo_root):
+        p = _gt_as_prediction(info)
+        inst = p['pred_instances_3d']
+        keep = torch.tensor([CLASSES[i] in subset for i in inst['labels_3d'].tolist()], dtype=torch.bool)
+        p['pred_instances_3d'] = {'bboxes_3d': inst['bboxes_3d'][keep], 'scores_3d': inst['scores_3d'][keep],
+                                  'labels_3d': torch.tensor([subset.index(CLASSES[i]) for i in
+                                                             inst['labels_3d'][keep].tolist()], dtype=torch.long)}
+        preds.append(p)
+    metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path), classes=subset)
+    metric.process({}, preds)
+    out = metric.compute_metrics(metric.results)
+    assert out['AP_car'] > 0.99 and out['AP_pedestrian'] > 0.99
+    assert out['mAP'] == pytest.approx((out['AP_car'] + out['AP_pedestrian']) / 2, abs=1e-9)
+    assert out['mAP'] > 0.99 and out['NDS'] > 0.99
+    assert out['mATE'] < 1e-3 and out['mAAE'] < 1e-3
+    summary = json.loads((tmp_path / 'metrics_summary.json').read_text())
+    assert summary['classes_scored'] == ['car', 'pedestrian'] and set(summary['label_aps']) == set(subset)
+    # The same submission scored over the ten classes: the devkit's ten-class numbers.
+    ten = metric.evaluate_submission(str(tmp_path / 'results_nusc.json'), str(tmp_path))
+    assert ten['mean_ap'] < 0.5 and len(ten['classes_scored']) == 10
+
+
 def _mmdet3d_attribute(name: str, speed: float) -> str:
     """mmdet3d's NuScenesMetric attribute rule (its DefaultAttribute table and speed test)."""
     from mmdet3d.evaluation.metrics.nuscenes_metric import NuScenesMetric

@@ -81,3 +81,46 @@ def test_predict_outputs_and_missing_modality(setup):
         assert torch.isfinite(sample.pred_map).all()
     finally:
         model.missing_modality = 'error'
+
+
+@pytest.mark.parametrize('sensor, key', [('camera', 'imgs'), ('lidar', 'points')])
+def test_drop_modality_zeros_that_sensors_map_and_skips_its_encoder(setup, sensor, key):
+    """``drop_modality`` at inference: the sensor's encoder is not run and the model predicts
+    exactly what it predicts with that input absent under ``missing_modality='zeros'``; with
+    both inputs it differs. Training ignores it."""
+    _, model, _, test_data = setup
+    model.eval()
+    batch = model.data_preprocessor(copy.deepcopy(test_data), False)
+    calls = []
+    handle = model.encoders[sensor].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            full = model(**batch, mode='tensor')
+            model.drop_modality = sensor
+            (dropped,) = model(**batch, mode='predict')
+            dropped_t = model(**batch, mode='tensor')
+            model.drop_modality, model.missing_modality = None, 'zeros'
+            absent = {'inputs': {k: v for k, v in batch['inputs'].items() if k != key},
+                      'data_samples': batch['data_samples']}
+            with pytest.warns(UserWarning, match=f'{sensor} input missing'):
+                (without,) = model(**absent, mode='predict')
+    finally:
+        handle.remove()
+        model.drop_modality, model.missing_modality = None, 'error'
+    assert len(calls) == 1  # the full pass only
+    assert torch.equal(dropped.pred_map, without.pred_map)
+    assert torch.equal(dropped.pred_instances_3d.scores_3d, without.pred_instances_3d.scores_3d)
+    assert not dropped_t[f'bev_{sensor}'].any() and full[f'bev_{sensor}'].any()
+    assert not torch.equal(dropped_t['shared'], full['shared'])
+
+
+def test_drop_modality_needs_a_fused_model(setup):
+    from fuller.registry import MODELS
+
+    cfg = copy.deepcopy(setup[0])
+    with pytest.raises(ValueError, match='drop_modality'):
+        MODELS.build(dict(cfg.model, drop_modality='radar'))
+    cfg.model.encoders.lidar = None
+    cfg.model.fuser = None
+    with pytest.raises(ValueError, match="encoders \\['camera'\\]"):
+        MODELS.build(dict(cfg.model, drop_modality='lidar'))

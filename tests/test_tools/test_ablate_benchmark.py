@@ -29,7 +29,7 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
     cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'ablate.py'), '--base', base, '--variants', 'naive', 'fuller',
            '--seeds', '0',
            '--work-dir', str(tmp_path / 'runs'), '--out', str(out), '--notes', str(notes)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
+    proc = subprocess.run([*cmd, '--no-drop'], capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
     assert '| naive | 1 |' in text and '| fuller | 1 |' in text and 'hand-written text' in text
@@ -38,9 +38,21 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
     assert summary['fuller']['cam_lidar_ratio_reaching'][0] == pytest.approx(1.0, abs=1e-3)
     for png in ('det_loss', 'map_loss', 'task_grad_cos', 'cam_lidar_ratio'):
         assert (tmp_path / 'results' / 'ablation' / f'{png}.png').stat().st_size > 10_000
-    # A second call reuses the finished runs.
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.count('done, reused') == 2
+    assert 'Modality reliance' not in text
+    # A second call reuses the finished runs and runs only their missing evaluations: naive's
+    # with each sensor dropped (fuller's are skipped here with the same command for time).
+    cmd[cmd.index('fuller')] = 'camera_only'
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.count('done, reused') == 1 and proc.stdout.count('with the camera dropped') == 1
+    assert proc.stdout.count('training camera_only') == 1 and proc.stdout.count('with the lidar dropped') == 1
+    for sensor in ('camera', 'lidar'):
+        assert json.loads((tmp_path / 'runs' / 'naive' / 'seed0' / f'metrics_drop-{sensor}.json').read_text()
+                          )['drop_modality'] == sensor
+    reliance = json.loads((tmp_path / 'results' / 'ablation' / 'results.json').read_text())['reliance']
+    assert len(reliance['naive']['mIoU_drop_camera']) == 1 and len(reliance['naive']['mAP_drop_lidar']) == 1
+    assert reliance['camera_only']['mIoU_drop_lidar'] == []  # a camera-only run has nothing to drop
+    assert '| naive | 1 |' in out.read_text() and 'Modality reliance' in out.read_text()
 
 
 @pytest.mark.slow

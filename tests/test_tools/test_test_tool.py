@@ -35,3 +35,41 @@ def test_test_tool_prints_table_writes_json_and_pictures(demo_root, tmp_path):
     pngs = sorted((tmp_path / 'work' / 'vis').glob('*.png'))
     assert len(pngs) == n_val
     assert pngs[0].stat().st_size > 20_000  # a real figure, not an empty canvas
+
+
+def _tiny_run(demo_root, tmp_path):
+    from fuller.registry import MODELS
+
+    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
+    init_default_scope('fuller')
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'init.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, ckpt)
+    cfg_path = tmp_path / 'cfg.py'
+    cfg.dump(str(cfg_path))
+    return cfg_path, ckpt
+
+
+def _test_tool(*args):
+    return subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+
+
+def test_drop_modality_writes_its_own_metrics_and_a_failed_run_leaves_no_stale_ones(demo_root, tmp_path):
+    cfg_path, ckpt = _tiny_run(demo_root, tmp_path)
+    work = tmp_path / 'work'
+    work.mkdir(exist_ok=True)
+    (work / 'metrics.json').write_text('{"metrics": {"det/mAP": 0.5}}')  # the run's full-sensor evaluation
+    proc = _test_tool(cfg_path, ckpt, '--drop-modality', 'lidar')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dropped = json.loads((work / 'metrics_drop-lidar.json').read_text())
+    assert dropped['drop_modality'] == 'lidar' and 'map/mIoU' in dropped['metrics']
+    assert osp.isfile(work / 'nuscenes_det_drop-lidar' / 'results_nusc.json')
+    assert json.loads((work / 'metrics.json').read_text())['metrics'] == {'det/mAP': 0.5}  # untouched
+    assert not [p.name for p in work.rglob('.*.tmp-*')]  # no temporary files left
+    # An evaluation that does not finish removes the metrics file it would have written.
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'fuser.weight': torch.zeros(1)}, 'meta': {}}, bad)
+    proc = _test_tool(cfg_path, bad, '--drop-modality', 'lidar')
+    assert proc.returncode != 0
+    assert not osp.exists(work / 'metrics_drop-lidar.json')

@@ -38,13 +38,17 @@ class FullerNet(BaseModel):
         data_preprocessor: preprocessor config.
         missing_modality: ``'error'`` (default) or ``'zeros'``: at inference, replace an
             absent modality's BEV map with zeros and warn.
+        drop_modality: ``None`` (default), ``'camera'`` or ``'lidar'``: at inference, treat that
+            sensor as failed: its encoder is not run and its BEV map enters the fuser as zeros
+            (the fuser's convolution and BatchNorm still act on the zeros), whatever the inputs
+            hold (``tools/test.py --drop-modality``). Needs both encoders and a fuser.
         init_cfg: mmengine init config.
     """
 
     def __init__(self, encoders: dict, decoder: dict, heads: dict, fuser: dict | None = None,
                  geometry: dict | None = None, metainfo: dict | None = None,
                  data_preprocessor: dict | None = None, missing_modality: str = 'error',
-                 init_cfg: dict | None = None) -> None:
+                 drop_modality: str | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type='MultiModalDataPreprocessor'),
                          init_cfg=init_cfg)
         unknown = set(encoders) - {'camera', 'lidar'}
@@ -57,6 +61,10 @@ class FullerNet(BaseModel):
             raise ValueError(f"model.missing_modality must be 'error' or 'zeros', got {missing_modality!r}")
         encoders = {k: v for k, v in encoders.items() if v is not None}
         heads = {k: v for k, v in heads.items() if v is not None}
+        if drop_modality is not None and (drop_modality not in ('camera', 'lidar') or set(encoders) != {'camera', 'lidar'}
+                                          or fuser is None):
+            raise ValueError(f'model.drop_modality={drop_modality!r}: must be None, "camera" or "lidar", on a model with '
+                             f'camera and LiDAR encoders and a fuser (this one has encoders {sorted(encoders)})')
         if not encoders or not heads:
             raise ValueError('model needs at least one encoder and one head')
         if geometry is not None:
@@ -76,6 +84,7 @@ class FullerNet(BaseModel):
         self.decoder = nn.ModuleDict({k: MODELS.build(v) for k, v in decoder.items() if v is not None})
         self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items()})
         self.missing_modality = missing_modality
+        self.drop_modality = drop_modality
         self._grids_checked = False
 
     def init_weights(self) -> None:
@@ -90,6 +99,9 @@ class FullerNet(BaseModel):
     def extract_bev(self, inputs: dict, samples: list) -> dict[str, Tensor]:
         """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``."""
         bev = {}
+        drop = None if self.training else self.drop_modality
+        if drop is not None:
+            inputs = {k: v for k, v in inputs.items() if k != {'camera': 'imgs', 'lidar': 'points'}[drop]}
         if 'camera' in self.encoders and 'imgs' in inputs:
             cams = CameraRig.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
             bev['camera'] = self.encoders['camera'](inputs['imgs'], cams)
@@ -97,12 +109,13 @@ class FullerNet(BaseModel):
             bev['lidar'] = self.encoders['lidar'](inputs['points'])
         missing = [k for k in self.encoders if k not in bev]
         if missing:
-            if self.training or self.missing_modality == 'error' or not bev:
+            if self.training or (self.missing_modality == 'error' and missing != [drop]) or not bev:
                 raise KeyError(f'input modality {missing} missing (inputs have {sorted(inputs)}); set '
                                f"model.missing_modality='zeros' to run inference without it")
             ref = next(iter(bev.values()))
             for k in missing:
-                warnings.warn(f'{k} input missing: using zeros for its BEV features')
+                if k != drop:
+                    warnings.warn(f'{k} input missing: using zeros for its BEV features')
                 enc = self.encoders[k]
                 bev[k] = ref.new_zeros(ref.shape[0], enc.out_channels, *ref.shape[2:])
         return bev
