@@ -8,7 +8,8 @@ A variant is a fragment in ``configs/ablation/`` (``fuller``, ``naive``, ``det_o
 with ``tools/test.py`` in ``<work-dir>/<variant>/seed<k>/``; a camera+LiDAR run is evaluated twice
 more, with each sensor dropped (``--drop-modality``: ``metrics_drop-camera.json``,
 ``metrics_drop-lidar.json``). Finished runs (with a ``metrics.json``) are reused and only their
-missing evaluations are run, so an interrupted ablation continues where it stopped. The report is a markdown table of
+missing evaluations are run (a run whose training finished but whose evaluation did not is
+only evaluated), so an interrupted ablation continues where it stopped. The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
 gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
@@ -114,18 +115,41 @@ def evaluate(config: str, run_dir: str, drop: str | None = None) -> None:
         subprocess.run(test, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
+def _write_info(run_dir: str, info: dict) -> None:
+    with open(osp.join(run_dir, 'run_info.json'), 'w') as f:
+        json.dump(info, f, indent=2)
+
+
 def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> None:
+    """Train, then evaluate. ``run_info.json`` records the finished training (``train_s``) before
+    the evaluation starts, so a run cut off during its evaluation is only re-evaluated."""
     os.makedirs(run_dir, exist_ok=True)
     t0 = time.time()
     train = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', run_dir,
              '--cfg-options', f'randomness.seed={seed}', *cfg_options]
     with open(osp.join(run_dir, 'train.out'), 'w') as log:
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    t_train = time.time() - t0
+    info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options}
+    _write_info(run_dir, info)
     evaluate(config, run_dir)
-    with open(osp.join(run_dir, 'run_info.json'), 'w') as f:
-        json.dump({'config': config, 'seed': seed, 'train_s': t_train, 'total_s': time.time() - t0,
-                   'cfg_options': cfg_options}, f, indent=2)
+    _write_info(run_dir, {**info, 'total_s': time.time() - t0})
+
+
+def trained(run_dir: str) -> dict | None:
+    """The run's ``run_info.json`` if its training finished (an evaluation may not have)."""
+    path = osp.join(run_dir, 'run_info.json')
+    if not osp.isfile(path) or not osp.isfile(osp.join(run_dir, 'last_checkpoint')):
+        return None
+    with open(path) as f:
+        info = json.load(f)
+    return info if 'train_s' in info else None
+
+
+def finish_evaluation(config: str, run_dir: str, info: dict) -> None:
+    """Evaluate a trained run whose evaluation did not finish (no ``metrics.json``)."""
+    t0 = time.time()
+    evaluate(config, run_dir)
+    _write_info(run_dir, {**info, 'total_s': info['train_s'] + time.time() - t0})
 
 
 def drop_evaluations(config: str, seed: int, run_dir: str) -> None:
@@ -156,6 +180,9 @@ def main() -> None:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
                 if osp.isfile(osp.join(run_dir, 'metrics.json')):
                     print(f'ablate: {run_dir} done, reused', flush=True)
+                elif (info := trained(run_dir)) is not None:
+                    print(f'ablate: {run_dir} trained, its evaluation did not finish: evaluating', flush=True)
+                    finish_evaluation(config, run_dir, info)
                 else:
                     print(f'ablate: training {run_name(config)} seed {seed} -> {run_dir}', flush=True)
                     t0 = time.time()

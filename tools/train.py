@@ -26,6 +26,7 @@ from fuller.engine import (  # noqa: E402
     find_latest_good_checkpoint,
     load_config,
     reported_as_exit,
+    work_dir_lock,
 )
 
 
@@ -85,7 +86,8 @@ def main() -> None:
         cfg.resume, cfg.load_from = latest is not None, latest
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    with reported_as_exit(cfg, 'train'):
+    # One live run per work dir: a second start stops here instead of overwriting checkpoints.
+    with work_dir_lock(cfg.work_dir, 'train'), reported_as_exit(cfg, 'train'):
         runner = FullerRunner.from_cfg(cfg)
         runner.train()
     finish_distributed()

@@ -9,17 +9,18 @@ from .checkpoint_io import (
                             match_state_dict,
 )
 from .config import (
-                     apply_variant,
-                     check_cfg_options,
-                     explain_registry_error,
-                     keep_submission_files,
-                     load_config,
-                     read_config,
-                     resolve_config,
-                     set_data_root,
+                            apply_variant,
+                            check_cfg_options,
+                            explain_registry_error,
+                            keep_submission_files,
+                            load_config,
+                            read_config,
+                            resolve_config,
+                            set_data_root,
 )
 from .ddp import FullerDistributedDataParallel
 from .hooks import BEVVisualizationHook, CurvesHook, ProgressBarHook
+from .lock import WorkDirInUseError, work_dir_lock
 from .optim_wrapper import CalibratedOptimWrapper, GuardedOptimWrapper
 from .runner import FullerRunner, reported_as_exit
 
@@ -28,4 +29,5 @@ __all__ = ['apply_variant', 'check_cfg_options', 'explain_registry_error', 'keep
            'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CurvesHook', 'FullerDistributedDataParallel',
            'FullerRunner', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'extract_state_dict',
-           'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit']
+           'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit',
+           'WorkDirInUseError', 'work_dir_lock']

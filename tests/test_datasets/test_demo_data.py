@@ -163,6 +163,46 @@ def test_missing_and_corrupt_image_names_the_file(tmp_path):
             {'images': {'CAM_FRONT': dict(info, img_path=str(tmp_path / 'bad.jpg'))}})
 
 
+def _one_camera(tmp_path, w=640, h=360, **info):
+    import cv2
+
+    path = tmp_path / 'cam.png'
+    cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8))
+    k = [[300.0, 0.0, 159.5], [0.0, 300.0, 89.5], [0.0, 0.0, 1.0]]
+    return {'token': 'tok', 'images': {'CAM_FRONT': {'img_path': str(path), 'cam2img': k,
+                                                     'lidar2cam': np.eye(4).tolist(), 'width': 320, 'height': 180,
+                                                     **info}}}
+
+
+def test_image_of_another_size_than_its_info_is_refused_or_rescaled(tmp_path):
+    """An image of 640x360 where the info (and the calibration) says 320x180 would misplace that
+    camera's features: refused naming the file, or, when asked, the intrinsics follow the image
+    (so the same 3D point projects to the same place in the image)."""
+    from fuller.datasets.transforms import DataFileError, LoadMultiViewImages
+
+    results = _one_camera(tmp_path)
+    with pytest.raises(DataFileError, match=r'CAM_FRONT image .*cam.png is 640x360 but its info states 320x180'):
+        LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(results)
+    out = LoadMultiViewImages(cameras=('CAM_FRONT',), on_size_mismatch='rescale').transform(_one_camera(tmp_path))
+    k = out['cam2img'][0]
+    # Pixel centres at integers: the 320x180 centre (159.5, 89.5) is the 640x360 centre (319.5, 179.5).
+    np.testing.assert_allclose(k[:3, :3], [[600.0, 0.0, 319.5], [0.0, 600.0, 179.5], [0.0, 0.0, 1.0]])
+    same = LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(_one_camera(tmp_path, w=320, h=180))
+    assert same['imgs'][0].shape == (180, 320, 3)
+
+
+@pytest.mark.parametrize('key', ['cam2img', 'lidar2cam'])
+def test_non_finite_camera_matrix_is_refused(tmp_path, key):
+    from fuller.datasets.transforms import DataFileError, LoadMultiViewImages
+
+    results = _one_camera(tmp_path, w=320, h=180)
+    m = np.asarray(results['images']['CAM_FRONT'][key], dtype=np.float64)
+    m[0, 0] = np.nan
+    results['images']['CAM_FRONT'][key] = m.tolist()
+    with pytest.raises(DataFileError, match=f'sample tok: CAM_FRONT {key} in its info is not finite'):
+        LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(results)
+
+
 def test_wrong_info_version_names_the_file(demo_root, tmp_path):
     from mmengine.registry import init_default_scope
 

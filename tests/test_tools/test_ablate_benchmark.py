@@ -40,11 +40,15 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
         assert (tmp_path / 'results' / 'ablation' / f'{png}.png').stat().st_size > 10_000
     assert 'Modality reliance' not in text
     # A second call reuses the finished runs and runs only their missing evaluations: naive's
-    # with each sensor dropped (fuller's are skipped here with the same command for time).
+    # with each sensor dropped (fuller's are skipped here with the same command for time), and
+    # naive's own evaluation as if it had been cut off (its metrics.json gone).
+    (tmp_path / 'runs' / 'naive' / 'seed0' / 'metrics.json').unlink()
     cmd[cmd.index('fuller')] = 'camera_only'
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stdout.count('done, reused') == 1 and proc.stdout.count('with the camera dropped') == 1
+    assert proc.stdout.count('trained, its evaluation did not finish: evaluating') == 1
+    assert 'training naive' not in proc.stdout and osp.isfile(tmp_path / 'runs' / 'naive' / 'seed0' / 'metrics.json')
+    assert proc.stdout.count('with the camera dropped') == 1
     assert proc.stdout.count('training camera_only') == 1 and proc.stdout.count('with the lidar dropped') == 1
     for sensor in ('camera', 'lidar'):
         assert json.loads((tmp_path / 'runs' / 'naive' / 'seed0' / f'metrics_drop-{sensor}.json').read_text()

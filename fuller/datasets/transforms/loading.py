@@ -117,24 +117,56 @@ class LoadMultiViewImages(BaseTransform):
     Adds ``imgs`` (list of [H, W, 3] arrays, camera order of ``cameras``), ``cam2img``
     ([N, 4, 4]), ``lidar2cam`` ([N, 4, 4]) and an identity ``img_aug_matrix`` ([N, 4, 4]).
 
+    Every camera's ``cam2img`` and ``lidar2cam`` must be finite, and an image must have the
+    size its info states (``width`` x ``height``, the size ``cam2img`` was calibrated at):
+    otherwise :class:`DataFileError` names the sample, the camera and the file (a NaN camera
+    matrix would silently drop that camera; an image of another size would misplace its
+    features).
+
     Args:
         cameras: camera channels to load, in order.
+        on_size_mismatch: ``'error'`` (default) or ``'rescale'``: accept an image of another
+            size than its info states and scale its intrinsics to it (focal lengths by the size
+            ratio, the principal point with pixel centres at integers: ``(c + 0.5) * s - 0.5``).
     """
 
-    def __init__(self, cameras: tuple = CAMERAS) -> None:
+    def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error') -> None:
+        if on_size_mismatch not in ('error', 'rescale'):
+            raise ValueError(f"LoadMultiViewImages: on_size_mismatch must be 'error' or 'rescale', "
+                             f'got {on_size_mismatch!r}')
         self.cameras = list(cameras)
+        self.on_size_mismatch = on_size_mismatch
+
+    def _intrinsics(self, info: dict, img: np.ndarray, cam: str, token: str) -> np.ndarray:
+        k = np.eye(4, dtype=np.float32)
+        k[:3, :3] = np.asarray(info['cam2img'], dtype=np.float32)
+        h, w = img.shape[:2]
+        want = (info.get('width'), info.get('height'))
+        if None not in want and (w, h) != tuple(want):
+            if self.on_size_mismatch == 'error':
+                raise DataFileError(
+                    f'sample {token}: {cam} image {info["img_path"]} is {w}x{h} but its info states '
+                    f'{want[0]}x{want[1]} (the size cam2img was calibrated at); re-create the infos for these '
+                    "images, or set LoadMultiViewImages(on_size_mismatch='rescale') to scale the intrinsics")
+            sx, sy = w / want[0], h / want[1]
+            k[0, 0], k[0, 1], k[1, 1] = k[0, 0] * sx, k[0, 1] * sx, k[1, 1] * sy
+            k[0, 2], k[1, 2] = (k[0, 2] + 0.5) * sx - 0.5, (k[1, 2] + 0.5) * sy - 0.5
+        return k
 
     def transform(self, results: dict) -> dict:
         imgs, cam2img, lidar2cam = [], [], []
+        token = results.get('token', '?')
         for cam in self.cameras:
             info = results['images'].get(cam)
             if info is None:
-                raise DataFileError(f'sample {results.get("token", "?")} has no {cam} image entry in its info')
+                raise DataFileError(f'sample {token} has no {cam} image entry in its info')
+            for key in ('cam2img', 'lidar2cam'):
+                if not np.isfinite(np.asarray(info[key], dtype=np.float64)).all():
+                    raise DataFileError(f'sample {token}: {cam} {key} in its info is not finite '
+                                        f'({np.asarray(info[key]).tolist()}); fix or re-create the info file')
             img = load_image_file(info['img_path'])
             imgs.append(img[:, :, ::-1].astype(np.float32))
-            k = np.eye(4, dtype=np.float32)
-            k[:3, :3] = np.asarray(info['cam2img'], dtype=np.float32)
-            cam2img.append(k)
+            cam2img.append(self._intrinsics(info, img, cam, token))
             lidar2cam.append(np.asarray(info['lidar2cam'], dtype=np.float32))
         results['imgs'] = imgs
         results['cam2img'] = np.stack(cam2img)
