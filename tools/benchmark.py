@@ -37,7 +37,7 @@ from fuller.analysis.benchmarks.common import DEMO_FULLER_CONFIG  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from mmengine.config import DictAction
+    from fuller.utils.cli import ConfigOptionsAction
 
     p = argparse.ArgumentParser(description='FULLER benchmarks')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument('--batch-size', type=int, default=2)
     s.add_argument('--methods', nargs='*', default=list(RULES))
     s.add_argument('--no-param-level', dest='param_level', action='store_false')
-    s.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    s.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, help='override config keys')
     b = sub.add_parser('bevpool', help='BEV pooling implementations')
     common(b, 1, 5)
     b.add_argument('--channels', type=int, default=80)

@@ -2,21 +2,46 @@
 
 import argparse
 import os
+import re
 
 from mmengine.config import DictAction
 
 # The repository root (the checkout of an editable install): tools/, configs/, docs/.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-__all__ = ['REPO_ROOT', 'add_checkpoint_args', 'add_info_file_args', 'finish_distributed', 'parse_launcher_args',
-           'refuse_docs_without_publish']
+__all__ = ['REPO_ROOT', 'ConfigOptionsAction', 'add_checkpoint_args', 'add_info_file_args', 'finish_distributed',
+           'parse_launcher_args', 'refuse_docs_without_publish']
 
+
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``--cfg-options`` parsing, except that a single value keeps its spaces
+    (``work_dir='/data/my runs/x'``: mmengine's ``DictAction`` deletes every space, so the run
+    would use ``/data/myruns/x``). Lists and tuples are parsed as mmengine does, spaces around
+    their commas and brackets ignored; a space inside one of their elements, or an option
+    without ``=``, is refused with the reason."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for kv in values or []:
+            if '=' not in kv:
+                parser.error(f'{option_string}: {kv!r} is not key=value')
+            key, val = kv.split('=', 1)
+            bare = val.strip().strip('\'"')
+            if not re.search(r'[\[\](),]', bare):
+                options[key] = self._parse_int_float_bool(bare)
+                continue
+            if ' ' in re.sub(r'\s*([\[\](),])\s*', r'\1', bare.strip()):
+                parser.error(f'{option_string}: {key}={val!r}: a list or tuple element with a space is not supported '
+                             '(mmengine would delete the space); set it in a config file instead')
+            options[key] = self._parse_iterable(bare)
+        setattr(namespace, self.dest, options)
 
 
 def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Add the flags every launched tool shares (``--cfg-options``, ``--launcher``,
     ``--local-rank``), parse, and export ``LOCAL_RANK`` for torch.distributed."""
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, e.g. a.b=1')
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
+                        help='override config keys, e.g. a.b=1 (a single value keeps its spaces)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()

@@ -184,3 +184,22 @@ def test_create_data_checks_the_out_dir_before_computing(demo_root, tmp_path):
                 tmp_path / 'nope', timeout=120)
     assert proc.returncode != 0 and f'--out-dir {tmp_path / "nope"} does not exist' in proc.stderr
     assert 'infos' not in proc.stderr  # refused before any info was computed (no progress bar)
+
+
+def test_cfg_options_keep_spaces_in_a_value_and_refuse_them_in_a_list(capsys):
+    """mmengine's DictAction deletes every space: work_dir='/data/my runs/x' became '/data/myruns/x'."""
+    import argparse
+
+    from fuller.utils.cli import ConfigOptionsAction
+
+    p = argparse.ArgumentParser(prog='train')
+    p.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
+    args = p.parse_args(['--cfg-options', 'work_dir=/data/my runs/x', 'a.n=3', 'a.f=0.5', 'a.b=false',
+                         "a.l=[1, 2, (3, 4)]", 'a.s="quoted value"', 'a.none=None'])
+    assert args.cfg_options == {'work_dir': '/data/my runs/x', 'a.n': 3, 'a.f': 0.5, 'a.b': False,
+                                'a.l': [1, 2, (3, 4)], 'a.s': 'quoted value', 'a.none': None}
+    for bad, why in (("a.l=[my file, b]", 'a list or tuple element with a space is not supported'),
+                     ('justakey', "'justakey' is not key=value")):
+        with pytest.raises(SystemExit):
+            p.parse_args(['--cfg-options', bad])
+        assert why in capsys.readouterr().err
