@@ -20,6 +20,7 @@ from fuller.utils.grid import bev_cell, grid_shape, same_value
 DERIVED_KEYS = """
 encoders.lidar.voxelize.{voxel_size, point_cloud_range}     = g
 encoders.lidar.backbone.sparse_shape                        = (nz, ny, nx) voxels of the range
+                                                              (nz + 1 for ResidualSparseEncoder, as mmdet3d)
 encoders.lidar.backbone.stages                              = log2(bev_stride) + 1  (SparseBEVEncoder)
 encoders.camera.vtransform.image_size                       = g.image_size
 encoders.camera.vtransform.feature_size                     = image_size // feature_stride (default 8)
@@ -69,7 +70,12 @@ def derive_grids(encoders: dict, heads: dict, geometry: dict, metainfo: dict | N
         _put(vox, 'voxel_size', vs, 'encoders.lidar.voxelize', 'voxel_size')
         _put(vox, 'point_cloud_range', pc, 'encoders.lidar.voxelize', 'point_cloud_range')
         bb = _sub(lidar, 'backbone')
-        _put(bb, 'sparse_shape', [nz, ny, nx], 'encoders.lidar.backbone', 'voxels of the point-cloud range')
+        if str(bb.get('type', '')).endswith('ResidualSparseEncoder'):
+            # mmdet3d's and BEVFusion's convention: one z voxel more than the range holds (41 for 40).
+            _put(bb, 'sparse_shape', [nz + 1, ny, nx], 'encoders.lidar.backbone',
+                 'voxels of the point-cloud range, z + 1 (mmdet3d SparseEncoder convention)')
+        else:
+            _put(bb, 'sparse_shape', [nz, ny, nx], 'encoders.lidar.backbone', 'voxels of the point-cloud range')
         if str(bb.get('type', '')).endswith('SparseBEVEncoder'):
             stages = math.log2(stride) + 1
             if stages != int(stages):

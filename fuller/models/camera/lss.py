@@ -55,10 +55,13 @@ class LSSViewTransform(nn.Module):
         if downsample == 1:
             self.downsample = nn.Identity()
         else:
+            # BEVFusion's LSSTransform.downsample: conv, strided conv, conv (each 3x3 + BN + ReLU).
             self.downsample = nn.Sequential(
                 nn.Conv2d(out_channels * self.nz, out_channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(out_channels), nn.ReLU(True),
                 nn.Conv2d(out_channels, out_channels, 3, stride=downsample, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels), nn.ReLU(True),
+                nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(out_channels), nn.ReLU(True),
             )
 

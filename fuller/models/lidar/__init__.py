@@ -1,4 +1,5 @@
 from .encoder import LidarEncoder
-from .sparse_encoder import SparseBEVEncoder
+from .residual_encoder import ResidualSparseEncoder
+from .sparse_encoder import SparseBEVEncoder, select_spconv_algo
 
-__all__ = ['LidarEncoder', 'SparseBEVEncoder']
+__all__ = ['LidarEncoder', 'ResidualSparseEncoder', 'SparseBEVEncoder', 'select_spconv_algo']

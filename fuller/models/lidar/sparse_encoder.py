@@ -20,6 +20,22 @@ def _spconv():
     return spconv
 
 
+def select_spconv_algo(module: nn.Module, device: torch.device, current: str | None) -> str:
+    """Set every sparse conv of ``module`` to the algorithm ``device`` supports (``ConvAlgo.Native``
+    on CPU, ``MaskImplicitGemm`` on CUDA) unless ``current`` (the device type it was last set
+    for) is already it; the device type."""
+    if current == device.type:
+        return current
+    sp = _spconv()
+    from spconv.pytorch.conv import SparseConvolution
+
+    algo = sp.ConvAlgo.MaskImplicitGemm if device.type == 'cuda' else sp.ConvAlgo.Native
+    for m in module.modules():
+        if isinstance(m, SparseConvolution):
+            m.algo = algo
+    return device.type
+
+
 @MODELS.register_module()
 class SparseBEVEncoder(nn.Module):
     """Stack of submanifold/strided sparse convs, then z folded into channels.
@@ -61,17 +77,6 @@ class SparseBEVEncoder(nn.Module):
         self.out_channels = out_channels * ((nz - 3) // 2 + 1)
         self._algo_device: str | None = None
 
-    def _select_algo(self, device: torch.device) -> None:
-        if self._algo_device == device.type:
-            return
-        sp = _spconv()
-        from spconv.pytorch.conv import SparseConvolution
-
-        algo = sp.ConvAlgo.MaskImplicitGemm if device.type == 'cuda' else sp.ConvAlgo.Native
-        for m in self.modules():
-            if isinstance(m, SparseConvolution):
-                m.algo = algo
-        self._algo_device = device.type
 
     def forward(self, feats: Tensor, coors: Tensor, batch_size: int) -> Tensor:
         """Args: feats [M, C] voxel features; coors [M, 4] int (batch, z, y, x).
@@ -79,7 +84,7 @@ class SparseBEVEncoder(nn.Module):
         Returns: [B, C_out, ny', nx'] BEV features.
         """
         sp = _spconv()
-        self._select_algo(feats.device)
+        self._algo_device = select_spconv_algo(self, feats.device, self._algo_device)
         with torch.autocast(feats.device.type, enabled=False):
             x = sp.SparseConvTensor(feats.float(), coors.int(), self.sparse_shape, batch_size)
             x = self.conv_out(self.body(x)).dense()  # [B, C, D, H, W]
