@@ -12,6 +12,7 @@ import os.path as osp
 from fuller.utils import (
     add_checkpoint_args,
     add_info_file_args,
+    auto_precision,
     finish_distributed,
     parse_launcher_args,
     quiet_third_party_warnings,
@@ -34,7 +35,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Train a FULLER model')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
-    p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--amp', nargs='?', const='on', choices=['on', 'auto'],
+                   help="automatic mixed precision; '--amp auto': bf16 where the hardware has native bf16 units "
+                        '(CUDA with bf16, AVX-512 BF16 or AMX CPUs), fp32 elsewhere, said in the log')
     p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
                    help='half-precision type under --amp (default: float16 with a dynamic loss scale on CUDA, '
                         'bfloat16 on CPU; float16 is refused on CPU)')
@@ -50,6 +53,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.amp == 'auto':
+        if args.amp_dtype:
+            raise SystemExit('train: --amp auto chooses the precision itself; give --amp --amp-dtype D to choose it')
+        args.amp_dtype, why = auto_precision()
+        print(f'train: --amp auto: {args.amp_dtype or "fp32"}, since {why}', flush=True)
+        args.amp = 'on' if args.amp_dtype else None
     if args.amp and not torch.cuda.is_available():
         if args.amp_dtype == 'float16':
             raise SystemExit('train: --amp-dtype float16 on CPU is refused: PyTorch has few fp16 CPU kernels and the '

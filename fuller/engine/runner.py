@@ -22,6 +22,7 @@ driven by top-level config keys (set by ``tools/train.py`` / ``tools/test.py`` f
 
 import copy
 import logging
+import os
 import os.path as osp
 import re
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from fuller.datasets.info_io import UnsafeInfoFileError
+from fuller.datasets.transforms.loading import DataFileError
 from fuller.utils.quiet import is_registry_noise
 
 from .checkpoint_io import CheckpointLoadError, CheckpointMismatchError, load_checkpoint_file, match_state_dict
@@ -194,17 +196,45 @@ class FullerRunner(Runner):
         return checkpoint
 
 
+# mmengine's builders re-raise a constructor's error prefixed with the class and its file.
+_BUILD_PREFIX = re.compile(r"^(class `\w+` in [\w./-]+\.py: )+")
+_PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _raised_by_fuller(err: BaseException) -> bool:
+    """Whether ``err`` (or the error it was raised from) was raised by a line of FULLER's code: its
+    deliberate checks, whose messages name the file, key or path."""
+    for e in (err, err.__cause__, err.__context__):
+        tb = getattr(e, '__traceback__', None)
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and osp.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + osp.sep):
+            return True
+    return False
+
+
 @contextmanager
 def reported_as_exit(cfg, tool: str):
-    """Turn the errors a user causes (a checkpoint that cannot be read or does not fit, a type
-    no registry has) into ``SystemExit`` with a one-line message naming the file or config key;
-    any other error keeps its traceback."""
+    """Turn the errors a user causes into ``SystemExit`` with one line naming the file, config key
+    or path: a checkpoint or info file that cannot be read or does not fit, a type no registry has,
+    a missing or corrupt data file, and FULLER's own checks of configs and inputs (``ValueError``,
+    ``KeyError``, ``TypeError``, ``FileNotFoundError`` raised by its code). Other errors keep their
+    traceback, and ``FULLER_DEBUG=1`` keeps it for all."""
+    debug = os.environ.get('FULLER_DEBUG', '') not in ('', '0')
+    hint = ' (FULLER_DEBUG=1 shows the traceback)'
     try:
         yield
-    except (CheckpointLoadError, CheckpointMismatchError, UnsafeInfoFileError) as e:
-        raise SystemExit(f'{tool}: {e}') from None
-    except KeyError as e:
-        msg = explain_registry_error(cfg, e)
-        if msg is None:
+    except (CheckpointLoadError, CheckpointMismatchError, UnsafeInfoFileError, DataFileError) as e:
+        if debug:
             raise
+        raise SystemExit(f'{tool}: {e}') from None
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
+        if debug:
+            raise
+        msg = explain_registry_error(cfg, e) if isinstance(e, KeyError) else None
+        if msg is None:
+            if not _raised_by_fuller(e):
+                raise
+            text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+            msg = _BUILD_PREFIX.sub('', str(text)) + hint
         raise SystemExit(f'{tool}: {msg}') from None

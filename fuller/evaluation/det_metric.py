@@ -137,6 +137,9 @@ class NuScenesDetMetric(BaseMetric):
         if version not in EVAL_SETS:
             raise ValueError(f'NuScenesDetMetric: version={version!r} must be one of {sorted(EVAL_SETS)}')
         self.data_root, self.version = data_root, version
+        if not osp.isdir(osp.join(data_root, version)):  # before the test pass, not after it
+            raise FileNotFoundError(f'NuScenesDetMetric: no {version}/ tables under data_root={data_root!r} (the devkit '
+                                    'scores against them); check data_root and version')
         self.eval_set = eval_set or EVAL_SETS[version]
         self._classes = None if classes is None else self._check_classes(classes)
         self._still_attributes = None if still_attributes is None else dict(still_attributes)

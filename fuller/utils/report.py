@@ -35,18 +35,55 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
     return '\n'.join(['=' * width, *lines, '=' * width])
 
 
-def cpu_model() -> str:
-    """CPU model name and its widest vector extensions (timings differ between AVX2 and
-    AVX-512/AMX machines of the same kind)."""
-    name, flags = platform.processor() or platform.machine(), set()
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
-                if line.startswith('model name') and name in ('', platform.machine(), platform.processor()):
-                    name = line.split(':', 1)[1].strip()
-                elif line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
     except OSError:
         pass
+    return set()
+
+
+def cpu_model() -> str:
+    """CPU model name and its widest vector extensions (timings differ between AVX2 and
+    AVX-512/AMX machines of the same kind)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    name = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = cpu_flags()
     isa = [x for x in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if x in flags]
     return f'{name} ({", ".join(isa) or "no AVX2"})'
+
+
+def auto_precision(cuda_bf16: bool | None = None, flags: set[str] | None = None) -> tuple[str | None, str]:
+    """The precision ``--amp auto`` trains in, and why: ``'bfloat16'`` on a CUDA device that
+    supports it and on a CPU with native bf16 matrix units (AVX-512 BF16 or AMX), ``None``
+    (fp32) elsewhere: on an AVX2-only CPU bf16 autocast made the demo step 6.7x slower
+    (docs/benchmarks/train_demo_cpu.md), on an AVX-512 BF16 + AMX Xeon 1.5x faster.
+
+    Args:
+        cuda_bf16: whether the CUDA device supports bf16; ``None``: ask torch (CPU if no CUDA).
+        flags: CPU flags; ``None``: this machine's.
+    """
+    import torch
+
+    if cuda_bf16 is None and torch.cuda.is_available():
+        cuda_bf16 = torch.cuda.is_bf16_supported()
+    if cuda_bf16 is not None:
+        return ('bfloat16', 'the CUDA device supports bf16') if cuda_bf16 else \
+            (None, 'the CUDA device has no bf16 support: fp32 (use --amp --amp-dtype float16 for fp16)')
+    flags = cpu_flags() if flags is None else flags
+    native = [f for f in ('amx_bf16', 'avx512_bf16') if f in flags]
+    if native:
+        return 'bfloat16', f'the CPU has native bf16 units ({", ".join(native)})'
+    return None, 'the CPU has no native bf16 units (no AVX-512 BF16 or AMX): fp32, as bf16 would be emulated and slower'
+

@@ -60,6 +60,25 @@ def test_unknown_inter_rule_lists_fullers_rules_too(cfg_path, tmp_path):
     assert proc.returncode != 0
     assert "optim_wrapper.inter.type='Fuller' is not a rule" in proc.stderr
     assert "'FullerInter', 'Mean', 'Sum'" in proc.stderr and 'UPGrad' in proc.stderr
+    # One line, not a 30-line traceback ending in it.
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("train: optim_wrapper.inter.type='Fuller' is not a rule")
+
+
+def test_a_config_conflict_is_one_line_and_its_traceback_behind_fuller_debug(cfg_path, tmp_path):
+    import os
+
+    args = ('train.py', cfg_path, '--work-dir', tmp_path / 'w', '--cfg-options',
+            'model.encoders.lidar.voxelize.voxel_size=[0.4,0.4,0.5]')
+    proc = _run(*args)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('train: model.encoders.lidar.voxelize.voxel_size = [0.4, 0.4, 0.5] but the geometry gives')
+    assert last.endswith('(FULLER_DEBUG=1 shows the traceback)') and 'class `' not in last
+    env = {**os.environ, 'FULLER_DEBUG': '1'}
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', args[0]), *map(str, args[1:])],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env=env)
+    assert proc.returncode != 0 and 'Traceback' in proc.stderr and 'but the geometry gives' in proc.stderr
 
 
 def test_corrupt_info_file_names_the_file(demo_root, tmp_path):
@@ -203,3 +222,28 @@ def test_cfg_options_keep_spaces_in_a_value_and_refuse_them_in_a_list(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(['--cfg-options', bad])
         assert why in capsys.readouterr().err
+
+
+def test_missing_devkit_tables_stop_the_test_before_the_test_pass(demo_root, tmp_path):
+    """Missing devkit tables were reported only after the whole test pass (82 s on the demo, the
+    full val set on nuScenes): now when the metric is built, before the first sample."""
+    import torch
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import MODELS
+
+    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
+    empty = tmp_path / 'no_tables'
+    empty.mkdir()
+    for ev in cfg.test_evaluator:
+        if ev['type'] == 'NuScenesDetMetric':
+            ev['data_root'] = str(empty)
+    init_default_scope('fuller')
+    ckpt = tmp_path / 'init.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, ckpt)
+    path = tmp_path / 'cfg.py'
+    cfg.dump(str(path))
+    proc = _run('test.py', path, ckpt)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert f"no v1.0-mini/ tables under data_root='{empty}'" in proc.stderr.strip().splitlines()[-1]
+    assert 'Epoch(test)' not in proc.stdout + proc.stderr  # no sample was run
