@@ -146,3 +146,18 @@ def test_inputs_are_bevfusions(cfg):
     assert cfg.geometry.map_bound == dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
     # default.yaml data.samples_per_gpu 4 (8 GPUs: 32, the schedule's base batch).
     assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.base_batch_size == 32
+
+
+def test_point_shuffle_resolves_and_shuffles():
+    """The pipeline's 'mmdet3d.PointShuffle' builds from FULLER's registry and permutes the points."""
+    from mmdet3d.structures import LiDARPoints
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import TRANSFORMS
+
+    init_default_scope('fuller')
+    shuffle = TRANSFORMS.build(dict(type='mmdet3d.PointShuffle'))
+    torch.manual_seed(0)
+    pts = torch.arange(400, dtype=torch.float32).view(100, 4)
+    out = shuffle({'points': LiDARPoints(pts.clone(), points_dim=4)})['points'].tensor
+    assert not torch.equal(out, pts) and torch.equal(out[out[:, 0].argsort()], pts)
