@@ -5,6 +5,7 @@ at the top of a file or inside a function (a lazy import is still a dependency).
 """
 
 import ast
+import json
 import os
 import os.path as osp
 import subprocess
@@ -17,7 +18,7 @@ PKG = osp.join(ROOT, 'fuller')
 
 # Lower layers never import higher ones; packages of one layer do not import each other.
 LAYERS = [
-    {'fuller.registry', 'fuller.utils'},
+    {'fuller._spconv_cache', 'fuller.registry', 'fuller.utils'},
     {'fuller.calibration', 'fuller.datasets'},
     {'fuller.demo', 'fuller.models', 'fuller.evaluation', 'fuller.visualization'},
     {'fuller.engine'},
@@ -133,3 +134,40 @@ def test_each_package_imports_first_in_a_fresh_interpreter(package):
     proc = subprocess.run([sys.executable, '-c', f'import {package}'], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+_DUMP_DESCRIPTIONS = r'''
+import json
+import fuller  # noqa: F401  (installs the hook)
+import spconv.algo as algo
+rows = []
+for table in (algo.GEMM.static_key_to_desps, algo.CONV.static_key_to_desps):
+    for key in sorted(table, key=repr):
+        for d in table[key]:
+            rows.append({a: repr(getattr(d, a)) for a in dir(d)
+                         if not a.startswith('_') and not callable(getattr(d, a))} | {'str': str(d)})
+print(json.dumps(rows))
+'''
+
+
+def test_spconv_gets_the_same_kernel_descriptions_from_the_cache(tmp_path):
+    """fuller._spconv_cache answers spconv's import-time kernel generation from a table: every
+    description spconv holds (84 GEMM, 644 convolution) has the values it has without the table."""
+
+    def dump(**env):
+        proc = subprocess.run([sys.executable, '-c', _DUMP_DESCRIPTIONS], capture_output=True, text=True, cwd=ROOT,
+                              timeout=300, env={**os.environ, 'FULLER_CACHE_DIR': str(tmp_path), **env})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)
+
+    real = dump(FULLER_SPCONV_CACHE='0')
+    assert not list(tmp_path.iterdir())
+    first = dump()  # builds the table: real kernels, recorded
+    (table,) = tmp_path.iterdir()
+    stamp = table.stat().st_mtime_ns
+    cached = dump()  # answered from the table, which is complete and so not rewritten
+    assert table.stat().st_mtime_ns == stamp
+    assert len(real) == 84 + 644 and 'element_per_access_a' in real[-1] and 'dynamic_mask' in real[-1]
+    assert first == real and cached == real
+    table.write_text('{"truncated": [1, 2')  # a broken table is ignored and rebuilt
+    assert dump() == real and len(json.loads(table.read_text())) == 84 + 644
