@@ -52,7 +52,7 @@ def main() -> None:
         raise SystemExit(f'test: checkpoint file not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='test')
     cfg.load_from = args.checkpoint
-    cfg.load_partial = args.load_partial
+    cfg.load_partial = 'fragments' if args.load_fragments else args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
     cfg.trust_info_files = args.trust_info_files
     cfg.test_config_in_log_dir = True  # keep the training config copy in the work dir as it is

@@ -77,7 +77,7 @@ def main() -> None:
             print(f'train: --amp {args.amp_dtype} on CPU: on CPUs without native half-precision units it is '
                   'slower than fp32 (measured: docs/benchmarks/train_demo_cpu.md); check yours with '
                   'python tools/benchmark.py train --dtypes fp32 bf16', flush=True)
-    cfg.load_partial = args.load_partial
+    cfg.load_partial = 'fragments' if args.load_fragments else args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
     cfg.trust_info_files = args.trust_info_files
     if args.load_from:

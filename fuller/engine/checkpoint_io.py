@@ -193,19 +193,77 @@ def extract_state_dict(path: str) -> dict:
     return tensors
 
 
+def load_units(model: torch.nn.Module) -> list[str]:
+    """The parts of ``model`` that ``--load-partial`` loads whole or not at all.
+
+    A model may name them (``model.load_units()``; FullerNet's are ``encoders.camera.backbone``,
+    ``encoders.camera.neck``, ``encoders.camera.vtransform``, the LiDAR encoder's parts, ``fuser``,
+    ``decoder.backbone``, ``decoder.neck``, ``heads.det``, ``heads.map``); otherwise they are the
+    entries of every top-level ``ModuleDict`` and every other top-level child.
+    """
+    if hasattr(model, 'load_units'):
+        return list(model.load_units())
+    units = []
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.ModuleDict):
+            units += [f'{name}.{key}' for key in child]
+        else:
+            units.append(name)
+    return units
+
+
+def unit_of(key: str, units: list[str]) -> str:
+    """The longest unit that ``key`` lies in (the key's top-level name when none does)."""
+    best = ''
+    for u in units:
+        if (key == u or key.startswith(u + '.')) and len(u) > len(best):
+            best = u
+    return best or key.split('.')[0]
+
+
 class StateDictReport:
     """How a checkpoint's tensors match a model's: what loads, what is missing, unexpected or
-    of another shape."""
+    of another shape, and, per load unit (:func:`load_units`), how many of the unit's tensors fit."""
 
-    def __init__(self, loadable: dict, missing: list, unexpected: list, mismatched: list) -> None:
+    def __init__(self, loadable: dict, missing: list, unexpected: list, mismatched: list,
+                 units: dict | None = None) -> None:
         self.loadable = loadable
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched  # (key, shape in the file, shape in the model)
+        self.units = units or {}  # unit -> (tensors the model has, tensors of the file that fit)
 
     @property
     def exact(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def fragments(self) -> list[str]:
+        """Units of which some tensors fit and others do not (missing or of another shape)."""
+        return [u for u, (n, fit) in self.units.items() if 0 < fit < n]
+
+    def partial(self, fragments: bool = False) -> dict:
+        """The tensors ``--load-partial`` loads: those of the units that fit whole, and with
+        ``fragments=True`` also those of the units that fit in part."""
+        keep = set(self.units) if fragments else {u for u, (n, fit) in self.units.items() if fit == n}
+        units = list(self.units)
+        out = OrderedDict((k, v) for k, v in self.loadable.items() if unit_of(k, units) in keep)
+        out._metadata = getattr(self.loadable, '_metadata', None)
+        return out
+
+    def describe_units(self, fragments_loaded: bool = False) -> str:
+        lines = []
+        for u, (n, fit) in self.units.items():
+            if fit == n:
+                what = 'loaded'
+            elif fit == 0:
+                what = 'not in the file (left as initialised)'
+            elif fragments_loaded:
+                what = 'a fragment, loaded as asked (--load-fragments); the rest left as initialised'
+            else:
+                what = 'a fragment, left as initialised (--load-fragments loads it)'
+            lines.append(f'    {u}: {fit}/{n} tensors fit: {what}')
+        return '  per part of the model:\n' + '\n'.join(lines) if lines else ''
 
     def describe(self, limit: int | None = 10) -> str:
         def block(title: str, items: list) -> str:
@@ -242,4 +300,40 @@ def match_state_dict(model: torch.nn.Module, state: dict) -> StateDictReport:
                 mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    return StateDictReport(loadable, missing, unexpected, mismatched)
+    units_list = load_units(model)
+    units: dict = {}
+    for k in own:
+        n, fit = units.get(unit_of(k, units_list), (0, 0))
+        units[unit_of(k, units_list)] = (n + 1, fit + (k in loadable))
+    return StateDictReport(loadable, missing, unexpected, mismatched, units)
+
+
+_BEVFUSION_MIT_GRID = re.compile(r'(^|\.)vtransform\.(frustum|dx|bx|nx)$')
+_MMDET3D_BEVFUSION_PREFIXES = ('img_backbone.', 'img_neck.', 'view_transform.', 'pts_voxel_encoder.',
+                               'pts_middle_encoder.', 'fusion_layer.', 'pts_backbone.', 'pts_neck.', 'bbox_head.')
+
+
+def foreign_layout(state: dict) -> str | None:
+    """Why ``state`` must not be loaded into a FULLER model as it is, or None.
+
+    A BEVFusion-MIT checkpoint (recognised by the grid constants its view transform stores,
+    ``vtransform.frustum/dx/bx/nx``) carries FULLER's module names, and most of its tensors have
+    FULLER's shapes, but BEVFusion-MIT keeps BEV maps as [C, X, Y] where FULLER keeps [C, Y, X], so
+    its 2-D BEV kernels (fuser, decoder, heads, the view transform's downsample) are transposed, and
+    its sparse kernels are in spconv 1.x's layout: a name-and-shape match would load them silently
+    wrong. An mmdet3d ``projects/BEVFusion`` checkpoint has other names and fits nothing.
+    """
+    grid = sorted(k for k in state if _BEVFUSION_MIT_GRID.search(k))
+    if grid:
+        return (f'it is a BEVFusion-MIT checkpoint (it holds {grid[0]}): its BEV kernels are in the [C, X, Y] '
+                'layout and its sparse kernels in spconv 1.x\'s, so loading it by name and shape would be silently '
+                'wrong, and FULLER refuses it. Its camera backbone alone loads as it is: '
+                "model.encoders.camera.backbone.init_cfg=dict(type='Pretrained', checkpoint=<file>, "
+                "prefix='encoders.camera.backbone.')")
+    prefixes = sorted({p for p in _MMDET3D_BEVFUSION_PREFIXES for k in state if k.startswith(p)})
+    if len(prefixes) >= 3:
+        return (f'its names are mmdet3d projects/BEVFusion\'s ({", ".join(prefixes)}), not FULLER\'s, so none of '
+                'its tensors fit; its BEV kernels are in the [C, X, Y] layout as well. Its camera backbone alone '
+                "loads as it is: model.encoders.camera.backbone.init_cfg=dict(type='Pretrained', checkpoint=<file>, "
+                "prefix='img_backbone.')")
+    return None

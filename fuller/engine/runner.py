@@ -5,8 +5,11 @@ driven by top-level config keys (set by ``tools/train.py`` / ``tools/test.py`` f
 
 - ``load_from`` loads **exactly**: a checkpoint whose tensors do not match the model (missing,
   unexpected or differently shaped keys) is an error naming the file and the keys, unless
-  ``load_partial=True`` (``--load-partial``), which loads what fits and lists the rest in the
-  log. Files load with ``weights_only=True`` unless ``trust_checkpoint=True``
+  ``load_partial=True`` (``--load-partial``), which loads the parts of the model that fit whole
+  (:func:`~fuller.engine.checkpoint_io.load_units`) and lists the rest, fragments included, in the
+  log (``load_partial='fragments'``, ``--load-fragments``, loads fragments too). A file none of
+  whose tensors fit, or a BEVFusion-MIT/mmdet3d BEVFusion checkpoint (other BEV layout), is an
+  error. Files load with ``weights_only=True`` unless ``trust_checkpoint=True``
   (``--trust-checkpoint``), the opt-in for plain mmengine/mmdet3d checkpoints from a trusted
   source (:func:`~fuller.engine.checkpoint_io.load_checkpoint_file`).
 - Under a launcher on a machine without CUDA the process group is started with gloo
@@ -38,7 +41,13 @@ from fuller.datasets.info_io import UnsafeInfoFileError
 from fuller.datasets.transforms.loading import DataFileError
 from fuller.utils.quiet import is_registry_noise
 
-from .checkpoint_io import CheckpointLoadError, CheckpointMismatchError, load_checkpoint_file, match_state_dict
+from .checkpoint_io import (
+    CheckpointLoadError,
+    CheckpointMismatchError,
+    foreign_layout,
+    load_checkpoint_file,
+    match_state_dict,
+)
 from .config import explain_registry_error, resolve_config
 
 # Log-line fields that stay in the log file, the scalars JSON and TensorBoard, not on the console:
@@ -173,7 +182,9 @@ class FullerRunner(Runner):
         Raises:
             CheckpointMismatchError: tensors do not match and ``load_partial`` is off.
         """
-        partial = bool(self.cfg.get('load_partial', False))
+        partial = self.cfg.get('load_partial', False)  # False, True, or 'fragments' (--load-fragments)
+        if partial not in (False, True, 'fragments'):
+            raise ValueError(f"load_partial must be False, True or 'fragments', not {partial!r}")
         checkpoint = load_checkpoint_file(filename, trusted=bool(self.cfg.get('trust_checkpoint', False)),
                                           map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -181,18 +192,32 @@ class FullerRunner(Runner):
         state = checkpoint.get('state_dict', checkpoint)
         for pattern, repl in revise_keys:
             state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+        where = self.cfg.filename or 'this config'
+        foreign = foreign_layout(state)
+        if foreign:
+            raise CheckpointMismatchError(f'{filename}: {foreign}')
         report = match_state_dict(model, state)
+        if not report.loadable:
+            raise CheckpointMismatchError(f'no tensor of {filename} fits the model of {where} (another model, or '
+                                          f'other names):\n{report.describe()}')
         if not report.exact and not partial:
             raise CheckpointMismatchError(
-                f'{filename} does not fit the model of {self.cfg.filename or "this config"}:\n{report.describe()}\n'
-                'Pass --load-partial (load_partial=True) to load only the tensors that fit.')
-        model.load_state_dict(report.loadable, strict=False)
+                f'{filename} does not fit the model of {where}:\n{report.describe()}\n'
+                'Pass --load-partial (load_partial=True) to load the parts of the model that fit whole.')
+        to_load = report.loadable if report.exact else report.partial(fragments=partial == 'fragments')
+        if not to_load:
+            raise CheckpointMismatchError(
+                f'no part of the model of {where} fits {filename} whole, only fragments:\n'
+                f'{report.describe_units()}\nPass --load-fragments to load them anyway.')
+        model.load_state_dict(to_load, strict=False)
         self._has_loaded = True
         if report.exact:
             self.logger.info(f'Loaded {len(report.loadable)} tensors from {filename} (exact match)')
         else:
-            self.logger.warning(f'Partial load of {filename} (--load-partial): {len(report.loadable)} tensors '
-                                f'loaded; skipped:\n{report.describe(limit=None)}')
+            self.logger.warning(
+                f'Partial load of {filename} (--load-partial): {len(to_load)} tensors loaded.\n'
+                f'{report.describe_units(fragments_loaded=partial == "fragments")}\n'
+                f'  tensors skipped:\n{report.describe(limit=None)}')
         return checkpoint
 
 

@@ -52,8 +52,12 @@ def parse_launcher_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     """The flags that say how a checkpoint given to a tool is loaded (see ``FullerRunner``)."""
     parser.add_argument('--load-partial', action='store_true',
-                        help='load only the checkpoint tensors that fit the model and list the rest in the log '
-                             '(default: a checkpoint that does not fit exactly is an error)')
+                        help='load the parts of the model (encoders.camera.backbone, fuser, heads.det, ...) that '
+                             'the checkpoint fits whole, and list the rest in the log (default: a checkpoint that '
+                             'does not fit exactly is an error)')
+    parser.add_argument('--load-fragments', action='store_true',
+                        help='--load-partial that also loads the tensors of parts that fit only in part (a '
+                             'BatchNorm without its conv, ...), which are otherwise left as initialised')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load the checkpoint with the full unpickler, e.g. one of plain mmengine/mmdet3d '
                              'training; it can run code, so only for files from a trusted source (to take only '

@@ -151,22 +151,75 @@ def test_runner_loads_exactly_or_fails_naming_file_and_keys(runner, tmp_path):
     assert 'heads.other.weight' in msg and '--load-partial' in msg
 
 
-def test_runner_partial_load_loads_what_fits_and_lists_the_rest(runner, tmp_path, caplog):
-    model = runner.model
-    state = {k: v.clone() + 1 if v.is_floating_point() else v.clone() for k, v in model.state_dict().items()}
-    key = next(k for k in state if k.startswith('heads.det') and k.endswith('weight'))
-    state[key] = torch.zeros(3, *state[key].shape[1:])
-    path = tmp_path / 'partial.pth'
-    torch.save({'state_dict': state}, path)
-    runner.cfg.load_partial = True
-    before = model.state_dict()[key].clone()
+def _load(runner, path, partial):
+    runner.cfg.load_partial = partial
     try:
         runner.load_checkpoint(str(path))
     finally:
         runner.cfg.load_partial = False
+
+
+def test_runner_partial_load_loads_whole_parts_and_leaves_fragments(runner, tmp_path):
+    """--load-partial loads the parts that fit whole; a part that fits only in part (here the
+    detection head with one tensor of another shape, the sparse encoder with one BatchNorm gone)
+    is a fragment, left as initialised and listed, unless --load-fragments asks for it."""
+    model = runner.model
+    state = {k: v.clone() + 1 if v.is_floating_point() else v.clone() for k, v in model.state_dict().items()}
+    key = next(k for k in state if k.startswith('heads.det') and k.endswith('weight'))
+    state[key] = torch.zeros(3, *state[key].shape[1:])
+    bn = next(k for k in state if k.startswith('encoders.lidar.') and k.endswith('running_var'))
+    del state[bn]
+    path = tmp_path / 'partial.pth'
+    torch.save({'state_dict': state}, path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _load(runner, path, True)
     now = model.state_dict()
-    assert torch.equal(now[key], before)  # the mismatched tensor is left as it was
-    other = next(k for k in state if k != key and state[k].is_floating_point())
-    assert torch.equal(now[other], state[other])  # everything that fits is loaded
+    for k in now:
+        if k.startswith('heads.det.') or k.startswith('encoders.lidar.'):
+            assert torch.equal(now[k], before[k]), k  # fragments: left as they were
+        elif now[k].is_floating_point():
+            assert torch.equal(now[k], state[k]), k  # whole parts: loaded
     log = open(runner.logger.handlers[-1].baseFilename).read()
     assert 'Partial load of' in log and f'{key}: (3,' in log
+    n_det = sum(k.startswith('heads.det.') for k in now)
+    assert f'heads.det: {n_det - 1}/{n_det} tensors fit: a fragment, left as initialised' in log
+    assert 'encoders.camera.backbone: ' in log and 'tensors fit: loaded' in log
+    assert match_state_dict(model, state).fragments == ['encoders.lidar.backbone', 'heads.det']
+    _load(runner, path, 'fragments')  # --load-fragments: what fits of the fragments too
+    now = model.state_dict()
+    assert torch.equal(now[key], before[key]) and all(
+        torch.equal(now[k], state[k]) for k in now if k.startswith('heads.det.') and k != key and
+        now[k].is_floating_point())
+    model.load_state_dict(match_state_dict(model, before).loadable)  # with the model's metadata (spconv)
+
+
+def test_runner_refuses_a_file_with_no_tensor_that_fits_also_with_load_partial(runner, tmp_path):
+    path = tmp_path / 'other_model.pth'
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(3)}}, path)
+    for partial in (False, True):
+        with pytest.raises(CheckpointMismatchError, match='no tensor of .*other_model.pth fits the model'):
+            _load(runner, path, partial)
+    only_fragments = tmp_path / 'fragment.pth'
+    key = next(k for k in runner.model.state_dict() if k.startswith('heads.det') and k.endswith('weight'))
+    torch.save({'state_dict': {key: runner.model.state_dict()[key]}}, only_fragments)
+    with pytest.raises(CheckpointMismatchError, match='(?s)only fragments.*--load-fragments'):
+        _load(runner, only_fragments, True)
+
+
+def test_bevfusion_checkpoints_are_refused_not_loaded_in_the_wrong_layout(runner, tmp_path):
+    """A BEVFusion-MIT checkpoint has FULLER's names and mostly its shapes but [C, X, Y] BEV kernels:
+    refused on every path, with the one part that loads as it is; an mmdet3d BEVFusion one too."""
+    state = {k: v.clone() for k, v in runner.model.state_dict().items()}
+    state['encoders.camera.vtransform.frustum'] = torch.zeros(118, 32, 88, 3)
+    state['encoders.camera.vtransform.dx'] = torch.tensor([0.3, 0.3, 20.0])
+    mit = tmp_path / 'bevfusion-det.pth'
+    torch.save({'state_dict': state}, mit)
+    for partial in (False, True, 'fragments'):
+        with pytest.raises(CheckpointMismatchError, match=r'bevfusion-det.pth: it is a BEVFusion-MIT checkpoint.*'
+                                                          r"\[C, X, Y\].*prefix='encoders.camera.backbone.'"):
+            _load(runner, mit, partial)
+    mm = tmp_path / 'mmdet3d-bevfusion.pth'
+    torch.save({'state_dict': {f'{p}w': torch.zeros(1) for p in ('img_backbone.', 'pts_middle_encoder.',
+                                                                  'fusion_layer.', 'bbox_head.')}}, mm)
+    with pytest.raises(CheckpointMismatchError, match="mmdet3d projects/BEVFusion's.*prefix='img_backbone.'"):
+        _load(runner, mm, True)

@@ -1,15 +1,18 @@
 """Take only the weights of a checkpoint, without running any code from it.
 
-Checkpoints of plain mmengine/mmdet3d training (BEVFusion, CenterPoint, ...) hold Python
+Checkpoints of plain mmengine/mmdet3d training (CenterPoint, BEVFusion, ...) hold Python
 objects besides tensors, so FULLER's safe loader refuses them. This reads such a file with an
 unpickler that resolves only what torch's safe loader allows and replaces every other object
 by an inert placeholder (nothing the file names is executed), keeps the tensors of its
 ``state_dict`` and writes them as a plain checkpoint that loads safely.
 
-Example:
-    python tools/misc/extract_weights.py bevfusion-det.pth checkpoints/bevfusion-det-weights.pth \
-        --strip-prefix module. --add-prefix ''
-    python tools/train.py CONFIG --load-from checkpoints/bevfusion-det-weights.pth --load-partial
+Example (a camera backbone from a detector checkpoint):
+    python tools/misc/extract_weights.py detector.pth checkpoints/detector-weights.pth
+    # model.encoders.camera.backbone.init_cfg=dict(type='Pretrained',
+    #     checkpoint='checkpoints/detector-weights.pth', prefix='backbone.')
+
+BEVFusion checkpoints keep BEV maps in another layout: FULLER's loader refuses them whole, and only
+their camera backbone loads as it is (README, "Checkpoints").
 """
 
 import argparse

@@ -95,6 +95,15 @@ class FullerNet(BaseModel):
         """
         init_weights_everywhere(self, super().init_weights)
 
+    def load_units(self) -> list[str]:
+        """The parts a partial load takes whole or not at all: each encoder's parts (backbone,
+        neck, view transform; voxelization and sparse encoder), the fuser, the decoder's
+        backbone and neck, each head."""
+        units = [f'encoders.{k}' for k in self.encoders]
+        units += [f'encoders.{k}.{c}' for k, e in self.encoders.items() for c, _ in e.named_children()]
+        units += ['fuser'] if self.fuser is not None else []
+        return units + [f'decoder.{k}' for k in self.decoder] + [f'heads.{k}' for k in self.heads]
+
     # ------------------------------------------------------------------ features
     def extract_bev(self, inputs: dict, samples: list) -> dict[str, Tensor]:
         """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``."""
