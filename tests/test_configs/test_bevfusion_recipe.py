@@ -146,6 +146,10 @@ def test_inputs_are_bevfusions(cfg):
     assert cfg.geometry.map_bound == dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
     # default.yaml data.samples_per_gpu 4 (8 GPUs: 32, the schedule's base batch).
     assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.base_batch_size == 32
+    # mmdet3d/models/vtransforms/base.py BaseTransform.bev_pool: ((geom - (bx - dx / 2)) / dx).long(),
+    # truncation toward zero; default.yaml model.encoders.camera.vtransform dbound [1.0, 60.0, 0.5].
+    vt = cfg.model.encoders.camera.vtransform
+    assert vt.cell_index == 'trunc' and tuple(vt.dbound) == (1.0, 60.0, 0.5)
 
 
 def test_point_shuffle_resolves_and_shuffles():

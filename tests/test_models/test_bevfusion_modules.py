@@ -78,3 +78,32 @@ def test_residual_sparse_encoder_is_bevfusions_lidar_backbone():
         out = enc(feats, coors, 1)
     assert out.shape == (1, 256, 180, 180) and out.dtype == torch.float32 and torch.isfinite(out).all()
     assert out.abs().sum() > 0
+
+
+def test_cell_index_trunc_is_bevfusions_bev_pool_indexing():
+    """cell_index='trunc' indexes cells as BEVFusion's vtransforms/base.py ``bev_pool``:
+    ``((geom - (bx - dx / 2)) / dx).long()`` with ``bx = lo + dx / 2`` (``gen_dx_bx``), kept when
+    0 <= index < nx; 'floor' drops the points up to one cell below each lower bound instead."""
+    from fuller.models.camera import LSSViewTransform
+
+    bounds = dict(xbound=(-54.0, 54.0, 0.3), ybound=(-54.0, 54.0, 0.3), zbound=(-10.0, 10.0, 20.0))
+    vts = {mode: LSSViewTransform(8, 4, image_size=(32, 88), feature_size=(4, 11), dbound=(1.0, 60.0, 0.5),
+                                  cell_index=mode, **bounds) for mode in ('floor', 'trunc')}
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand(1, 1, 118, 4, 11, 3, generator=gen) * torch.tensor([120.0, 120.0, 50.0]) - \
+        torch.tensor([60.0, 60.0, 30.0])
+    pts[0, 0, 0, 0, :3] = torch.tensor([[-54.1, 0.0, 0.0], [0.0, -54.29, -10.5], [-54.0, 53.99, 9.99]])
+    dx = torch.tensor([b[2] for b in bounds.values()])
+    bx = torch.tensor([b[0] + b[2] / 2.0 for b in bounds.values()])
+    nx = torch.tensor([int((b[1] - b[0]) / b[2]) for b in bounds.values()])
+    ref = ((pts - (bx - dx / 2.0)) / dx).long()
+    ref_kept = ((ref >= 0) & (ref < nx)).all(-1)
+    for vt in vts.values():
+        vt.frustum_points = lambda cams, pts=pts: pts
+    trunc, floor = vts['trunc'].cells(None), vts['floor'].cells(None)
+    assert torch.equal(trunc >= 0, ref_kept)
+    x, y, z = ref.unbind(-1)
+    assert torch.equal(trunc[ref_kept], ((z * 360 + y) * 360 + x)[ref_kept])
+    assert trunc[0, 0, 0, 0, :3].tolist() == [180 * 360 + 0, 0 * 360 + 180, 359 * 360 + 0]
+    assert (floor[0, 0, 0, 0, :3] == -1).tolist() == [True, True, False]
+    assert ((floor >= 0) & (trunc != floor)).sum() == 0  # where floor keeps a point, trunc agrees

@@ -23,7 +23,9 @@ model = dict(
                       act_cfg=dict(type='ReLU', inplace=True),
                       upsample_cfg=dict(mode='bilinear', align_corners=False)),
             vtransform=dict(type='LSSViewTransform', in_channels=256, out_channels=80, zbound=(-10.0, 10.0, 20.0),
-                            dbound=(1.0, 60.0, 0.5), downsample=2)),
+                            dbound=(1.0, 60.0, 0.5), downsample=2,
+                            # BEVFusion's vtransforms/base.py bev_pool: ((geom - (bx - dx / 2)) / dx).long()
+                            cell_index='trunc')),
         lidar=dict(
             type='LidarEncoder',
             voxelize=dict(max_num_points=10, max_voxels=(120000, 160000)),

@@ -27,15 +27,23 @@ class LSSViewTransform(nn.Module):
             frustum tensor (:mod:`~fuller.models.camera.depth_pool`); ``'indexed'``,
             ``'sorted'``, ``'scatter'``: materialise the frustum ([points, C]) and pool it with
             :func:`~fuller.models.camera.bev_pool.bev_pool` (the reference of the tests).
+        cell_index: how a frustum point's coordinate becomes a cell index: ``'floor'`` (default;
+            a point below a grid's lower bound is outside it) or ``'trunc'``, BEVFusion's
+            ``((geom - (bx - dx / 2)) / dx).long()``, rounding toward zero, so points up to one
+            cell below each lower bound land in cell 0 (at BEVFusion's bounds, with one 20 m z
+            cell from -10 m, every frustum point with z in (-30, -10) m).
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
                  xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1,
-                 pool_impl: str = 'auto') -> None:
+                 pool_impl: str = 'auto', cell_index: str = 'floor') -> None:
         super().__init__()
         impls = ('auto', 'csr', 'indexed', 'sorted', 'scatter')
         if pool_impl not in impls:
             raise ValueError(f'vtransform.pool_impl must be one of {impls}, got {pool_impl!r}')
+        if cell_index not in ('floor', 'trunc'):
+            raise ValueError(f"vtransform.cell_index must be 'floor' or 'trunc', got {cell_index!r}")
+        self.cell_index = cell_index
         self.pool_impl = 'csr' if pool_impl == 'auto' else pool_impl
         self._mapping_cache: tuple[Tensor, FrustumMapping] | None = None
         self.out_channels = out_channels
@@ -82,7 +90,8 @@ class LSSViewTransform(nn.Module):
         geom = self.frustum_points(cams)
         lo = self.bounds[:, 0].to(geom)
         step = self.bounds[:, 2].to(geom)
-        return ((geom - lo) / step).floor().long()
+        rel = (geom - lo) / step
+        return (rel.floor() if self.cell_index == 'floor' else rel.trunc()).long()
 
     def cells(self, cams: CameraRig) -> Tensor:
         """[B, N, D, fH, fW] long flat BEV cell ``((b * nz + z) * ny + y) * nx + x`` of every
