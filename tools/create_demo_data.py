@@ -12,7 +12,7 @@ from fuller.utils.quiet import quiet_third_party_warnings
 
 quiet_third_party_warnings()
 
-from fuller.datasets.demo import DemoConfig, generate_demo_dataset  # noqa: E402
+from fuller.demo import DemoConfig, generate_demo_dataset  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

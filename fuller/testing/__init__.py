@@ -7,7 +7,7 @@ import numpy as np
 from mmengine.config import Config
 
 from fuller.datasets.create_infos import create_nuscenes_infos
-from fuller.datasets.demo import DemoConfig, generate_demo_dataset
+from fuller.demo import DemoConfig, generate_demo_dataset
 from fuller.engine.config import resolve_config, set_data_root
 from fuller.utils.cli import REPO_ROOT
 

@@ -248,7 +248,7 @@ def test_bad_sample_errors_or_is_skipped_by_config(demo_root, tmp_path):
 
 
 def _one_agent_scene():
-    from fuller.datasets.demo.objects import Agent
+    from fuller.demo.objects import Agent
 
     car = Agent('car', np.array([12.0, 3.0, 0.85]), np.array([1.95, 4.6, 1.7]), 0.4, np.zeros(2), 'vehicle.parked')
     return [car]
@@ -257,8 +257,8 @@ def _one_agent_scene():
 def test_cast_boxes_cone_culling_keeps_every_hit():
     """Rays are pre-selected by the object's bounding-sphere cone; a brute-force slab test of
     every part over all rays finds exactly the same hits."""
-    from fuller.datasets.demo.objects import agent_parts
-    from fuller.datasets.demo.sensors import cast_boxes, yaw_matrix
+    from fuller.demo.objects import agent_parts
+    from fuller.demo.sensors import cast_boxes, yaw_matrix
 
     rng = np.random.default_rng(0)
     agents = _one_agent_scene()
@@ -287,8 +287,8 @@ def test_cast_boxes_cone_culling_keeps_every_hit():
 def test_vehicles_show_their_heading_to_lidar_and_cameras():
     """A vehicle's front is a lower nose inside its box (LiDAR sees it), and its front face is
     lighter in the cameras: a plain box looks the same from the front and the back."""
-    from fuller.datasets.demo.sensors import lidar_sweep, render_camera
-    from fuller.datasets.demo.world import build_world
+    from fuller.demo.sensors import lidar_sweep, render_camera
+    from fuller.demo.world import build_world
 
     rng = np.random.default_rng(0)
     world = build_world('boston-seaport', np.random.default_rng(0))

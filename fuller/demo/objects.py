@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import LineString, Point, Polygon
 
-from ..metainfo import CLASSES as DETECTION_CLASSES
-from ..metainfo import STILL_ATTRIBUTES, VEHICLES
+from fuller.datasets.metainfo import CLASSES as DETECTION_CLASSES
+from fuller.datasets.metainfo import STILL_ATTRIBUTES, VEHICLES
+
 from .world import LANE_WIDTH, WALKWAY_WIDTH, World
 
 # Per detection class, in the order of fuller.datasets.metainfo.CLASSES: nuScenes category,

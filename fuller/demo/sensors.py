@@ -45,7 +45,7 @@ def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: flo
         origin: [3] ray origin (global frame).
         dirs: [N, 3] unit ray directions (global frame).
         agents: objects to intersect, posed at time ``t``; each is the union of the solid
-            parts :func:`~fuller.datasets.demo.objects.agent_parts` gives, inside its box.
+            parts :func:`~fuller.demo.objects.agent_parts` gives, inside its box.
         t: time since the scene start, s.
         max_range: rays are cut here, m.
         forward: optional viewing direction [3]; boxes wholly behind it are skipped.
