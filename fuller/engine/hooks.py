@@ -215,7 +215,7 @@ class BEVVisualizationHook(Hook):
     def after_test_epoch(self, runner, metrics=None) -> None:
         if not self.show_dir:
             return
-        from fuller.visualization import draw_sample
+        from fuller.visualization import SampleView, draw_sample
 
         metrics = metrics or {}
         thr = [metrics.get(f'map/thr_{c}', 0.5) for c in self.map_classes] if self.map_classes else 0.5
@@ -225,10 +225,10 @@ class BEVVisualizationHook(Hook):
             with np.load(path) as z:
                 arrays = {k: z[k] for k in z.files}
             pred_map = arrays.pop('pred_map', None)
-            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), map_extent=self.map_extent, bev_range=self.bev_range,
-                        pred_map=None if pred_map is None else pred_map.astype(np.float32), map_threshold=thr,
-                        title=f'sample {name[6:-4]}', map_classes=self.map_classes,
-                        class_names=self.class_names, cam_names=self.cam_names, **arrays)
+            view = SampleView(pred_map=None if pred_map is None else pred_map.astype(np.float32), **arrays)
+            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), view, map_classes=self.map_classes,
+                        class_names=self.class_names, cam_names=self.cam_names, map_extent=self.map_extent,
+                        bev_range=self.bev_range, map_threshold=thr, title=f'sample {name[6:-4]}')
             os.remove(path)
         os.rmdir(self._pending)
         try:

@@ -1,3 +1,4 @@
-from .bev import MAP_COLORS, box_corners_bev, draw_sample, map_color, map_to_rgb, plot_curves
+from .bev import MAP_COLORS, SampleView, box_corners_bev, draw_sample, map_color, map_to_rgb, plot_curves, project_boxes
 
-__all__ = ['MAP_COLORS', 'box_corners_bev', 'draw_sample', 'map_color', 'map_to_rgb', 'plot_curves']
+__all__ = ['MAP_COLORS', 'SampleView', 'box_corners_bev', 'draw_sample', 'map_color', 'map_to_rgb', 'plot_curves',
+           'project_boxes']

@@ -1,6 +1,8 @@
 """Pictures: BEV views of points, boxes and map masks, camera views with projected boxes,
 and training curves. Matplotlib only (Agg), so they render on headless machines."""
 
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use('Agg')
@@ -87,73 +89,72 @@ def _camera_order(cam_names: tuple | None, n_cam: int) -> list[tuple[int, str]]:
     return [(cam_names.index(c), c) for c in camera_panel_order(cam_names)]
 
 
-def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.ndarray | None = None,
-                pred_boxes: np.ndarray | None = None, gt_map: np.ndarray | None = None,
-                pred_map: np.ndarray | None = None, map_extent: tuple = (-50, 50, -50, 50),
-                imgs: np.ndarray | None = None, lidar2img: np.ndarray | None = None,
-                img_aug: np.ndarray | None = None, bev_range: float = 51.2,
-                map_threshold=0.5, title: str = '', map_classes: tuple = (),
-                pred_scores: np.ndarray | None = None, pred_labels: np.ndarray | None = None,
-                class_names: tuple = (), cam_names: tuple | None = None,
-                ego_forward: np.ndarray | None = None) -> None:
-    """Save one PNG: BEV points with GT (green) and predicted (red, with class and score)
-    boxes and the ego vehicle, GT and predicted map masks side by side with one legend, and
-    the camera images (titled, in rig order) with the boxes projected. BEV axes are in metres
-    in the LiDAR frame.
+@dataclass
+class SampleView:
+    """What one picture shows of one sample, all in the (augmented) LiDAR frame.
 
-    Args:
-        out_path: PNG path.
+    Attributes:
         points: [N, >=2] LiDAR points (x, y, ...).
-        gt_boxes, pred_boxes: [N, >=7] bottom-centred boxes in the same frame as the points.
+        gt_boxes, pred_boxes: [N, >=7] bottom-centred boxes (x, y, z, dx, dy, dz, yaw, ...).
+        pred_scores, pred_labels: [N] score and class index of each predicted box.
         gt_map: [K, H, W] binary; pred_map: [K, H, W] probabilities.
-        map_extent: (xmin, xmax, ymin, ymax) of the map grid; row i is y, column j is x.
         imgs: [N_cam, H, W, 3] uint8 or 0-255 float images.
         lidar2img: [N_cam, 4, 4] LiDAR -> original image pixels, (u*d, v*d, d, 1).
         img_aug: [N_cam, 4, 4] original -> augmented pixels, acting on (u, v, d, 1).
-        bev_range: half-size of the BEV plot, m.
-        map_threshold: probability threshold of the predicted mask: one for all classes or one
-            per class (the thresholds the map metric chose).
-        title: figure title.
-        map_classes: the map class of each mask (their colours and the legend); required with
-            ``gt_map`` / ``pred_map``.
-        pred_scores, pred_labels: [N] score and class index of each predicted box, written next
-            to it in BEV (class name from ``class_names``).
-        class_names: detection class names.
-        cam_names: camera channel of each image (``CAM_FRONT``, ...): panel titles and rig order.
-        ego_forward: the ego vehicle's forward direction in the LiDAR frame (x, y); default +x.
+        ego_forward: the ego vehicle's forward direction (x, y); default +x.
     """
-    n_cam = 0 if imgs is None else len(imgs)
-    cam_rows = (n_cam + 2) // 3
-    fig = plt.figure(figsize=(15, 5.6 + 2.6 * cam_rows))
-    grid = fig.add_gridspec(1 + cam_rows, 3, height_ratios=[5.6] + [2.6] * cam_rows)
-    ax = fig.add_subplot(grid[0, 0])
-    if points is not None and len(points):
-        p = np.asarray(points)
-        keep = (np.abs(p[:, 0]) < bev_range) & (np.abs(p[:, 1]) < bev_range)
-        ax.scatter(p[keep, 0], p[keep, 1], s=0.2, c='0.45', linewidths=0)
-    if gt_boxes is not None and len(gt_boxes):
-        _draw_boxes_bev(ax, gt_boxes, 'tab:green', 'ground truth')
-    if pred_boxes is not None and len(pred_boxes):
-        texts = None
-        if pred_scores is not None:
-            names = [class_names[int(k)] if pred_labels is not None and int(k) < len(class_names) else ''
-                     for k in (pred_labels if pred_labels is not None else np.zeros(len(pred_scores)))]
-            texts = [f'{n} {float(sc):.2f}'.strip() for n, sc in zip(names, pred_scores)]
-        _draw_boxes_bev(ax, pred_boxes, 'tab:red', 'prediction (class score)', texts)
-    _draw_ego(ax, ego_forward)
-    ax.set_xlim(-bev_range, bev_range)
-    ax.set_ylim(-bev_range, bev_range)
+
+    points: np.ndarray | None = None
+    gt_boxes: np.ndarray | None = None
+    pred_boxes: np.ndarray | None = None
+    pred_scores: np.ndarray | None = None
+    pred_labels: np.ndarray | None = None
+    gt_map: np.ndarray | None = None
+    pred_map: np.ndarray | None = None
+    imgs: np.ndarray | None = None
+    lidar2img: np.ndarray | None = None
+    img_aug: np.ndarray | None = None
+    ego_forward: np.ndarray | None = None
+
+
+def _bev_axes(ax, title: str) -> None:
     ax.set_aspect('equal')
     ax.set_xlabel('x (m)')
     ax.set_ylabel('y (m)')
-    ax.set_title('LiDAR BEV: boxes')
+    ax.set_title(title)
+
+
+def _draw_box_panel(ax, s: SampleView, bev_range: float, class_names: tuple) -> None:
+    """Points, GT boxes (green), predicted boxes (red, with class and score) and the ego."""
+    if s.points is not None and len(s.points):
+        p = np.asarray(s.points)
+        keep = (np.abs(p[:, 0]) < bev_range) & (np.abs(p[:, 1]) < bev_range)
+        ax.scatter(p[keep, 0], p[keep, 1], s=0.2, c='0.45', linewidths=0)
+    if s.gt_boxes is not None and len(s.gt_boxes):
+        _draw_boxes_bev(ax, s.gt_boxes, 'tab:green', 'ground truth')
+    if s.pred_boxes is not None and len(s.pred_boxes):
+        texts = None
+        if s.pred_scores is not None:
+            labels = s.pred_labels if s.pred_labels is not None else np.zeros(len(s.pred_scores))
+            names = [class_names[int(k)] if s.pred_labels is not None and int(k) < len(class_names) else ''
+                     for k in labels]
+            texts = [f'{n} {float(sc):.2f}'.strip() for n, sc in zip(names, s.pred_scores)]
+        _draw_boxes_bev(ax, s.pred_boxes, 'tab:red', 'prediction (class score)', texts)
+    _draw_ego(ax, s.ego_forward)
+    ax.set_xlim(-bev_range, bev_range)
+    ax.set_ylim(-bev_range, bev_range)
+    _bev_axes(ax, 'LiDAR BEV: boxes')
     ax.legend(loc='upper right', fontsize=8)
-    k_classes = 0 if gt_map is None and pred_map is None else len(gt_map if gt_map is not None else pred_map)
+
+
+def _draw_map_panels(fig, grid, s: SampleView, map_classes: tuple, map_extent: tuple, map_threshold) -> None:
+    """GT and thresholded predicted masks side by side, one legend for both."""
+    k_classes = 0 if s.gt_map is None and s.pred_map is None else len(s.gt_map if s.gt_map is not None else s.pred_map)
     if k_classes and len(map_classes) != k_classes:
         raise ValueError(f'draw_sample: {k_classes} map masks but map_classes={list(map_classes)}; name the class '
                          'of every mask (the dataset\'s metainfo map_classes)')
     thr = np.broadcast_to(np.asarray(map_threshold, dtype=np.float64), (k_classes,))
-    for col, (mask, name) in enumerate(((gt_map, 'map: ground truth'), (pred_map, 'map: prediction')), 1):
+    for col, (mask, name) in enumerate(((s.gt_map, 'map: ground truth'), (s.pred_map, 'map: prediction')), 1):
         ax = fig.add_subplot(grid[0, col])
         if mask is None:
             ax.set_title(name)
@@ -164,45 +165,82 @@ def draw_sample(out_path: str, points: np.ndarray | None = None, gt_boxes: np.nd
             m = m >= thr[:, None, None]
             same = np.allclose(thr, thr[0]) if len(thr) else True
             name += f' (threshold {thr[0]:.2f})' if same and len(thr) else ' (per-class thresholds)'
-        ax.set_title(name)
         ax.imshow(map_to_rgb(m, map_classes), origin='lower', extent=map_extent, interpolation='nearest')
-        _draw_ego(ax, ego_forward)
-        ax.set_aspect('equal')
-        ax.set_xlabel('x (m)')
-        ax.set_ylabel('y (m)')
+        _draw_ego(ax, s.ego_forward)
+        _bev_axes(ax, name)
     if k_classes and map_classes:
         labels = [c if len(thr) != len(map_classes) else f'{c} ({t:.2f})' for c, t in zip(map_classes, thr)] \
-            if pred_map is not None else list(map_classes)
+            if s.pred_map is not None else list(map_classes)
         handles = [plt.Rectangle((0, 0), 1, 1, color=map_color(c)) for c in map_classes]
         fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(2 / 3, 1 - 0.2 / fig.get_figheight()),
                    ncol=len(map_classes), fontsize=9, frameon=False,
-                   title='map classes' + (' (prediction threshold)' if pred_map is not None else ''))
+                   title='map classes' + (' (prediction threshold)' if s.pred_map is not None else ''))
+
+
+def project_boxes(boxes: np.ndarray, lidar2img: np.ndarray, img_aug: np.ndarray | None, size: tuple[int, int]):
+    """[N, 8, 2] augmented-image pixels of the boxes' corners, and which boxes to draw: all
+    corners at least 0.5 m in front of the camera and a corner inside the ``size`` (h, w) image."""
+    corners = box_corners_3d(np.asarray(boxes))
+    hom = np.concatenate([corners, np.ones(corners.shape[:2] + (1,))], -1) @ np.asarray(lidar2img).T
+    depth = hom[..., 2]
+    uv = hom[..., :2] / np.maximum(depth[..., None], 1e-3)
+    if img_aug is not None:
+        q = np.concatenate([uv, depth[..., None], np.ones_like(depth[..., None])], -1)
+        uv = (q @ np.asarray(img_aug).T)[..., :2]
+    h, w = size
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] < w) & (uv[..., 1] >= 0) & (uv[..., 1] < h)
+    return uv, (depth >= 0.5).all(1) & inside.any(1)
+
+
+def _draw_camera_panels(fig, grid, s: SampleView, cam_names: tuple | None) -> None:
+    """The images, titled and in rig order, with the boxes projected (GT lime, predicted red)."""
+    n_cam = 0 if s.imgs is None else len(s.imgs)
     for slot, (i, cam) in enumerate(_camera_order(cam_names, n_cam)):
         ax = fig.add_subplot(grid[1 + slot // 3, slot % 3])
-        img = np.asarray(imgs[i])
+        img = np.asarray(s.imgs[i])
         ax.imshow(np.clip(img, 0, 255).astype(np.uint8))
         ax.set_title(cam, fontsize=9)
         h, w = img.shape[:2]
-        for boxes, color in ((gt_boxes, 'lime'), (pred_boxes, 'red')):
-            if boxes is None or not len(boxes) or lidar2img is None:
+        for boxes, color in ((s.gt_boxes, 'lime'), (s.pred_boxes, 'red')):
+            if boxes is None or not len(boxes) or s.lidar2img is None:
                 continue
-            corners = box_corners_3d(np.asarray(boxes))
-            hom = np.concatenate([corners, np.ones(corners.shape[:2] + (1,))], -1) @ np.asarray(lidar2img[i]).T
-            depth = hom[..., 2]
-            uv = hom[..., :2] / np.maximum(depth[..., None], 1e-3)
-            if img_aug is not None:
-                q = np.concatenate([uv, depth[..., None], np.ones_like(depth[..., None])], -1)
-                uv = (q @ np.asarray(img_aug[i]).T)[..., :2]
-            for b in range(len(corners)):
-                if (depth[b] < 0.5).any():
-                    continue
-                if ((uv[b, :, 0] < 0) | (uv[b, :, 0] >= w) | (uv[b, :, 1] < 0) | (uv[b, :, 1] >= h)).all():
-                    continue
+            uv, shown = project_boxes(boxes, s.lidar2img[i], None if s.img_aug is None else s.img_aug[i], (h, w))
+            for b in np.flatnonzero(shown):
                 for a, c in BOX_EDGES:
                     ax.plot(uv[b, [a, c], 0], uv[b, [a, c], 1], color=color, lw=0.6)
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.axis('off')
+
+
+def draw_sample(out_path: str, sample: SampleView, map_classes: tuple = (), class_names: tuple = (),
+                cam_names: tuple | None = None, map_extent: tuple = (-50, 50, -50, 50), bev_range: float = 51.2,
+                map_threshold=0.5, title: str = '') -> None:
+    """Save one PNG of ``sample``: BEV points with GT (green) and predicted (red, with class and
+    score) boxes and the ego vehicle, GT and predicted map masks side by side with one legend,
+    and the camera images (titled, in rig order) with the boxes projected. BEV axes are in
+    metres in the LiDAR frame.
+
+    Args:
+        out_path: PNG path.
+        sample: the sample's arrays (:class:`SampleView`).
+        map_classes: the map class of each mask (their colours and the legend); required with
+            ``gt_map`` / ``pred_map``.
+        class_names: detection class names (the labels of the predicted boxes).
+        cam_names: camera channel of each image (``CAM_FRONT``, ...): panel titles and rig order.
+        map_extent: (xmin, xmax, ymin, ymax) of the map grid; row i is y, column j is x.
+        bev_range: half-size of the BEV plot, m.
+        map_threshold: probability threshold of the predicted mask: one for all classes or one
+            per class (the thresholds the map metric chose).
+        title: figure title.
+    """
+    n_cam = 0 if sample.imgs is None else len(sample.imgs)
+    cam_rows = (n_cam + 2) // 3
+    fig = plt.figure(figsize=(15, 5.6 + 2.6 * cam_rows))
+    grid = fig.add_gridspec(1 + cam_rows, 3, height_ratios=[5.6] + [2.6] * cam_rows)
+    _draw_box_panel(fig.add_subplot(grid[0, 0]), sample, bev_range, class_names)
+    _draw_map_panels(fig, grid, sample, map_classes, map_extent, map_threshold)
+    _draw_camera_panels(fig, grid, sample, cam_names)
     if title:
         fig.suptitle(title, fontsize=9, x=0.02, ha='left')
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
