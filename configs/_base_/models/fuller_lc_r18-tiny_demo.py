@@ -2,6 +2,7 @@
 # map sizes), class lists and input channels are not stated here: the model derives them from
 # the config's `geometry` and the dataset's metainfo (fuller/models/derive.py), so a
 # single-modality variant is `model = dict(encoders=dict(lidar=None))` and nothing else.
+_base_ = ['./centerpoint_det_head.py']
 model = dict(
     type='FullerNet',
     data_preprocessor=dict(type='MultiModalDataPreprocessor'),
@@ -26,21 +27,9 @@ model = dict(
                   norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01), upsample_cfg=dict(type='deconv', bias=False),
                   use_conv_for_no_stride=True)),
     heads=dict(
-        det=dict(
-            type='CenterPointDetHead',
-            common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2)),
-            share_conv_channel=64,
-            bbox_coder=dict(type='mmdet3d.CenterPointBBoxCoder', post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
-                            max_num=200, score_threshold=0.05, code_size=9),
-            separate_head=dict(type='mmdet3d.SeparateHead', init_bias=-2.19, final_kernel=3),
-            loss_cls=dict(type='mmdet.GaussianFocalLoss', reduction='mean'),
-            loss_bbox=dict(type='mmdet.L1Loss', reduction='mean', loss_weight=0.25),
-            norm_bbox=True,
-            train_cfg=dict(dense_reg=1, gaussian_overlap=0.1, max_objs=200, min_radius=2,
-                           code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
-            test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], max_per_img=200,
-                          max_pool_nms=False, min_radius=[4, 12, 10, 1, 0.85, 0.175], score_threshold=0.05,
-                          nms_type='circle', pre_max_size=1000, post_max_size=83, nms_thr=0.2)),
+        # CenterPoint (./centerpoint_det_head.py) keeping at most 200 boxes, scored from 0.05.
+        det=dict(bbox_coder=dict(max_num=200, score_threshold=0.05), train_cfg=dict(max_objs=200),
+                 test_cfg=dict(max_per_img=200, score_threshold=0.05)),
         # Narrower than BEVFusion's head (hidden width = input width, 128 here): its two 3x3 convs
         # run on the 100 x 100 map grid and were a quarter of the CPU step at full width.
         map=dict(type='BEVSegmentationHead', channels=64)),
