@@ -12,6 +12,7 @@ the encoders are built (:func:`fill_channels`): the fuser takes the encoders'
 
 import copy
 import math
+from typing import NamedTuple
 
 from fuller.utils.grid import bev_cell, grid_shape, same_value
 
@@ -50,6 +51,18 @@ def _put(cfg: dict, key: str, value, path: str, why: str) -> None:
     cfg[key] = value
 
 
+class _Grid(NamedTuple):
+    """The geometry as the derivations use it."""
+
+    pc: list  # point_cloud_range
+    vs: list  # voxel_size
+    stride: int  # voxels per shared BEV cell
+    nx: int
+    ny: int
+    nz: int
+    cell: tuple  # shared BEV cell, m
+
+
 def derive_grids(encoders: dict, heads: dict, geometry: dict, metainfo: dict | None = None) -> tuple[dict, dict]:
     """Copies of the ``encoders`` and ``heads`` configs with every grid key of
     :data:`DERIVED_KEYS` written from ``geometry`` and the class lists from ``metainfo``."""
@@ -58,84 +71,89 @@ def derive_grids(encoders: dict, heads: dict, geometry: dict, metainfo: dict | N
     missing = [k for k in ('point_cloud_range', 'voxel_size', 'bev_stride') if k not in geometry]
     if missing:
         raise KeyError(f'geometry has no {missing}')
-    pc, vs, stride = list(geometry['point_cloud_range']), list(geometry['voxel_size']), int(geometry['bev_stride'])
+    stride = int(geometry['bev_stride'])
     nx, ny, nz = grid_shape(geometry)
     if nx % stride or ny % stride:
         raise ValueError(f'geometry: {nx}x{ny} voxels are not a whole number of BEV cells of {stride} voxels')
-    cell = bev_cell(geometry)
-
-    lidar = encoders.get('lidar')
-    if lidar is not None:
-        vox = _sub(lidar, 'voxelize')
-        _put(vox, 'voxel_size', vs, 'encoders.lidar.voxelize', 'voxel_size')
-        _put(vox, 'point_cloud_range', pc, 'encoders.lidar.voxelize', 'point_cloud_range')
-        bb = _sub(lidar, 'backbone')
-        if str(bb.get('type', '')).endswith('ResidualSparseEncoder'):
-            # mmdet3d's and BEVFusion's convention: one z voxel more than the range holds (41 for 40).
-            _put(bb, 'sparse_shape', [nz + 1, ny, nx], 'encoders.lidar.backbone',
-                 'voxels of the point-cloud range, z + 1 (mmdet3d SparseEncoder convention)')
-        else:
-            _put(bb, 'sparse_shape', [nz, ny, nx], 'encoders.lidar.backbone', 'voxels of the point-cloud range')
-        if str(bb.get('type', '')).endswith('SparseBEVEncoder'):
-            stages = math.log2(stride) + 1
-            if stages != int(stages):
-                raise ValueError(f'geometry.bev_stride={stride} must be a power of two for SparseBEVEncoder')
-            _put(bb, 'stages', int(stages), 'encoders.lidar.backbone', f'bev_stride {stride} = 2^(stages-1)')
-
-    camera = encoders.get('camera')
-    if camera is not None:
-        vt = _sub(camera, 'vtransform')
-        h, w = geometry['image_size']
-        fs = vt.pop('feature_stride', 8)
-        down = vt.get('downsample', 1)
-        _put(vt, 'image_size', [h, w], 'encoders.camera.vtransform', 'geometry.image_size')
-        _put(vt, 'feature_size', [h // fs, w // fs], 'encoders.camera.vtransform',
-             f'image_size // feature_stride {fs}')
-        _put(vt, 'xbound', [pc[0], pc[3], cell[0] / down], 'encoders.camera.vtransform',
-             f'x range at the BEV cell {cell[0]} m / downsample {down}')
-        _put(vt, 'ybound', [pc[1], pc[4], cell[1] / down], 'encoders.camera.vtransform',
-             f'y range at the BEV cell {cell[1]} m / downsample {down}')
-
-    det = heads.get('det')
-    if det is not None:
-        classes = list(metainfo.get('classes', ()))
-        if det.get('tasks') is None:
-            if not classes:
-                raise KeyError('model.heads.det.tasks is not set and the metainfo has no classes')
-            det['tasks'] = [dict(num_class=len(classes), class_names=classes)]
-        elif classes:
-            named = [c for t in det['tasks'] for c in t['class_names']]
-            if sorted(named) != sorted(classes) or len(set(named)) != len(named):
-                raise ValueError(f'model.heads.det.tasks name {named} but the dataset classes are {classes}; '
-                                 f'group exactly the dataset classes, or leave tasks out for one group')
-        for t in det['tasks']:
-            _put(t, 'num_class', len(t['class_names']), 'heads.det.tasks[]', 'its class_names')
-        coder = _sub(det, 'bbox_coder')
-        _put(coder, 'out_size_factor', stride, 'heads.det.bbox_coder', 'bev_stride')
-        _put(coder, 'voxel_size', vs[:2], 'heads.det.bbox_coder', 'voxel_size')
-        _put(coder, 'pc_range', pc[:2], 'heads.det.bbox_coder', 'point_cloud_range')
-        train = _sub(det, 'train_cfg')
-        _put(train, 'grid_size', [nx, ny, nz], 'heads.det.train_cfg', 'voxels of the point-cloud range')
-        _put(train, 'voxel_size', vs, 'heads.det.train_cfg', 'voxel_size')
-        _put(train, 'out_size_factor', stride, 'heads.det.train_cfg', 'bev_stride')
-        _put(train, 'point_cloud_range', pc, 'heads.det.train_cfg', 'point_cloud_range')
-        test = _sub(det, 'test_cfg')
-        _put(test, 'out_size_factor', stride, 'heads.det.test_cfg', 'bev_stride')
-        _put(test, 'voxel_size', vs[:2], 'heads.det.test_cfg', 'voxel_size')
-        _put(test, 'pc_range', pc[:2], 'heads.det.test_cfg', 'point_cloud_range')
-
-    seg = heads.get('map')
-    if seg is not None:
-        gt = _sub(seg, 'grid_transform')
-        _put(gt, 'input_scope', [[pc[0], pc[3], cell[0]], [pc[1], pc[4], cell[1]]], 'heads.map.grid_transform',
-             'the shared BEV grid')
-        if 'map_bound' in geometry:
-            mb = geometry['map_bound']
-            _put(gt, 'output_scope', [list(mb['xbound']), list(mb['ybound'])], 'heads.map.grid_transform',
-                 'geometry.map_bound')
-        if metainfo.get('map_classes'):
-            _put(seg, 'classes', list(metainfo['map_classes']), 'heads.map', 'metainfo map_classes')
+    g = _Grid(list(geometry['point_cloud_range']), list(geometry['voxel_size']), stride, nx, ny, nz,
+              bev_cell(geometry))
+    if encoders.get('lidar') is not None:
+        _derive_lidar(encoders['lidar'], g)
+    if encoders.get('camera') is not None:
+        _derive_camera(encoders['camera'], g, geometry['image_size'])
+    if heads.get('det') is not None:
+        _derive_det(heads['det'], g, list(metainfo.get('classes', ())))
+    if heads.get('map') is not None:
+        _derive_map(heads['map'], g, geometry.get('map_bound'), metainfo.get('map_classes'))
     return encoders, heads
+
+
+def _derive_lidar(lidar: dict, g: _Grid) -> None:
+    vox = _sub(lidar, 'voxelize')
+    _put(vox, 'voxel_size', g.vs, 'encoders.lidar.voxelize', 'voxel_size')
+    _put(vox, 'point_cloud_range', g.pc, 'encoders.lidar.voxelize', 'point_cloud_range')
+    bb = _sub(lidar, 'backbone')
+    if str(bb.get('type', '')).endswith('ResidualSparseEncoder'):
+        # mmdet3d's and BEVFusion's convention: one z voxel more than the range holds (41 for 40).
+        _put(bb, 'sparse_shape', [g.nz + 1, g.ny, g.nx], 'encoders.lidar.backbone',
+             'voxels of the point-cloud range, z + 1 (mmdet3d SparseEncoder convention)')
+    else:
+        _put(bb, 'sparse_shape', [g.nz, g.ny, g.nx], 'encoders.lidar.backbone', 'voxels of the point-cloud range')
+    if str(bb.get('type', '')).endswith('SparseBEVEncoder'):
+        stages = math.log2(g.stride) + 1
+        if stages != int(stages):
+            raise ValueError(f'geometry.bev_stride={g.stride} must be a power of two for SparseBEVEncoder')
+        _put(bb, 'stages', int(stages), 'encoders.lidar.backbone', f'bev_stride {g.stride} = 2^(stages-1)')
+
+
+def _derive_camera(camera: dict, g: _Grid, image_size) -> None:
+    vt = _sub(camera, 'vtransform')
+    h, w = image_size
+    fs = vt.pop('feature_stride', 8)
+    down = vt.get('downsample', 1)
+    _put(vt, 'image_size', [h, w], 'encoders.camera.vtransform', 'geometry.image_size')
+    _put(vt, 'feature_size', [h // fs, w // fs], 'encoders.camera.vtransform', f'image_size // feature_stride {fs}')
+    _put(vt, 'xbound', [g.pc[0], g.pc[3], g.cell[0] / down], 'encoders.camera.vtransform',
+         f'x range at the BEV cell {g.cell[0]} m / downsample {down}')
+    _put(vt, 'ybound', [g.pc[1], g.pc[4], g.cell[1] / down], 'encoders.camera.vtransform',
+         f'y range at the BEV cell {g.cell[1]} m / downsample {down}')
+
+
+def _derive_det(det: dict, g: _Grid, classes: list) -> None:
+    if det.get('tasks') is None:
+        if not classes:
+            raise KeyError('model.heads.det.tasks is not set and the metainfo has no classes')
+        det['tasks'] = [dict(num_class=len(classes), class_names=classes)]
+    elif classes:
+        named = [c for t in det['tasks'] for c in t['class_names']]
+        if sorted(named) != sorted(classes) or len(set(named)) != len(named):
+            raise ValueError(f'model.heads.det.tasks name {named} but the dataset classes are {classes}; '
+                             f'group exactly the dataset classes, or leave tasks out for one group')
+    for t in det['tasks']:
+        _put(t, 'num_class', len(t['class_names']), 'heads.det.tasks[]', 'its class_names')
+    for key, values in (
+            ('bbox_coder', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2])),
+            ('train_cfg', dict(grid_size=[g.nx, g.ny, g.nz], voxel_size=g.vs, out_size_factor=g.stride,
+                               point_cloud_range=g.pc)),
+            ('test_cfg', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2]))):
+        sub = _sub(det, key)
+        for name, value in values.items():
+            _put(sub, name, value, f'heads.det.{key}', _DET_WHY[name])
+
+
+_DET_WHY = dict(out_size_factor='bev_stride', voxel_size='voxel_size', pc_range='point_cloud_range',
+                point_cloud_range='point_cloud_range', grid_size='voxels of the point-cloud range')
+
+
+def _derive_map(seg: dict, g: _Grid, map_bound: dict | None, map_classes) -> None:
+    gt = _sub(seg, 'grid_transform')
+    _put(gt, 'input_scope', [[g.pc[0], g.pc[3], g.cell[0]], [g.pc[1], g.pc[4], g.cell[1]]],
+         'heads.map.grid_transform', 'the shared BEV grid')
+    if map_bound is not None:
+        _put(gt, 'output_scope', [list(map_bound['xbound']), list(map_bound['ybound'])], 'heads.map.grid_transform',
+             'geometry.map_bound')
+    if map_classes:
+        _put(seg, 'classes', list(map_classes), 'heads.map', 'metainfo map_classes')
 
 
 def _channels(cfg: dict, *keys: str):
