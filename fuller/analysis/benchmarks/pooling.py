@@ -66,8 +66,7 @@ def bench_bevpool(args) -> None:
     base = statistics.median(f + b for f, b in times[next(reversed(impls))])
     rows = []
     for k, ts in times.items():
-        fw_ms = 1000 * statistics.median(t[0] for t in ts)
-        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        fw_ms, bw_ms = _median_ms(ts)
         rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, (fw_ms + bw_ms) / 1000 / base])
     write_results(args.out, args.name or 'bevpool', 'BEV pooling, forward + backward', machine_info(device),
                   {'points': len(coords), 'channels': args.channels, 'grid': f'{n}x{n}', 'cameras': 6,
@@ -79,19 +78,17 @@ def bench_bevpool(args) -> None:
 
 
 # ---------------------------------------------------------------------------- vtransform
-def bench_vtransform(args) -> None:
+_PREVIOUS = 'materialised frustum + index_add pooling (previous default)'
+_REFERENCE = 'materialised frustum + scatter-add (naive reference)'
+
+
+def _vtransform_paths(coords: torch.Tensor, n: int, d: int, fh: int, fw: int, c: int) -> tuple[dict, object]:
+    """The four pooling paths, each ``f(depth, ctx) -> BEV``, and the batch's frustum mapping."""
     from fuller.models.camera.bev_pool import _cell_index, _to_bev, bev_pool_indexed, bev_pool_scatter
     from fuller.models.camera.depth_pool import FrustumMapping, depth_weighted_pool
 
-    device = torch.device(args.device)
-    n_cam, d, fh, fw, c = 6, args.depth_bins, args.feat_h, args.feat_w, args.channels
-    coords, n = nuscenes_frustum_coords(n_cam=n_cam, depth_bins=d, fh=fh, fw=fw)
-    coords = coords.to(device)
     flat, inside = _cell_index(coords, 1, n, n, 1)
     cells = torch.where(inside, flat, -1)
-    torch.manual_seed(0)
-    depth0 = torch.randn(n_cam, d, fh, fw, device=device).softmax(1)
-    ctx0 = torch.randn(n_cam, c, fh, fw, device=device)
     mapping = FrustumMapping.from_cells(cells, n * n, d, fh * fw)
 
     def materialised(pool):
@@ -106,15 +103,61 @@ def bench_vtransform(args) -> None:
             return _to_bev(depth_weighted_pool(depth, ctx, m), 1, n, n, 1)
         return f
 
-    variants = {
+    return {
         'frustum-free CSR pooling, mapping reused (inference; FULLER default)': frustum_free(False),
         'frustum-free CSR pooling, mapping built every step (training)': frustum_free(True),
-        'materialised frustum + index_add pooling (previous default)': materialised(bev_pool_indexed),
-        'materialised frustum + scatter-add (naive reference)': materialised(bev_pool_scatter),
-    }
+        _PREVIOUS: materialised(bev_pool_indexed),
+        _REFERENCE: materialised(bev_pool_scatter),
+    }, mapping
+
+
+def _forward_backward(fn, depth0: torch.Tensor, ctx0: torch.Tensor, device) -> tuple[float, float]:
+    """Seconds of one forward and of its backward (gradients of both inputs)."""
+    depth = depth0.detach().requires_grad_(True)
+    ctx = ctx0.detach().requires_grad_(True)
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn(depth, ctx)
+    _sync(device)
+    t1 = time.perf_counter()
+    out.backward(torch.ones_like(out))
+    _sync(device)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def _peak_mib(paths: dict, args, step, device) -> dict:
+    """Peak memory of each path: the allocator's on CUDA; on CPU the resident peak of a fresh
+    process per path (``--only``), so that paths do not see each other's peaks."""
+    import subprocess
+
+    peaks = {}
+    for i, (k, fn) in enumerate(paths.items()):
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+            base_alloc = torch.cuda.memory_allocated(device)
+            step(fn)
+            peaks[k] = (torch.cuda.max_memory_allocated(device) - base_alloc) / 2**20
+        else:
+            argv = [sys.executable, BENCHMARK_SCRIPT, 'vtransform', '--only', str(i), '--channels',
+                    str(args.channels), '--depth-bins', str(args.depth_bins), '--feat-h', str(args.feat_h),
+                    '--feat-w', str(args.feat_w), '--device', 'cpu']
+            res = subprocess.run(argv, capture_output=True, text=True, check=True)
+            peaks[k] = float(res.stdout.split('PEAK_MIB')[-1])
+    return peaks
+
+
+def bench_vtransform(args) -> None:
+    device = torch.device(args.device)
+    n_cam, d, fh, fw, c = 6, args.depth_bins, args.feat_h, args.feat_w, args.channels
+    coords, n = nuscenes_frustum_coords(n_cam=n_cam, depth_bins=d, fh=fh, fw=fw)
+    coords = coords.to(device)
+    torch.manual_seed(0)
+    depth0 = torch.randn(n_cam, d, fh, fw, device=device).softmax(1)
+    ctx0 = torch.randn(n_cam, c, fh, fw, device=device)
+    paths, mapping = _vtransform_paths(coords, n, d, fh, fw, c)
 
     if args.only is not None:  # child process of the memory measurement: one path, print its peak
-        fn = list(variants.values())[args.only]
+        fn = list(paths.values())[args.only]
         start = _status_kib('VmRSS')
         for _ in range(2):
             out = fn(depth0.detach().requires_grad_(True), ctx0.detach().requires_grad_(True))
@@ -123,52 +166,32 @@ def bench_vtransform(args) -> None:
         print(f'PEAK_MIB {(_status_kib("VmHWM") - start) / 1024:.1f}')
         return
 
-    def step(fn) -> tuple[float, float]:
-        depth = depth0.detach().requires_grad_(True)
-        ctx = ctx0.detach().requires_grad_(True)
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn(depth, ctx)
-        _sync(device)
-        t1 = time.perf_counter()
-        out.backward(torch.ones_like(out))
-        _sync(device)
-        return t1 - t0, time.perf_counter() - t1
+    def step(fn):
+        return _forward_backward(fn, depth0, ctx0, device)
 
-    ref = variants['materialised frustum + scatter-add (naive reference)'](depth0, ctx0)
-    max_err = max(float((ref - fn(depth0, ctx0)).abs().max()) for fn in variants.values())
-    times = _interleaved(variants, step, args.warmup, args.iters)
-    peaks = {}
-    for k, fn in variants.items():
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-            base_alloc = torch.cuda.memory_allocated(device)
-            step(fn)
-            peaks[k] = (torch.cuda.max_memory_allocated(device) - base_alloc) / 2**20
-        else:  # a fresh process per path, so that paths do not see each other's peaks
-            import subprocess
-
-            argv = [sys.executable, BENCHMARK_SCRIPT, 'vtransform', '--only', str(list(variants).index(k)),
-                    '--channels', str(c), '--depth-bins', str(d), '--feat-h', str(fh), '--feat-w', str(fw),
-                    '--device', 'cpu']
-            res = subprocess.run(argv, capture_output=True, text=True, check=True)
-            peaks[k] = float(res.stdout.split('PEAK_MIB')[-1])
-    prev = 'materialised frustum + index_add pooling (previous default)'
-    base_t = statistics.median(f + b for f, b in times[prev])
+    ref = paths[_REFERENCE](depth0, ctx0)
+    max_err = max(float((ref - fn(depth0, ctx0)).abs().max()) for fn in paths.values())
+    times = _interleaved(paths, step, args.warmup, args.iters)
+    peaks = _peak_mib(paths, args, step, device)
+    base_t = statistics.median(f + b for f, b in times[_PREVIOUS])
     rows = []
     for k, ts in times.items():
-        fw_ms = 1000 * statistics.median(t[0] for t in ts)
-        bw_ms = 1000 * statistics.median(t[1] for t in ts)
+        fw_ms, bw_ms = _median_ms(ts)
         rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, base_t / ((fw_ms + bw_ms) / 1000), peaks[k],
-                     peaks[prev] / max(peaks[k], 1e-6)])
-    info = machine_info(device)
+                     peaks[_PREVIOUS] / max(peaks[k], 1e-6)])
     write_results(args.out, args.name or 'vtransform', 'LSS view transform pooling, forward + backward',
-                  info, {'cameras': n_cam, 'depth_bins': d, 'feature_map': f'{fh}x{fw}', 'channels': c,
-                         'grid': f'{n}x{n}', 'frustum_points': len(coords), 'points_in_grid': mapping.nnz,
-                         'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
+                  machine_info(device),
+                  {'cameras': n_cam, 'depth_bins': d, 'feature_map': f'{fh}x{fw}', 'channels': c,
+                   'grid': f'{n}x{n}', 'frustum_points': len(coords), 'points_in_grid': mapping.nnz,
+                   'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
                   ['path', 'forward ms', 'backward ms', 'total ms', 'speed-up vs previous default', 'peak MiB',
                    'memory ratio vs previous default'], rows,
                   'Depth probabilities and context features in, BEV map out (what the view transform pools), with '
                   'the gradients of both inputs. Medians over interleaved repetitions. Peak MiB: on CPU the peak '
                   'resident memory above the inputs, in a fresh process per path (two steps); on CUDA the '
                   'allocator peak above the inputs.')
+
+
+def _median_ms(ts: list) -> tuple[float, float]:
+    """Median forward and backward milliseconds of (forward s, backward s) pairs."""
+    return 1000 * statistics.median(t[0] for t in ts), 1000 * statistics.median(t[1] for t in ts)

@@ -108,16 +108,14 @@ def global_sync_cost(iters: int = 200) -> float:
             return statistics.median(json.load(f))
 
 
-def bench_step(args) -> None:
+def _build_model(args):
+    """The config's model, built and initialised on ``args.device``, and a batch of its data."""
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from fuller.calibration import build_inter_rule
     from fuller.engine import resolve_config
     from fuller.registry import MODELS
 
-    device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -125,25 +123,42 @@ def bench_step(args) -> None:
     init_default_scope('fuller')
     torch.manual_seed(0)
     batch = load_batch(cfg, args.batch_size)
-    model = MODELS.build(cfg.model).to(device)
+    model = MODELS.build(cfg.model).to(torch.device(args.device))
     model.init_weights()
     model.train()
+    return model, batch
+
+
+def _step_variants(model, args) -> dict[str, tuple[str, object]]:
+    """name -> (kind, what it runs with): the plain step, each method's calibrated step and, with
+    ``--param-level``, the parameter-level baselines."""
+    from mmengine.optim import build_optim_wrapper
+
+    from fuller.calibration import build_inter_rule
+
     optimizer = dict(type='AdamW', lr=1e-4, weight_decay=0.01)
-    variants: dict[str, tuple[str, object]] = {'sum': ('step', build_optim_wrapper(
-        model, dict(type='OptimWrapper', optimizer=optimizer)))}
+
+    def plain():
+        return build_optim_wrapper(model, dict(type='OptimWrapper', optimizer=optimizer))
+
+    variants: dict[str, tuple[str, object]] = {'sum': ('step', plain())}
     for name in args.methods:
         if name not in RULES:
             raise SystemExit(f'benchmark step: unknown method {name!r}; choose from {sorted(RULES)}')
-        ow = build_optim_wrapper(model, dict(type='CalibratedOptimWrapper', optimizer=optimizer, inter=RULES[name],
-                                             intra=dict(type='ModalityCalibrator', target='mean')))
-        variants[name] = ('step', ow)
+        variants[name] = ('step', build_optim_wrapper(model, dict(
+            type='CalibratedOptimWrapper', optimizer=optimizer, inter=RULES[name],
+            intra=dict(type='ModalityCalibrator', target='mean'))))
     if args.param_level:
-        variants['param-level pcgrad'] = ('param', (build_optim_wrapper(
-            model, dict(type='OptimWrapper', optimizer=optimizer)), build_inter_rule(dict(type='PCGrad'))))
         from torchjd.aggregation import UPGrad
 
-        variants['torchjd mtl_backward + UPGrad'] = ('torchjd', (build_optim_wrapper(
-            model, dict(type='OptimWrapper', optimizer=optimizer)), UPGrad()))
+        variants['param-level pcgrad'] = ('param', (plain(), build_inter_rule(dict(type='PCGrad'))))
+        variants['torchjd mtl_backward + UPGrad'] = ('torchjd', (plain(), UPGrad()))
+    return variants
+
+
+def _time_interleaved(model, batch, variants: dict, warmup: int, iters: int, device) -> tuple[dict, dict]:
+    """Seconds per step of every variant over ``iters`` interleaved rounds (after ``warmup``), and
+    the CUDA allocator's peak MiB per variant (none on CPU)."""
 
     def run(kind, obj) -> float:
         data = copy.deepcopy(batch)
@@ -160,16 +175,23 @@ def bench_step(args) -> None:
 
     times: dict[str, list[float]] = {k: [] for k in variants}
     peaks: dict[str, float] = {}
-    for _ in range(args.warmup):
-        for k, (kind, obj) in variants.items():
+    for _ in range(warmup):
+        for kind, obj in variants.values():
             run(kind, obj)
-    for _ in range(args.iters):
+    for _ in range(iters):
         for k, (kind, obj) in variants.items():
             if device.type == 'cuda':
                 torch.cuda.reset_peak_memory_stats(device)
             times[k].append(run(kind, obj))
             if device.type == 'cuda':
                 peaks[k] = max(peaks.get(k, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    return times, peaks
+
+
+def bench_step(args) -> None:
+    device = torch.device(args.device)
+    model, batch = _build_model(args)
+    times, peaks = _time_interleaved(model, batch, _step_variants(model, args), args.warmup, args.iters, device)
     base = statistics.median(times['sum'])
     rows = []
     for k, ts in times.items():
