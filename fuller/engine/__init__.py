@@ -3,6 +3,7 @@ from .checkpoint_io import (
                             AtomicLocalBackend,
                             CheckpointLoadError,
                             CheckpointMismatchError,
+                            CheckpointSaveError,
                             extract_state_dict,
                             find_latest_good_checkpoint,
                             load_checkpoint_file,
@@ -27,7 +28,8 @@ from .runner import FullerRunner, reported_as_exit
 __all__ = ['apply_variant', 'check_cfg_options', 'explain_registry_error', 'keep_submission_files', 'load_config',
            'read_config', 'resolve_config', 'set_data_root',
            'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
-           'CheckpointLoadError', 'CheckpointMismatchError', 'CurvesHook', 'FullerDistributedDataParallel',
+           'CheckpointLoadError', 'CheckpointMismatchError', 'CheckpointSaveError', 'CurvesHook',
+           'FullerDistributedDataParallel',
            'FullerRunner', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'extract_state_dict',
            'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit',
            'WorkDirInUseError', 'work_dir_lock']

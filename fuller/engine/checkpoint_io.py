@@ -7,6 +7,7 @@ previous ``last_checkpoint`` pointer intact. The default runtime config selects 
 checkpoint hook.
 """
 
+import errno
 import glob
 import os
 import os.path as osp
@@ -17,6 +18,11 @@ from collections import OrderedDict
 
 import torch
 from mmengine.fileio import LocalBackend, register_backend
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint (or its ``last_checkpoint`` pointer) could not be written. Names the file and
+    says that the previous checkpoint is intact."""
 
 
 @register_backend('atomic_local')
@@ -40,9 +46,15 @@ class AtomicLocalBackend(LocalBackend):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, filepath)
-        except BaseException:
+        except BaseException as e:
             if osp.exists(tmp):
                 os.remove(tmp)
+            if isinstance(e, OSError) and not isinstance(e, CheckpointSaveError):
+                why = 'the disk is full' if e.errno == errno.ENOSPC else (e.strerror or str(e))
+                raise CheckpointSaveError(
+                    e.errno, f'could not write {filepath}: {why}. Nothing was replaced: the previous checkpoint '
+                    f'and the last_checkpoint pointer in {d} are as they were, and --resume continues from '
+                    'them once there is room') from e
             raise
 
     def put(self, obj: bytes, filepath) -> None:

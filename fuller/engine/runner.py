@@ -44,6 +44,7 @@ from fuller.utils.quiet import is_registry_noise
 from .checkpoint_io import (
     CheckpointLoadError,
     CheckpointMismatchError,
+    CheckpointSaveError,
     foreign_layout,
     load_checkpoint_file,
     match_state_dict,
@@ -241,7 +242,8 @@ def _raised_by_fuller(err: BaseException) -> bool:
 @contextmanager
 def reported_as_exit(cfg, tool: str):
     """Turn the errors a user causes into ``SystemExit`` with one line naming the file, config key
-    or path: a checkpoint or info file that cannot be read or does not fit, a type no registry has,
+    or path: a checkpoint or info file that cannot be read or does not fit, a checkpoint that cannot
+    be written (disk full: the previous one is kept), a type no registry has,
     a missing or corrupt data file, and FULLER's own checks of configs and inputs (``ValueError``,
     ``KeyError``, ``TypeError``, ``FileNotFoundError`` raised by its code). Other errors keep their
     traceback, and ``FULLER_DEBUG=1`` keeps it for all."""
@@ -249,7 +251,8 @@ def reported_as_exit(cfg, tool: str):
     hint = ' (FULLER_DEBUG=1 shows the traceback)'
     try:
         yield
-    except (CheckpointLoadError, CheckpointMismatchError, UnsafeInfoFileError, DataFileError) as e:
+    except (CheckpointLoadError, CheckpointMismatchError, CheckpointSaveError, UnsafeInfoFileError,
+            DataFileError) as e:
         if debug:
             raise
         raise SystemExit(f'{tool}: {e}') from None

@@ -34,3 +34,41 @@ def test_raw_mmengine_objects_are_refused_by_safe_loader():
         assert 'HistoryBuffer' in str(e)
     else:
         raise AssertionError('weights_only load accepted an arbitrary class')
+
+
+def test_a_full_disk_during_a_save_is_one_line_naming_the_file_and_the_previous_checkpoint_survives(
+        demo_root, tmp_path, monkeypatch):
+    """Training saves iter_1.pth, then the disk fills while iter_2.pth is written: the run ends in
+    one line naming iter_2.pth and the disk, iter_1.pth and the last_checkpoint pointer are as
+    they were, and no temporary file is left."""
+    import errno
+    import os
+    import os.path as osp
+
+    import pytest
+
+    from fuller.engine import FullerRunner, reported_as_exit
+    from fuller.engine import checkpoint_io
+    from fuller.testing import tiny_config
+
+    cfg = tiny_config(demo_root, str(tmp_path / 'work'))
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f'/proc/self/fd/{fd}').rsplit('/', 1)[-1].startswith('.iter_2.pth'):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint_io.os, 'fsync', fsync)
+    runner = FullerRunner.from_cfg(cfg)
+    with pytest.raises(SystemExit) as e:
+        with reported_as_exit(cfg, 'train'):
+            runner.train()
+    msg = str(e.value)
+    work = tmp_path / 'work'
+    assert '\n' not in msg and f'could not write {osp.join(str(work), "iter_2.pth")}: the disk is full' in msg
+    assert 'the previous checkpoint' in msg and '--resume' in msg
+    assert sorted(os.listdir(work)) == sorted(f for f in os.listdir(work) if not f.startswith('.iter_'))
+    assert not (work / 'iter_2.pth').exists() and (work / 'iter_1.pth').stat().st_size > 0
+    assert (work / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
+    assert checkpoint_io.checkpoint_loads(str(work / 'iter_1.pth'))
