@@ -83,18 +83,24 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
             one that admits only plain data and numpy arrays (:mod:`fuller.datasets.info_io`),
             so an info file from elsewhere cannot run code; set this (``--trust-info-files``)
             only for a file from a trusted source that holds other objects.
+        check_files: before any sample is loaded, check that the map-expansion file of every
+            location in the split exists (when the pipeline rasterizes maps) and that the point
+            cloud and images of the first ``check_files`` samples exist, so that a wrong
+            ``data_root`` or a missing download stops the run at once with the path (0: skip).
         **kwargs: passed to :class:`mmdet3d.datasets.NuScenesDataset`.
     """
 
     METAINFO = {**NuScenesDataset.METAINFO, **NUSCENES_METAINFO}
 
     def __init__(self, geometry: dict | None = None, on_bad_sample: str = 'error', trust_info_file: bool = False,
-                 **kwargs) -> None:
+                 check_files: int = 4, **kwargs) -> None:
         if on_bad_sample not in ('error', 'skip'):
             raise ValueError(f"dataset on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.on_bad_sample = on_bad_sample
         self.trust_info_file = bool(trust_info_file)
         self.bad_samples: list[str] = []
+        self.check_files = int(check_files)
+        self._locations: set = set()
         self.geometry = dict(geometry or {})
         meta = self._load_metainfo(kwargs.get('metainfo'))
         for key in ('classes', 'map_classes', 'cameras'):
@@ -109,6 +115,37 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
         kwargs.setdefault('modality', dict(use_camera=True, use_lidar=True))
         super().__init__(data_prefix=prefix, **kwargs)
         self.map_classes = tuple(self.metainfo['map_classes'])
+        if self.check_files and getattr(self, '_fully_initialized', True):
+            self.check_input_files(self.check_files)
+
+    def check_input_files(self, first: int = 4) -> None:
+        """The cheap checks of ``check_files``: map-expansion files of every location in the split
+        and the data files of the first ``first`` samples.
+
+        Raises:
+            FileNotFoundError: naming the missing file, the info file and what to check.
+        """
+        roots = {t.dataroot for t in getattr(self.pipeline, 'transforms', ()) if type(t).__name__ == 'LoadBEVMapMask'}
+        for root in sorted(roots):
+            for loc in sorted(self._locations):
+                path = osp.join(root, 'maps', 'expansion', f'{loc}.json')
+                if not osp.isfile(path):
+                    raise FileNotFoundError(
+                        f'map expansion file not found: {path} (the samples of {self.ann_file} at {loc} need it for '
+                        'map segmentation; the nuScenes map expansion goes under <data_root>/maps/expansion/)')
+        missing = []
+        for i in range(min(first, len(self))):
+            info = self.get_data_info(i)
+            paths = [info.get('lidar_points', {}).get('lidar_path')] if self.modality.get('use_lidar') else []
+            if self.modality.get('use_camera'):
+                paths += [cam.get('img_path') for cam in info.get('images', {}).values()]
+            missing += [(i, p) for p in paths if p and not osp.isfile(p)][:1]
+        # on_bad_sample='skip' tolerates a missing file, not a split none of whose first samples can load
+        if missing and (self.on_bad_sample != 'skip' or self.test_mode or len(missing) == min(first, len(self))):
+            i, path = missing[0]
+            raise FileNotFoundError(
+                f'data file not found: {path} (sample {i} of {self.ann_file}; is data_root {self.data_root!r} the '
+                'root the info file was made for, with samples/ and sweeps/?)')
 
     def load_data_list(self) -> list[dict]:
         """mmengine's ``BaseDataset.load_data_list`` with the info file read safely
@@ -134,6 +171,8 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
             self._metainfo.setdefault(k, v)
         data_list = []
         for raw in data['data_list']:
+            if raw.get('location'):
+                self._locations.add(raw['location'])
             info = self.parse_data_info(raw)
             if isinstance(info, dict):
                 data_list.append(info)

@@ -47,8 +47,7 @@ def test_a_full_disk_during_a_save_is_one_line_naming_the_file_and_the_previous_
 
     import pytest
 
-    from fuller.engine import FullerRunner, reported_as_exit
-    from fuller.engine import checkpoint_io
+    from fuller.engine import FullerRunner, checkpoint_io, reported_as_exit
     from fuller.testing import tiny_config
 
     cfg = tiny_config(demo_root, str(tmp_path / 'work'))

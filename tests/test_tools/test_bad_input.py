@@ -1,6 +1,7 @@
 """Bad input reaching the command-line tools: each ends in a message naming the file or key,
 before training starts."""
 
+import os
 import os.path as osp
 import pickle
 import subprocess
@@ -247,3 +248,43 @@ def test_missing_devkit_tables_stop_the_test_before_the_test_pass(demo_root, tmp
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert f"no v1.0-mini/ tables under data_root='{empty}'" in proc.stderr.strip().splitlines()[-1]
     assert 'Epoch(test)' not in proc.stdout + proc.stderr  # no sample was run
+
+
+def test_missing_map_and_data_files_stop_the_dataset_before_any_sample(demo_root, tmp_path):
+    """The dataset checks, when built, the map-expansion file of every location in its split and
+    the files of its first samples: a wrong root or a missing download is one error with the path,
+    before the first forward pass. With on_bad_sample='skip' one missing file is tolerated."""
+    from mmengine.registry import init_default_scope
+
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    root = tmp_path / 'root'
+    (root / 'maps' / 'expansion').mkdir(parents=True)
+    for d in ('samples', 'sweeps'):
+        os.symlink(osp.join(demo_root, d), root / d)
+    maps = sorted(os.listdir(osp.join(demo_root, 'maps', 'expansion')))
+    for name in maps[1:]:  # one location's map left out
+        os.symlink(osp.join(demo_root, 'maps', 'expansion', name), root / 'maps' / 'expansion' / name)
+    ann = osp.join(demo_root, 'nuscenes_infos_train.pkl')
+    pipeline = [dict(type='LoadBEVMapMask'), dict(type='PackMultiTaskInputs')]
+    base = dict(type='NuScenesMultiTaskDataset', data_root=str(root) + '/', ann_file=ann, pipeline=pipeline,
+                filter_empty_gt=False, geometry=dict(map_bound=dict(xbound=(-50.0, 50.0, 0.5),
+                                                                    ybound=(-50.0, 50.0, 0.5))))
+    with pytest.raises(FileNotFoundError, match=f'map expansion file not found: .*{maps[0]} .*nuscenes_infos_train.pkl'):
+        DATASETS.build(base)
+    os.symlink(osp.join(demo_root, 'maps', 'expansion', maps[0]), root / 'maps' / 'expansion' / maps[0])
+    assert len(DATASETS.build(base)) > 0
+
+    with open(ann, 'rb') as f:
+        data = pickle.load(f)
+    data['data_list'][1]['lidar_points']['lidar_path'] = 'not_there.pcd.bin'
+    bad = tmp_path / 'infos.pkl'
+    with open(bad, 'wb') as f:
+        pickle.dump(data, f)
+    points = dict(base, ann_file=str(bad), pipeline=[dict(type='PackMultiTaskInputs')])
+    with pytest.raises(FileNotFoundError, match=r'data file not found: .*not_there.pcd.bin \(sample 1 of .*infos.pkl; '
+                                                r'is data_root'):
+        DATASETS.build(points)
+    assert len(DATASETS.build(dict(points, on_bad_sample='skip'))) == len(data['data_list'])
+    assert len(DATASETS.build(dict(points, check_files=0))) == len(data['data_list'])
