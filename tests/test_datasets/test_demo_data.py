@@ -235,6 +235,9 @@ def test_bad_sample_errors_or_is_skipped_by_config(demo_root, tmp_path):
     base = dict(type='NuScenesMultiTaskDataset', data_root=demo_root, ann_file=str(ann),
                 pipeline=[dict(type='LoadMultiSweepPoints', sweeps=0), dict(type='PackMultiTaskInputs')],
                 filter_empty_gt=False)
+    with pytest.raises(FileNotFoundError, match='data file not found: .*gone.pcd.bin'):  # the build-time check
+        DATASETS.build(base)
+    base['check_files'] = 0  # from here on: the same file met when the sample is loaded
     with pytest.raises(DataFileError, match='gone.pcd.bin'):
         DATASETS.build(base)[0]
     ds = DATASETS.build(dict(base, on_bad_sample='skip'))
