@@ -238,12 +238,16 @@ class StateDictReport:
     of another shape, and, per load unit (:func:`load_units`), how many of the unit's tensors fit."""
 
     def __init__(self, loadable: dict, missing: list, unexpected: list, mismatched: list,
-                 units: dict | None = None) -> None:
+                 unit_of_key: dict | None = None) -> None:
         self.loadable = loadable
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched  # (key, shape in the file, shape in the model)
-        self.units = units or {}  # unit -> (tensors the model has, tensors of the file that fit)
+        self.unit_of_key = unit_of_key or {}  # each model tensor -> its load unit
+        self.units: dict = {}  # unit -> (tensors the model has, tensors of the file that fit)
+        for k, u in self.unit_of_key.items():
+            n, fit = self.units.get(u, (0, 0))
+            self.units[u] = (n + 1, fit + (k in loadable))
 
     @property
     def exact(self) -> bool:
@@ -258,8 +262,7 @@ class StateDictReport:
         """The tensors ``--load-partial`` loads: those of the units that fit whole, and with
         ``fragments=True`` also those of the units that fit in part."""
         keep = set(self.units) if fragments else {u for u, (n, fit) in self.units.items() if fit == n}
-        units = list(self.units)
-        out = OrderedDict((k, v) for k, v in self.loadable.items() if unit_of(k, units) in keep)
+        out = OrderedDict((k, v) for k, v in self.loadable.items() if self.unit_of_key[k] in keep)
         out._metadata = getattr(self.loadable, '_metadata', None)
         return out
 
@@ -312,12 +315,8 @@ def match_state_dict(model: torch.nn.Module, state: dict) -> StateDictReport:
                 mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    units_list = load_units(model)
-    units: dict = {}
-    for k in own:
-        n, fit = units.get(unit_of(k, units_list), (0, 0))
-        units[unit_of(k, units_list)] = (n + 1, fit + (k in loadable))
-    return StateDictReport(loadable, missing, unexpected, mismatched, units)
+    units = load_units(model)
+    return StateDictReport(loadable, missing, unexpected, mismatched, {k: unit_of(k, units) for k in own})
 
 
 _BEVFUSION_MIT_GRID = re.compile(r'(^|\.)vtransform\.(frustum|dx|bx|nx)$')
