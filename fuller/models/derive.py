@@ -27,7 +27,8 @@ encoders.camera.vtransform.image_size                       = g.image_size
 encoders.camera.vtransform.feature_size                     = image_size // feature_stride (default 8)
 encoders.camera.vtransform.{xbound, ybound}                 = range at cell / downsample
 heads.det.{bbox_coder, train_cfg, test_cfg}: out_size_factor = bev_stride, voxel_size, pc range, grid_size
-heads.det.tasks                                             = one task of all classes (if not given)
+heads.det.tasks                                             = one task of all classes (if not given; CenterPoint)
+heads.det.{num_classes, class_names}, test_cfg.grid_size   = the classes; as train_cfg (TransFusionHead)
 heads.map.grid_transform.input_scope                        = range at cell
 heads.map.grid_transform.output_scope                       = g.map_bound
 heads.map.classes                                           = metainfo map_classes
@@ -120,6 +121,24 @@ def _derive_camera(camera: dict, g: _Grid, image_size) -> None:
 
 
 def _derive_det(det: dict, g: _Grid, classes: list) -> None:
+    if str(det.get('type', '')).split('.')[-1] == 'TransFusionHead':
+        _derive_transfusion_classes(det, classes)
+        grid = dict(grid_size=[g.nx, g.ny, g.nz])  # BEVFusion's test_cfg carries the grid too
+    else:
+        _derive_tasks(det, classes)
+        grid = {}
+    for key, values in (
+            ('bbox_coder', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2])),
+            ('train_cfg', dict(grid_size=[g.nx, g.ny, g.nz], voxel_size=g.vs, out_size_factor=g.stride,
+                               point_cloud_range=g.pc)),
+            ('test_cfg', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2], **grid))):
+        sub = _sub(det, key)
+        for name, value in values.items():
+            _put(sub, name, value, f'heads.det.{key}', _DET_WHY[name])
+
+
+def _derive_tasks(det: dict, classes: list) -> None:
+    """CenterPoint's class groups: one of all classes unless the config groups them."""
     if det.get('tasks') is None:
         if not classes:
             raise KeyError('model.heads.det.tasks is not set and the metainfo has no classes')
@@ -131,14 +150,16 @@ def _derive_det(det: dict, g: _Grid, classes: list) -> None:
                              f'group exactly the dataset classes, or leave tasks out for one group')
     for t in det['tasks']:
         _put(t, 'num_class', len(t['class_names']), 'heads.det.tasks[]', 'its class_names')
-    for key, values in (
-            ('bbox_coder', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2])),
-            ('train_cfg', dict(grid_size=[g.nx, g.ny, g.nz], voxel_size=g.vs, out_size_factor=g.stride,
-                               point_cloud_range=g.pc)),
-            ('test_cfg', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2]))):
-        sub = _sub(det, key)
-        for name, value in values.items():
-            _put(sub, name, value, f'heads.det.{key}', _DET_WHY[name])
+
+
+def _derive_transfusion_classes(det: dict, classes: list) -> None:
+    """TransFusion's class count, and the label order its peak search reads class names from."""
+    if not classes:
+        if det.get('num_classes') is None:
+            raise KeyError('model.heads.det.num_classes is not set and the metainfo has no classes')
+        return
+    _put(det, 'num_classes', len(classes), 'heads.det', 'the dataset classes')
+    _put(det, 'class_names', list(classes), 'heads.det', 'the dataset classes')
 
 
 _DET_WHY = dict(out_size_factor='bev_stride', voxel_size='voxel_size', pc_range='point_cloud_range',
