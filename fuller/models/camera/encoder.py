@@ -15,7 +15,7 @@ class CameraEncoder(BaseModule):
     Args:
         backbone: image backbone config (e.g. ``mmdet.ResNet``, ``mmdet.SwinTransformer``).
         neck: neck config (e.g. ``mmdet.FPN``); its first output level is lifted.
-        vtransform: view transform config (:class:`LSSViewTransform`).
+        vtransform: view transform config (:class:`LSSViewTransform`, :class:`DepthLSSViewTransform`).
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=FILE)`` for a
             whole camera branch (a backbone's own ``init_cfg`` loads ImageNet weights).
     """
@@ -27,9 +27,10 @@ class CameraEncoder(BaseModule):
         self.vtransform = MODELS.build(vtransform)
         self.out_channels = self.vtransform.out_channels
 
-    def forward(self, imgs: Tensor, cams: CameraRig) -> Tensor:
-        """Args: imgs [B, N, 3, H, W] normalized. Returns: [B, C, ny, nx]."""
+    def forward(self, imgs: Tensor, cams: CameraRig, points: list[Tensor] | None = None) -> Tensor:
+        """Args: imgs [B, N, 3, H, W] normalized; ``points`` (augmented LiDAR frame) for a
+        depth-guided view transform (:class:`DepthLSSViewTransform`). Returns: [B, C, ny, nx]."""
         b, n = imgs.shape[:2]
         feats = self.neck(self.backbone(imgs.flatten(0, 1)))
         f = feats[0] if isinstance(feats, (list, tuple)) else feats
-        return self.vtransform(f.view(b, n, *f.shape[1:]), cams)
+        return self.vtransform(f.view(b, n, *f.shape[1:]), cams, points)

@@ -118,10 +118,16 @@ class LSSViewTransform(nn.Module):
         self._mapping_cache = (key.clone(), m)
         return m
 
-    def forward(self, feats: Tensor, cams: CameraRig) -> Tensor:
-        """Args: feats [B, N, C_in, fH, fW]. Returns: BEV features [B, C, ny', nx']."""
-        b, n, c, fh, fw = feats.shape
-        x = self.depthnet(feats.flatten(0, 1))
+    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None) -> Tensor:
+        """Args: feats [B, N, C_in, fH, fW]; ``points`` unused (a depth-guided subclass reads
+        them). Returns: BEV features [B, C, ny', nx']."""
+        b, n = feats.shape[:2]
+        return self.splat(self.depthnet(feats.flatten(0, 1)), cams, b, n)
+
+    def splat(self, x: Tensor, cams: CameraRig, b: int, n: int) -> Tensor:
+        """The depth net's output ``[B * N, D + C, fH, fW]`` (depth logits, then context) lifted
+        by the depth softmax, pooled into the BEV grid and downsampled: ``[B, C, ny', nx']``."""
+        fh, fw = x.shape[-2:]
         depth = x[:, : self.num_depth].softmax(1)
         ctx = x[:, self.num_depth:]
         if self.pool_impl == 'csr':
@@ -132,7 +138,7 @@ class LSSViewTransform(nn.Module):
             vol = depth.unsqueeze(1) * ctx.unsqueeze(2)  # [BN, C, D, fH, fW]
             vol = vol.view(b, n, self.out_channels, self.num_depth, fh, fw).permute(0, 1, 3, 4, 5, 2)
             cell = self.cell_coords(cams)
-            batch_ix = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
+            batch_ix = torch.arange(b, device=x.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
             coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
             bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
         return self.downsample(bev)

@@ -113,7 +113,7 @@ class FullerNet(BaseModel):
             inputs = {k: v for k, v in inputs.items() if k != {'camera': 'imgs', 'lidar': 'points'}[drop]}
         if 'camera' in self.encoders and 'imgs' in inputs:
             cams = CameraRig.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
-            bev['camera'] = self.encoders['camera'](inputs['imgs'], cams)
+            bev['camera'] = self.encoders['camera'](inputs['imgs'], cams, inputs.get('points'))
         if 'lidar' in self.encoders and 'points' in inputs:
             bev['lidar'] = self.encoders['lidar'](inputs['points'])
         missing = [k for k in self.encoders if k not in bev]
