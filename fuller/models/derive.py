@@ -123,13 +123,16 @@ def _derive_camera(camera: dict, g: _Grid, image_size) -> None:
 def _derive_det(det: dict, g: _Grid, classes: list) -> None:
     if str(det.get('type', '')).split('.')[-1] == 'TransFusionHead':
         _derive_transfusion_classes(det, classes)
-        grid = dict(grid_size=[g.nx, g.ny, g.nz])  # BEVFusion's test_cfg carries the grid too
+        # BEVFusion's TransFusion configs state the sparse encoder's shape, z + 1 cells
+        # ([1440, 1440, 41]), and its test_cfg carries the grid too; only x and y are used.
+        size = [g.nx, g.ny, g.nz + 1]
+        grid = dict(grid_size=size)
     else:
         _derive_tasks(det, classes)
-        grid = {}
+        size, grid = [g.nx, g.ny, g.nz], {}  # mmdet3d's CenterPoint: the voxel grid ([1024, 1024, 40])
     for key, values in (
             ('bbox_coder', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2])),
-            ('train_cfg', dict(grid_size=[g.nx, g.ny, g.nz], voxel_size=g.vs, out_size_factor=g.stride,
+            ('train_cfg', dict(grid_size=size, voxel_size=g.vs, out_size_factor=g.stride,
                                point_cloud_range=g.pc)),
             ('test_cfg', dict(out_size_factor=g.stride, voxel_size=g.vs[:2], pc_range=g.pc[:2], **grid))):
         sub = _sub(det, key)

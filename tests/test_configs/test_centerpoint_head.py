@@ -9,7 +9,8 @@ import pytest
 from fuller.engine import read_config
 from fuller.utils.cli import REPO_ROOT
 
-NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_swint_8x4-20e_nuscenes-det-map.py')
+NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_swint-centerpoint_8x4-20e_nuscenes-det-map.py')
+HEAD_BASE = osp.join(REPO_ROOT, 'configs', '_base_', 'models', 'centerpoint_det_head.py')
 DEMO = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 
 
@@ -53,3 +54,15 @@ def test_the_demo_head_differs_only_in_its_box_budget(heads):
                        ('test_cfg', dict(max_per_img=200, score_threshold=0.05))):
         nus[key].update(value)
     assert demo == nus
+
+
+def test_the_nuscenes_variant_restates_the_head_base_unchanged():
+    """The nuScenes CenterPoint variant states the head again (mmengine merges bases by key, so it
+    cannot take ./centerpoint_det_head.py over TransFusion): the two copies must not drift."""
+    from mmengine.config import Config
+
+    base = Config.fromfile(HEAD_BASE).model.heads.det.to_dict()
+    variant = Config.fromfile(osp.join(REPO_ROOT, 'configs', '_base_', 'models',
+                                       'fuller_lc_swint-centerpoint_nuscenes.py')).model.heads.det.to_dict()
+    variant.pop('tasks')
+    assert variant == base

@@ -12,6 +12,7 @@ from fuller.testing import REPO_ROOT
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 NUSCENES = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_swint_8x4-20e_nuscenes-det-map.py')
+NUSCENES_CP = osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_swint-centerpoint_8x4-20e_nuscenes-det-map.py')
 
 
 def _build(cfg_model):
@@ -22,7 +23,7 @@ def _build(cfg_model):
     return MODELS.build(cfg_model)
 
 
-@pytest.mark.parametrize('config', [DEMO, NUSCENES], ids=['demo', 'nuscenes'])
+@pytest.mark.parametrize('config', [DEMO, NUSCENES_CP], ids=['demo', 'nuscenes-centerpoint'])
 def test_every_basemodule_is_initialised(config):
     cfg = read_config(config)
     model = _build(cfg.model)
@@ -39,6 +40,20 @@ def test_every_basemodule_is_initialised(config):
         assert torch.allclose(hm.bias, torch.full_like(hm.bias, init_bias))
         # Prior initialisation: every cell starts near sigmoid(init_bias).
         assert hm.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_bevfusion_network_is_initialised_with_the_heatmap_prior():
+    """BEVFusion's nuScenes network (TransFusion head): every BaseModule initialised, the dense
+    heatmap's and the query heatmap's last convs at the CenterNet prior, the decoder Xavier-uniform."""
+    model = _build(read_config(NUSCENES).model)
+    model.init_weights()
+    assert [n for n, m in model.named_modules() if isinstance(m, BaseModule) and not m.is_init] == []
+    head = model.heads['det']
+    assert torch.allclose(head.heatmap_head[-1].bias, torch.full((10,), -2.19))
+    assert torch.allclose(head.prediction_heads[0].heatmap[-1].bias, torch.full((10,), -2.19))
+    w = head.decoder[0].self_attn.in_proj_weight
+    bound = (6 / sum(w.shape)) ** 0.5  # xavier_uniform_
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
 
 
 def test_initial_heatmap_starts_at_the_prior(demo_root, tmp_path):

@@ -1,14 +1,16 @@
-# BEVFusion's camera+LiDAR network for nuScenes, module for module where FULLER has BEVFusion's:
-# Swin-T, GeneralizedLSSFPN, the LSS view transform with its 3-conv downsample (118 depth bins;
-# BEVFusion's map model's; its detection model lifts with DepthLSS, which FULLER does not have
-# yet), the residual SparseEncoder (ResidualSparseEncoder: mmdet3d's, 21 sparse convs), ConvFuser,
-# SECOND + SECONDFPN (tests/test_models/test_bevfusion_modules.py). Not BEVFusion's: the
-# detection head is CenterPoint (6 task groups; BEVFusion's is TransFusion). Grids, class lists and
-# input channels come from the config's `geometry` and the dataset's metainfo
-# (fuller/models/derive.py). Swin-T ImageNet weights: set
+# BEVFusion-MIT's camera+LiDAR detection network for nuScenes, module for module
+# (configs/nuscenes/det/transfusion/secfpn/camera+lidar/swint_v0p075/convfuser.yaml and the files it
+# extends): Swin-T, GeneralizedLSSFPN, DepthLSS (the LiDAR depth image enters the depth net; 118
+# depth bins, 3-conv downsample), the residual SparseEncoder (ResidualSparseEncoder: 21 sparse
+# convs), ConvFuser, SECOND + SECONDFPN and the TransFusion detection head
+# (./transfusion_det_head.py); the map head is BEVFusion's BEVSegmentationHead. The values are
+# checked against BEVFusion's yaml key by key in tests/test_configs/test_bevfusion_configs.py.
+# Grids, class lists and input channels come from the config's `geometry` and the dataset's
+# metainfo (fuller/models/derive.py). Swin-T ImageNet weights: set
 # model.encoders.camera.backbone.init_cfg to dict(type='Pretrained', checkpoint=<local .pth>)
-# (README, 'Pretrained weights').
-_base_ = ['./centerpoint_det_head.py']
+# (README, 'Pretrained weights'); BEVFusion's trained weights: tools/misc/convert_bevfusion.py.
+# The CenterPoint-head variant: ./fuller_lc_swint-centerpoint_nuscenes.py.
+_base_ = ['./transfusion_det_head.py']
 model = dict(
     type='FullerNet',
     data_preprocessor=dict(type='MultiModalDataPreprocessor'),
@@ -23,7 +25,7 @@ model = dict(
                       num_outs=3, norm_cfg=dict(type='BN2d', requires_grad=True),
                       act_cfg=dict(type='ReLU', inplace=True),
                       upsample_cfg=dict(mode='bilinear', align_corners=False)),
-            vtransform=dict(type='LSSViewTransform', in_channels=256, out_channels=80, zbound=(-10.0, 10.0, 20.0),
+            vtransform=dict(type='DepthLSSViewTransform', in_channels=256, out_channels=80, zbound=(-10.0, 10.0, 20.0),
                             dbound=(1.0, 60.0, 0.5), downsample=2,
                             # BEVFusion's vtransforms/base.py bev_pool: ((geom - (bx - dx / 2)) / dx).long()
                             cell_index='trunc')),
@@ -45,13 +47,7 @@ model = dict(
         neck=dict(type='mmdet3d.SECONDFPN', out_channels=[256, 256], upsample_strides=[1, 2],
                   norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01), upsample_cfg=dict(type='deconv', bias=False),
                   use_conv_for_no_stride=True)),
-    heads=dict(
-        # CenterPoint (./centerpoint_det_head.py) with its nuScenes grouping of the classes into task heads.
-        det=dict(tasks=[dict(class_names=['car']), dict(class_names=['truck', 'construction_vehicle']),
-                        dict(class_names=['bus', 'trailer']), dict(class_names=['barrier']),
-                        dict(class_names=['motorcycle', 'bicycle']),
-                        dict(class_names=['pedestrian', 'traffic_cone'])]),
-        map=dict(type='BEVSegmentationHead')),
+    heads=dict(map=dict(type='BEVSegmentationHead')),
 )
 # Under a launcher: keeps the calibrated step; unused FPN levels need unused-parameter search.
 model_wrapper_cfg = dict(type='FullerDistributedDataParallel', find_unused_parameters=True)

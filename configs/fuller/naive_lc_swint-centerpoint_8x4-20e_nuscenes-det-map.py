@@ -1,0 +1,6 @@
+# Variant: the naive nuScenes baseline with the CenterPoint detection head in place of BEVFusion's
+# TransFusion (everything else BEVFusion's; ../_base_/models/fuller_lc_swint-centerpoint_nuscenes.py).
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/nuscenes_det-map.py',
+          '../_base_/models/fuller_lc_swint-centerpoint_nuscenes.py', '../_base_/schedules/cyclic-20e.py']
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=1, by_epoch=True))
+log_processor = dict(by_epoch=True)
