@@ -338,13 +338,15 @@ def foreign_layout(state: dict) -> str | None:
     if grid:
         return (f'it is a BEVFusion-MIT checkpoint (it holds {grid[0]}): its BEV kernels are in the [C, X, Y] '
                 'layout and its sparse kernels in spconv 1.x\'s, so loading it by name and shape would be silently '
-                'wrong, and FULLER refuses it. Its camera backbone alone loads as it is: '
+                'wrong, and FULLER refuses it. Convert it first: python tools/misc/convert_bevfusion.py <config> '
+                '<file> <out.pth> (README, "Start from BEVFusion"). Its camera backbone alone loads as it is: '
                 "model.encoders.camera.backbone.init_cfg=dict(type='Pretrained', checkpoint=<file>, "
                 "prefix='encoders.camera.backbone.')")
     prefixes = sorted({p for p in _MMDET3D_BEVFUSION_PREFIXES for k in state if k.startswith(p)})
     if len(prefixes) >= 3:
         return (f'its names are mmdet3d projects/BEVFusion\'s ({", ".join(prefixes)}), not FULLER\'s, so none of '
-                'its tensors fit; its BEV kernels are in the [C, X, Y] layout as well. Its camera backbone alone '
+                'its tensors fit; its BEV kernels are in the [C, X, Y] layout as well. Convert it first: python '
+                'tools/misc/convert_bevfusion.py <config> <file> <out.pth>. Its camera backbone alone '
                 "loads as it is: model.encoders.camera.backbone.init_cfg=dict(type='Pretrained', checkpoint=<file>, "
                 "prefix='img_backbone.')")
     return None
