@@ -144,9 +144,18 @@ def resolve_config(cfg: Config) -> Config:
     return cfg
 
 
+def base_dataset(dataset_cfg):
+    """The dataset config inside any wrappers (``CBGSDataset(dataset=...)``, ...)."""
+    while isinstance(dataset_cfg, dict) and isinstance(dataset_cfg.get('dataset'), dict):
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
 def set_data_root(dataset_cfg, root: str) -> None:
-    """Point a dataset config at another nuScenes-format tree: its ``data_root`` and every
-    pipeline transform that reads the tree itself (``dataroot``, e.g. ``LoadBEVMapMask``)."""
+    """Point a dataset config (wrapped or not) at another nuScenes-format tree: its
+    ``data_root`` and every pipeline transform that reads the tree itself (``dataroot``, e.g.
+    ``LoadBEVMapMask``)."""
+    dataset_cfg = base_dataset(dataset_cfg)
     dataset_cfg.data_root = root
     for t in dataset_cfg.pipeline:
         if 'dataroot' in t:

@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 from fuller.datasets.create_infos import create_nuscenes_infos
 from fuller.demo import DemoConfig, generate_demo_dataset
-from fuller.engine.config import resolve_config, set_data_root
+from fuller.engine.config import base_dataset, resolve_config, set_data_root
 from fuller.utils.cli import REPO_ROOT
 
 from .faults import KillAtIterHook
@@ -55,7 +55,7 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
         loader.num_workers = 0
         loader.persistent_workers = False
         set_data_root(loader.dataset, root)
-        for t in loader.dataset.pipeline:
+        for t in base_dataset(loader.dataset).pipeline:
             if t['type'] == 'ImageAug3D':
                 t['resize_lim'] = (0.55, 0.55)
                 t['bot_pct_lim'] = (0.0, 0.0)

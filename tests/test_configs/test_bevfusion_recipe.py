@@ -14,7 +14,7 @@ import torch
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import PARAM_SCHEDULERS
 
-from fuller.engine import read_config
+from fuller.engine import base_dataset, read_config
 from fuller.utils.cli import REPO_ROOT
 
 NUSCENES = [osp.join(REPO_ROOT, 'configs', 'fuller', name) for name in (
@@ -28,7 +28,7 @@ def cfg():
 
 
 def _step(name, cfg, pipeline='train_pipeline'):
-    steps = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'].endswith(name)] \
+    steps = [t for t in base_dataset(cfg.train_dataloader.dataset).pipeline if t['type'].endswith(name)] \
         if pipeline == 'train_pipeline' else [t for t in cfg.test_dataloader.dataset.pipeline if t['type'].endswith(name)]
     assert len(steps) == 1, f'{name}: {len(steps)} steps in the {pipeline}'
     return steps[0]
@@ -131,7 +131,7 @@ def test_augmentation_is_bevfusions(cfg):
     assert tuple(bev['trans_std']) == (0.5, 0.5, 0.5)
     assert bev.get('flip_ratio_x', 0.5) == 0.5 and bev.get('flip_ratio_y', 0.5) == 0.5
     # default.yaml train_pipeline: PointShuffle after the range filters.
-    types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    types = [t['type'] for t in base_dataset(cfg.train_dataloader.dataset).pipeline]
     assert types.index('mmdet3d.PointShuffle') > types.index('PointsRangeFilter')
     assert 'mmdet3d.PointShuffle' not in [t['type'] for t in cfg.test_dataloader.dataset.pipeline]
 

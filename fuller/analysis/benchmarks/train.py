@@ -17,7 +17,7 @@ def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import read_config
+    from fuller.engine import base_dataset, read_config
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
@@ -59,7 +59,8 @@ def bench_train(args) -> None:
             peak = f'{_status_kib("VmHWM") / 1024:.0f} (RSS)'
         rows.append([dtype, 1000 * med, args.batch_size / med, peak])
     write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
-                  {'config': args.config, 'data_root': args.data_root or cfg.train_dataloader.dataset.data_root,
+                  {'config': args.config,
+                   'data_root': args.data_root or base_dataset(cfg.train_dataloader.dataset).data_root,
                    'batch_size': args.batch_size, 'points_per_sample': args.points,
                    'warmup': args.warmup, 'iters': args.iters, 'optim_wrapper': cfg.optim_wrapper.get('type')},
                   ['precision', 'median ms/step', 'samples/s/device', 'peak MiB'], rows,
