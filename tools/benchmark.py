@@ -10,6 +10,7 @@ themselves are :mod:`fuller.analysis.benchmarks`, one module per sub-command.
     python tools/benchmark.py vtransform  # view-transform pooling: frustum-free vs materialised (time, memory)
     python tools/benchmark.py data     # training pipeline samples/s per worker
     python tools/benchmark.py train    # samples/s and peak memory, synthetic inputs (fp32 and bf16)
+    python tools/benchmark.py modules  # forward+backward time and peak memory per module (BEVFusion's nuScenes detector)
 
 Timings are interleaved across variants (one step of each in turn, repeated) after a warm-up,
 so slow drifts of the machine affect all variants alike; ratios are of medians.
@@ -26,9 +27,12 @@ quiet_third_party_warnings()
 import torch  # noqa: E402
 
 from fuller.analysis.benchmarks import (  # noqa: E402
+    BEVFUSION_DET_CONFIG,
+    DEFAULT_MODULES,
     RULES,
     bench_bevpool,
     bench_data,
+    bench_modules,
     bench_step,
     bench_train,
     bench_vtransform,
@@ -87,6 +91,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                           'in A B B A order')
     t.add_argument('--data-root', help='take the calibration, boxes and map masks from this nuScenes-format tree '
                                        '(e.g. data/nuscenes-demo/ when nuScenes is not on disk)')
+    m = sub.add_parser('modules', help='forward+backward time and peak memory per module, at the config\'s sizes')
+    common(m, 1, 3)
+    m.add_argument('--config', default=BEVFUSION_DET_CONFIG)
+    m.add_argument('--modules', nargs='+', default=list(DEFAULT_MODULES), help='module names in the model')
+    m.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
+    m.add_argument('--data-root', help='calibration and boxes from this nuScenes-format tree (e.g. data/nuscenes-demo/)')
+    m.add_argument('--only', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -94,7 +105,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     refuse_docs_without_publish(args.out, args.publish, 'benchmark')
     {'step': bench_step, 'bevpool': bench_bevpool, 'vtransform': bench_vtransform, 'data': bench_data,
-     'train': bench_train}[args.cmd](args)
+     'train': bench_train, 'modules': bench_modules}[args.cmd](args)
 
 
 if __name__ == '__main__':

@@ -71,6 +71,8 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
         'data': ['data', '--config', cfg, '--warmup', '0', '--iters', '2'],
         'train': ['train', '--config', cfg, '--batch-size', '1', '--points', '2000', '--warmup', '0', '--iters', '1',
                   '--dtypes', 'fp32'],
+        'modules': ['modules', '--config', cfg, '--modules', 'encoders.lidar.backbone', 'heads.det', '--points', '2000',
+                    '--warmup', '0', '--iters', '1'],
     }
     for name, args in runs.items():
         proc = subprocess.run([*bench, *args, '--out', str(tmp_path / 'bench')], capture_output=True, text=True,
@@ -88,6 +90,10 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     vt = json.loads((tmp_path / 'bench' / 'vtransform.json').read_text())
     assert vt['params']['max_abs_diff'] < 1e-3 and len(vt['rows']) == 4
     assert all(r[5] > 0 for r in vt['rows'])  # a peak memory for every path
+    mods = json.loads((tmp_path / 'bench' / 'modules.json').read_text())
+    assert [r[:2] for r in mods['rows']] == [['encoders.lidar.backbone', 'SparseBEVEncoder'],
+                                             ['heads.det', 'CenterPointDetHead']]
+    assert all(r[2] > 0 and r[4] > 0 and r[5] >= 0 for r in mods['rows'])
 
 
 def test_trial_runs_do_not_rewrite_the_published_tables(tmp_path):
