@@ -14,7 +14,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # Checkpoints are written as plain data so that every load can use torch's weights_only=True.
-custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='ProgressBarHook'), dict(type='CurvesHook')]
+# PipelineEpochHook: epoch-dependent data steps (ObjectPaste's stop_epoch) learn the epoch.
+custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='ProgressBarHook'), dict(type='CurvesHook'),
+                dict(type='PipelineEpochHook')]
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='mmdet3d.Det3DLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)

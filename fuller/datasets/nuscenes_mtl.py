@@ -25,6 +25,7 @@ PIPELINE_FACTS = {
     'ObjectRangeFilter': {'point_cloud_range': 'point_cloud_range'},
     'PointsRangeFilter': {'point_cloud_range': 'point_cloud_range'},
     'ObjectNameFilter': {'classes': 'classes'},
+    'ObjectPaste': {'data_root': 'data_root', 'classes': 'classes'},
 }
 
 

@@ -21,7 +21,7 @@ from .config import (
                             set_data_root,
 )
 from .ddp import FullerDistributedDataParallel
-from .hooks import BEVVisualizationHook, CurvesHook, ProgressBarHook
+from .hooks import BEVVisualizationHook, CurvesHook, PipelineEpochHook, ProgressBarHook
 from .lock import WorkDirInUseError, work_dir_lock
 from .optim_wrapper import CalibratedOptimWrapper, GuardedOptimWrapper
 from .runner import FullerRunner, reported_as_exit
@@ -31,6 +31,7 @@ __all__ = ['apply_variant', 'base_dataset', 'check_cfg_options', 'explain_regist
            'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CheckpointSaveError', 'CurvesHook',
            'FullerDistributedDataParallel',
-           'FullerRunner', 'GuardedOptimWrapper', 'ProgressBarHook', 'SafeCheckpointHook', 'extract_state_dict',
+           'FullerRunner', 'GuardedOptimWrapper', 'PipelineEpochHook', 'ProgressBarHook', 'SafeCheckpointHook',
+           'extract_state_dict',
            'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit',
            'WorkDirInUseError', 'work_dir_lock']

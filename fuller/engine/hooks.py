@@ -1,4 +1,5 @@
-"""Runner hooks: a progress bar, the training curves and the ``--show-dir`` pictures."""
+"""Runner hooks: a progress bar, the training curves, the ``--show-dir`` pictures and the epoch
+of epoch-dependent pipeline steps."""
 
 import os
 import os.path as osp
@@ -236,3 +237,63 @@ class BEVVisualizationHook(Hook):
         except OSError:
             pass  # another rank's pictures are still pending
         runner.logger.info(f'BEVVisualizationHook: {len(files)} pictures in {self.show_dir}')
+
+
+def _train_pipeline_steps(dataset) -> list:
+    """The steps of a (possibly wrapped: CBGS, repeat) train dataset's pipeline."""
+    while not hasattr(dataset, 'pipeline') and hasattr(dataset, 'dataset'):
+        dataset = dataset.dataset
+    return list(getattr(getattr(dataset, 'pipeline', None), 'transforms', []))
+
+
+@HOOKS.register_module()
+class PipelineEpochHook(Hook):
+    """Tell the train pipeline's epoch-dependent steps (those with ``set_epoch``, e.g.
+    :class:`~fuller.datasets.transforms.ObjectPaste`'s ``stop_epoch``) the epoch the data
+    loader is about to serve.
+
+    Data workers hold copies of the pipeline made when the loader's iterator starts, so a step
+    whose behaviour changes gets fresh workers: for persistent workers the loader's iterator is
+    dropped (mmdet's ``PipelineSwitchHook`` does the same) and restarts at the epoch's first
+    batch. In an epoch-based loop the epoch is the runner's; in an iteration-based one it is
+    iterations // batches per pass over the data, switched when a pass ends. A resumed run gets
+    the state of the epoch it resumes in. It also warns when GT-paste is on in a pipeline that
+    loads camera images (pasted objects are LiDAR-only: see ObjectPaste).
+    """
+
+    priority = 'NORMAL'
+
+    def _apply(self, runner, epoch: int, started: bool) -> None:
+        steps = [t for t in _train_pipeline_steps(runner.train_dataloader.dataset) if hasattr(t, 'set_epoch')]
+        changed = [type(t).__name__ for t in steps if t.set_epoch(epoch)]
+        if not changed:
+            return
+        runner.logger.info(f'epoch {epoch}: {", ".join(changed)} switched '
+                           f'({"; ".join(repr(t) for t in steps)}); data workers restart')
+        loader = runner.train_loop.dataloader
+        loader._iterator = None  # persistent workers: a new iterator gets new workers with the new state
+        it = getattr(runner.train_loop, 'dataloader_iterator', None)
+        if started and it is not None:  # an iteration-based loop starts its iterator when it is built
+            it._iterator = iter(loader)
+
+    def before_train(self, runner) -> None:
+        steps = _train_pipeline_steps(runner.train_dataloader.dataset)
+        names = {type(t).__name__ for t in steps}
+        if any(getattr(t, 'active', False) for t in steps if type(t).__name__ == 'ObjectPaste') and \
+                'LoadMultiViewImages' in names:
+            runner.logger.warning('GT-paste (ObjectPaste) is on in a pipeline that loads camera images: pasted objects '
+                                  'are in the LiDAR points and the boxes, not in the images (BEVFusion pastes only in its '
+                                  'LiDAR-only stage)')
+        self._by_epoch = not hasattr(runner.train_loop, 'dataloader_iterator')
+        self._passes = max(len(runner.train_loop.dataloader), 1)
+        epoch = runner.epoch if self._by_epoch else runner.iter // self._passes
+        self._apply(runner, epoch, started=not self._by_epoch)
+
+    def before_train_epoch(self, runner) -> None:
+        if self._by_epoch:
+            self._apply(runner, runner.epoch, started=False)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # the last batch of a pass: the next fetch starts a new iterator, which picks up the state
+        if not self._by_epoch and (runner.iter + 1) % self._passes == 0:
+            self._apply(runner, (runner.iter + 1) // self._passes, started=False)

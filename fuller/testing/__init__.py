@@ -7,6 +7,7 @@ import numpy as np
 from mmengine.config import Config
 
 from fuller.datasets.create_infos import create_nuscenes_infos
+from fuller.datasets.gt_database import create_gt_database
 from fuller.demo import DemoConfig, generate_demo_dataset
 from fuller.engine.config import base_dataset, resolve_config, set_data_root
 from fuller.utils.cli import REPO_ROOT
@@ -38,10 +39,12 @@ def tiny_calibrated_config(data_root: str, work_dir: str, iters: int = 3) -> Con
 
 
 def make_tiny_demo(root: str, keyframes: int = 2, sweeps: int = 1) -> str:
-    """Generate a small demo dataset (10 scenes x ``keyframes``) with info files in ``root``."""
+    """Generate a small demo dataset (10 scenes x ``keyframes``) with info files and the GT-paste
+    database in ``root``."""
     cfg = DemoConfig(seed=0, keyframes=keyframes, sweeps=sweeps, image_scale=0.2, azimuth_steps=400)
     generate_demo_dataset(root, cfg, verbose=False)
-    create_nuscenes_infos(root, 'v1.0-mini', osp.join(root, 'nuscenes'), max_sweeps=sweeps)
+    written = create_nuscenes_infos(root, 'v1.0-mini', osp.join(root, 'nuscenes'), max_sweeps=sweeps)
+    create_gt_database(root, written['train'], 'nuscenes', sweeps=sweeps, progress=False)
     return root
 
 
