@@ -165,3 +165,98 @@ def test_point_shuffle_resolves_and_shuffles():
     pts = torch.arange(400, dtype=torch.float32).view(100, 4)
     out = shuffle({'points': LiDARPoints(pts.clone(), points_dim=4)})['points'].tensor
     assert not torch.equal(out, pts) and torch.equal(out[out[:, 0].argsort()], pts)
+
+
+STAGE1 = osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_l_voxel0075_8x4-20e_nuscenes.py')
+STAGE2 = osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_lc_swint_8x4-6e_nuscenes-staged.py')
+MAP_STAGED = osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-map_lc_swint_8x4-20e_nuscenes-staged.py')
+CAMERA_CONFIGS = [STAGE2, MAP_STAGED, *NUSCENES, *(osp.join(REPO_ROOT, 'configs', 'bevfusion', n) for n in (
+    'bevfusion-det_lc_swint_8x4-6e_nuscenes.py', 'bevfusion-map_lc_swint_8x4-20e_nuscenes.py'))]
+
+
+def test_lidar_only_stage_is_bevfusions():
+    """Stage 1: configs/nuscenes/det/transfusion/secfpn/lidar/voxelnet_0p075.yaml with lidar/default.yaml."""
+    cfg = read_config(STAGE1)
+    # lidar/default.yaml: model.encoders.camera null; det/default.yaml: model.fuser null, heads.map null
+    assert cfg.model.encoders.camera is None and cfg.model.fuser is None and cfg.model.heads.map is None
+    assert cfg.model.heads.det.type == 'TransFusionHead'
+    # voxelnet_0p075.yaml: voxel_size [0.075, 0.075, 0.2], point_cloud_range +-54 / -5..3, max_num_points 10,
+    # max_voxels [120000, 160000], SparseEncoder in_channels 5, output_channels 128, basicblock
+    assert list(cfg.geometry.voxel_size) == [0.075, 0.075, 0.2]
+    assert list(cfg.geometry.point_cloud_range) == [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
+    lidar = cfg.model.encoders.lidar
+    assert lidar.voxelize.max_num_points == 10 and tuple(lidar.voxelize.max_voxels) == (120000, 160000)
+    assert lidar.backbone.in_channels == 5 and lidar.backbone.output_channels == 128
+    assert lidar.backbone.block_type == 'basicblock'
+    # default.yaml: data.train.type CBGSDataset, use_valid_flag true; samples_per_gpu 4
+    assert cfg.train_dataloader.dataset.type == 'mmdet3d.CBGSDataset' and cfg.train_dataloader.batch_size == 4
+    assert base_dataset(cfg.train_dataloader.dataset).use_valid_flag
+    # lidar/default.yaml: gt_paste_stop_epoch 15; default.yaml train_pipeline ObjectPaste.db_sampler
+    paste = _step('ObjectPaste', cfg)
+    assert paste['stop_epoch'] == 15
+    db = paste['db_sampler']
+    # info_path: dataset_root + "nuscenes_dbinfos_train.pkl"; rate 1.0
+    assert db['info_path'] == 'nuscenes_dbinfos_train.pkl' and db['rate'] == 1.0
+    assert db['prepare'] == dict(filter_by_difficulty=[-1], filter_by_min_points={
+        c: 5 for c in ('car', 'truck', 'bus', 'trailer', 'construction_vehicle', 'traffic_cone', 'barrier', 'motorcycle',
+                       'bicycle', 'pedestrian')})
+    assert db['sample_groups'] == dict(car=2, truck=3, construction_vehicle=7, bus=4, trailer=6, barrier=2, motorcycle=6,
+                                       bicycle=6, pedestrian=2, traffic_cone=2)
+    assert db['points_loader'] == dict(load_dim=5, use_dim=5)  # load_dim 5, use_dim 5
+    types = [t['type'] for t in base_dataset(cfg.train_dataloader.dataset).pipeline]
+    # default.yaml train_pipeline order: LoadAnnotations3D, ObjectPaste, (ImageAug3D,) GlobalRotScaleTrans, ...
+    assert types.index('LoadAnnotations3D') + 1 == types.index('ObjectPaste') < types.index('BEVAugmentation')
+    assert 'LoadMultiViewImages' not in types and _step('LoadMultiSweepPoints', cfg)['sweeps'] == 9
+    bev = _step('BEVAugmentation', cfg)  # augment3d: scale [0.9, 1.1], rotate +-pi/4, translate 0.5
+    assert tuple(bev['scale_range']) == (0.9, 1.1) and tuple(bev['trans_std']) == (0.5, 0.5, 0.5)
+    assert types.index('mmdet3d.PointShuffle') > types.index('PointsRangeFilter')
+    # secfpn/default.yaml: AdamW lr 1e-4, weight_decay 0.01, grad_clip 35; lr_config / momentum_config
+    # cyclic; default.yaml max_epochs 20
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay, tuple(opt.betas)) == ('AdamW', 1e-4, 0.01, (0.9, 0.999))
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=35, norm_type=2) and cfg.train_cfg.max_epochs == 20
+    assert [s['type'] for s in cfg.param_scheduler] == ['CosineAnnealingLR'] * 2 + ['CosineAnnealingMomentum'] * 2
+
+
+@pytest.mark.parametrize('path', CAMERA_CONFIGS, ids=osp.basename)
+def test_camera_configs_do_not_paste(path):
+    """default.yaml: gt_paste_stop_epoch -1 (ObjectPaste never pastes): BEVFusion pastes only in its
+    LiDAR-only stage, as pasted objects are not in the images."""
+    cfg = read_config(path)
+    assert 'ObjectPaste' not in [t['type'] for t in base_dataset(cfg.train_dataloader.dataset).pipeline]
+
+
+def test_staged_configs_start_where_bevfusion_does():
+    # camera+lidar/swint_v0p075/default.yaml and seg/fusion-bev256d2-lss.yaml: encoders.camera.backbone.init_cfg
+    # {type: Pretrained, checkpoint: pretrained/swint-nuimages-pretrained.pth}
+    for path in (STAGE2, MAP_STAGED):
+        cfg = read_config(path)
+        assert cfg.model.encoders.camera.backbone.init_cfg == dict(
+            type='Pretrained', checkpoint='pretrained/swint-nuimages-pretrained.pth')
+    cfg = read_config(STAGE2)
+    # stage 2 loads stage 1's last checkpoint (20 epochs), partially: its camera branch and fuser are new
+    assert cfg.load_from == 'work_dirs/bevfusion-det_l_voxel0075_8x4-20e_nuscenes/epoch_20.pth' and cfg.load_partial
+    assert cfg.train_cfg.max_epochs == 6 and cfg.optim_wrapper.optimizer.lr == 2e-4
+
+
+@pytest.mark.slow
+def test_stage_one_checkpoint_loads_into_stage_two_whole():
+    """Every tensor of the LiDAR-only model has its place, of its shape, in the camera+LiDAR model, so
+    --load-partial takes the LiDAR branch, the decoder and the head whole and leaves the camera branch
+    and the fuser as initialised (nothing is dropped, no part is a fragment)."""
+    from mmengine.registry import init_default_scope
+
+    from fuller.engine.checkpoint_io import match_state_dict
+    from fuller.registry import MODELS
+
+    init_default_scope('fuller')
+    one = MODELS.build(read_config(STAGE1).model)
+    cfg2 = read_config(STAGE2)
+    cfg2.model.encoders.camera.backbone.init_cfg = None  # building only: the weights file is not needed
+    two = MODELS.build(cfg2.model)
+    report = match_state_dict(two, one.state_dict())
+    assert not report.unexpected and not report.mismatched and not report.fragments
+    whole = {u for u, (n, fit) in report.units.items() if fit == n}
+    lidar = {u for u in report.units if u.startswith('encoders.lidar')}
+    assert lidar and lidar | {'decoder.backbone', 'decoder.neck', 'heads.det'} <= whole
+    assert all(k.startswith(('encoders.camera', 'fuser')) for k in report.missing) and report.missing
