@@ -8,7 +8,7 @@ themselves are :mod:`fuller.analysis.benchmarks`, one module per sub-command.
     python tools/benchmark.py step     # train-step time: plain vs FULLER vs other rules vs param-level PCGrad
     python tools/benchmark.py bevpool  # BEV pooling forward+backward, nuScenes-sized inputs
     python tools/benchmark.py vtransform  # view-transform pooling: frustum-free vs materialised (time, memory)
-    python tools/benchmark.py data     # training pipeline samples/s per worker
+    python tools/benchmark.py data     # training pipeline samples/s per worker, vs one GPU's consumption
     python tools/benchmark.py train    # samples/s and peak memory, synthetic inputs (fp32 and bf16)
     python tools/benchmark.py modules  # forward+backward time and peak memory per module (BEVFusion's nuScenes detector)
 
@@ -76,9 +76,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     v.add_argument('--feat-h', type=int, default=32)
     v.add_argument('--feat-w', type=int, default=88)
     v.add_argument('--only', type=int, help=argparse.SUPPRESS)
-    d = sub.add_parser('data', help='training pipeline samples/s per worker')
+    d = sub.add_parser('data', help='training pipeline samples/s per worker, next to one GPU\'s consumption')
     common(d, 2, 20)
-    d.add_argument('--config', default=DEMO_FULLER_CONFIG)
+    d.add_argument('--config', nargs='+', default=[DEMO_FULLER_CONFIG], help='one row per config')
+    d.add_argument('--data-root', help='point the configs at this nuScenes-format root (infos and GT database in it)')
+    d.add_argument('--keyframe', help='a single real nuScenes keyframe folder (e.g. ../shared/data/'
+                                      'nuscenes_real_keyframe): builds a scratch root under --out and times on it')
     t = sub.add_parser('train', help='training throughput on synthetic inputs')
     common(t, 3, 10)
     t.add_argument('--config', default=DEMO_FULLER_CONFIG)

@@ -111,6 +111,9 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
                                f'({list(self.METAINFO[key])})')
         facts = {**meta, **self.geometry, 'data_root': kwargs.get('data_root')}
         kwargs['pipeline'] = fill_pipeline(kwargs.get('pipeline') or [], facts, 'dataset.pipeline')
+        for step in kwargs['pipeline']:  # the GT database index is read under the info files' rule
+            if isinstance(step, dict) and str(step.get('type', '')).split('.')[-1] == 'ObjectPaste':
+                step.setdefault('trust_info_file', self.trust_info_file)
         prefix = dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', **{c: f'samples/{c}' for c in meta['cameras']})
         prefix.update(kwargs.pop('data_prefix', {}) or {})
         kwargs.setdefault('modality', dict(use_camera=True, use_lidar=True))

@@ -225,3 +225,26 @@ def test_paste_stops_at_its_epoch_in_persistent_workers(demo_root, tmp_path):
     assert len(cars) == 2 * n_pass + 1
     assert min(cars[:n_pass]) > real  # pass 0: pasted
     assert max(cars[n_pass:]) <= real  # passes 1, 2: stopped, in the restarted worker
+
+
+def test_lidar_only_stage_pipeline_pastes_on_nuscenes_format_data(demo_root):
+    """Stage 1's CBGS + GT-paste pipeline runs on a nuScenes-format root with its database: the
+    samples come without images, with more objects than their infos hold."""
+    from mmengine.registry import init_default_scope
+
+    from fuller.engine import base_dataset, read_config, set_data_root
+    from fuller.registry import DATASETS
+    from fuller.utils.cli import REPO_ROOT
+
+    cfg = read_config(osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_l_voxel0075_8x4-20e_nuscenes.py'))
+    set_data_root(base_dataset(cfg.train_dataloader.dataset), demo_root.rstrip('/') + '/')
+    init_default_scope('fuller')
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    src = ds.dataset
+    gained = 0
+    for i in range(4):
+        item = ds[i]
+        assert 'imgs' not in item['inputs'] and item['inputs']['points'].shape[1] == 5
+        labels = src.get_ann_info(ds.sample_indices[i])['gt_labels_3d']  # the boxes kept (use_valid_flag)
+        gained += len(item['data_samples'].gt_instances_3d.labels_3d) - int((labels >= 0).sum())
+    assert gained > 0

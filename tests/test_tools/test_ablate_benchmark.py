@@ -109,3 +109,24 @@ def test_trial_runs_do_not_rewrite_the_published_tables(tmp_path):
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert 'default: <work-dir>/report.md' in proc.stdout.replace('\n', ' ').replace('  ', ' ') or \
         '<work-dir>/report.md' in proc.stdout
+
+
+def test_data_benchmark_times_a_stage_on_the_real_keyframe(real_keyframe, tmp_path):
+    """benchmark.py data --keyframe: a scratch root from the real keyframe (infos and GT database), the
+    LiDAR-only stage's pipeline timed on it, and one A6000's consumption in BEVFusion's stage 1:
+    20 epochs x 4.5 x 28,130 CBGS samples in 25 h x 8 GPUs (mit-han-lab/bevfusion issue #279)."""
+    from fuller.analysis.benchmarks.data import gpu_consumption
+
+    stage1 = osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_l_voxel0075_8x4-20e_nuscenes.py')
+    assert gpu_consumption(stage1) == pytest.approx(20 * 4.5 * 28130 / (200 * 3600))
+    assert gpu_consumption('configs/fuller/naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py') is None
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'benchmark.py'), 'data', '--keyframe',
+                           real_keyframe, '--config', stage1, '--warmup', '0', '--iters', '2', '--out', str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / 'data.json').read_text())['rows'][0]
+    header = json.loads((tmp_path / 'data.json').read_text())['header']
+    r = dict(zip(header, row))
+    assert r['samples in split'] == 1 and r['CBGS'] and r['GT-paste'] and not r['cameras']
+    assert r['points/sample'] > 30000 and r['boxes/sample'] > 40  # the keyframe's 34,688 points in range
+    assert r['workers per GPU'] == pytest.approx(r['GPU consumes samples/s'] / r['samples/s/worker'])
