@@ -81,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument('--config', nargs='+', default=[DEMO_FULLER_CONFIG], help='one row per config')
     d.add_argument('--data-root', help='point the configs at this nuScenes-format root (infos and GT database in it)')
     d.add_argument('--keyframe', help='a single real nuScenes keyframe folder (e.g. ../shared/data/'
-                                      'nuscenes_real_keyframe): builds a scratch root under --out and times on it')
+                                      'nuscenes_real_keyframe): builds a scratch root under work_dirs/benchmarks/ '
+                                      'and times on it')
     t = sub.add_parser('train', help='training throughput on synthetic inputs')
     common(t, 3, 10)
     t.add_argument('--config', default=DEMO_FULLER_CONFIG)

@@ -248,3 +248,20 @@ def test_lidar_only_stage_pipeline_pastes_on_nuscenes_format_data(demo_root):
         labels = src.get_ann_info(ds.sample_indices[i])['gt_labels_3d']  # the boxes kept (use_valid_flag)
         gained += len(item['data_samples'].gt_instances_3d.labels_3d) - int((labels >= 0).sum())
     assert gained > 0
+
+
+def test_demo_gt_paste_config_is_the_main_job_plus_paste():
+    """The opt-in demo config differs from the main job by the ObjectPaste step only, placed as in
+    BEVFusion's train_pipeline (right after LoadAnnotations3D), with BEVFusion's db_sampler values."""
+    from fuller.engine import base_dataset, read_config
+    from fuller.utils.cli import REPO_ROOT
+
+    main = read_config(osp.join(REPO_ROOT, 'configs', 'fuller', 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py'))
+    paste = read_config(osp.join(REPO_ROOT, 'configs', 'fuller',
+                                 'fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map_gt-paste.py'))
+    steps = base_dataset(paste.train_dataloader.dataset).pipeline
+    i = [t['type'] for t in steps].index('ObjectPaste')
+    assert steps[i - 1]['type'] == 'LoadAnnotations3D'
+    assert steps[:i] + steps[i + 1:] == base_dataset(main.train_dataloader.dataset).pipeline
+    assert steps[i]['db_sampler']['sample_groups'] == SAMPLE_GROUPS and steps[i]['stop_epoch'] == 7
+    assert paste.model == main.model and paste.optim_wrapper == main.optim_wrapper

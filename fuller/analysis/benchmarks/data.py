@@ -52,7 +52,7 @@ def keyframe_root(src: str, dst: str) -> str:
     from fuller.datasets.create_infos import create_nuscenes_infos
     from fuller.datasets.gt_database import create_gt_database
 
-    src = osp.abspath(src)
+    src, dst = osp.abspath(src), osp.abspath(dst)
     os.makedirs(dst, exist_ok=True)
     for name in ('samples', 'maps', 'v1.0-mini'):
         link = osp.join(dst, name)
@@ -99,7 +99,7 @@ def _time_config(config: str, data_root: str | None, warmup: int, iters: int) ->
 def bench_data(args) -> None:
     data_root = args.data_root
     if args.keyframe:
-        data_root = keyframe_root(args.keyframe, osp.join(args.out, 'keyframe_root'))
+        data_root = keyframe_root(args.keyframe, osp.join('work_dirs', 'benchmarks', 'keyframe_root'))
     rows = [_time_config(c, data_root, args.warmup, args.iters) for c in args.config]
     write_results(args.out, args.name or 'data', 'Training data pipeline, one worker, next to one GPU\'s consumption',
                   machine_info(torch.device('cpu')),
