@@ -14,11 +14,12 @@ from mmdet3d.structures.ops import box_np_ops
 from mmengine.registry import DefaultScope
 
 from fuller.datasets import NuScenesMultiTaskDataset
-from fuller.datasets.gt_database import DB_INFO_KEYS, boxes_overlap_bev, points_in_boxes
+from fuller.datasets.box_ops import boxes_overlap_bev, points_in_boxes
 from fuller.datasets.info_io import load_info_file
 from fuller.datasets.metainfo import CLASSES
 from fuller.datasets.transforms import ObjectPaste
 from fuller.datasets.transforms.loading import DataFileError
+from fuller.datasets.transforms.object_paste import DB_INFO_KEYS
 
 # BEVFusion's db_sampler (configs/nuscenes/default.yaml, ObjectPaste.db_sampler)
 SAMPLE_GROUPS = dict(car=2, truck=3, construction_vehicle=7, bus=4, trailer=6, barrier=2, motorcycle=6, bicycle=6,

@@ -116,8 +116,9 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
                 continue
             err, norm = float((g - g_ddp).norm()), float(g_ddp.norm())
             sq_err, sq_norm = sq_err + err**2, sq_norm + norm**2
-            # Per tensor loosely (a BN bias gradient is a sum with cancellation), overall tightly.
-            assert err <= 1e-2 * norm + 1e-6, \
+            # Per tensor loosely (a BN bias gradient is a sum with cancellation: measured up to 1.05%
+            # at step 1 on a 2-core Xeon with AMX, under 1% on an AVX-512 EPYC), overall tightly.
+            assert err <= 2e-2 * norm + 1e-6, \
                 f'step {step}: DDP gradient != accumulated gradient at {k} (|diff| {err:.3g}, |g| {norm:.3g})'
         # Float32 summation order only: measured 1.6e-3 at step 0 with the prior-initialised heads
         # (whose small last-conv weights make the shared-feature gradient a sum with more

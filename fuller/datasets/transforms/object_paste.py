@@ -25,9 +25,12 @@ from mmcv.transforms import BaseTransform
 
 from fuller.registry import TRANSFORMS
 
-from ..gt_database import DB_INFO_KEYS, boxes_overlap_bev, points_in_boxes
+from ..box_ops import boxes_overlap_bev, points_in_boxes
 from ..info_io import load_info_file
 from .loading import DataFileError
+
+# the keys of a database entry (fuller.datasets.gt_database writes them)
+DB_INFO_KEYS = ('name', 'path', 'image_idx', 'gt_idx', 'box3d_lidar', 'num_points_in_gt', 'difficulty', 'group_id')
 
 
 class _ClassDraws:
