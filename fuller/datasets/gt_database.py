@@ -20,23 +20,13 @@ import pickle
 import numpy as np
 from tqdm import tqdm
 
+from fuller.utils.io import write_bytes_atomic
+
 from .box_ops import points_in_boxes
 from .metainfo import CLASSES
 
 __all__ = ['create_gt_database']
 
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise OSError(e.errno, f'could not write {path}: {e.strerror or e}') from e
 
 
 def create_gt_database(data_root: str, info_path: str, tag: str = 'nuscenes', sweeps: int = 10,
@@ -86,7 +76,7 @@ def create_gt_database(data_root: str, info_path: str, tag: str = 'nuscenes', sw
             obj = points[inside[:, i]].astype(np.float32)
             obj[:, :3] -= boxes[i, :3]
             rel = osp.join(f'{tag}_gt_database', f'{token}_{name}_{i}.bin')
-            _write_atomic(osp.join(data_root, rel), obj.tobytes())
+            write_bytes_atomic(osp.join(data_root, rel), obj.tobytes(), fsync=False)
             db_infos[name].append({
                 'name': name, 'path': rel, 'image_idx': token, 'gt_idx': i,
                 'box3d_lidar': boxes[i].astype(np.float32), 'num_points_in_gt': int(len(obj)), 'difficulty': 0,
@@ -94,5 +84,5 @@ def create_gt_database(data_root: str, info_path: str, tag: str = 'nuscenes', sw
             })
             group += 1
     out = osp.join(data_root, f'{tag}_dbinfos_train.pkl')
-    _write_atomic(out, pickle.dumps(db_infos, protocol=4))
+    write_bytes_atomic(out, pickle.dumps(db_infos, protocol=4))
     return out
