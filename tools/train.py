@@ -35,9 +35,10 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Train a FULLER model')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
-    p.add_argument('--amp', nargs='?', const='on', choices=['on', 'auto'],
+    p.add_argument('--amp', nargs='?', const='on', choices=['on', 'auto', 'off'],
                    help="automatic mixed precision; '--amp auto': bf16 where the hardware has native bf16 units "
-                        '(CUDA with bf16, AVX-512 BF16 or AMX CPUs), fp32 elsewhere, said in the log')
+                        '(CUDA with bf16, AVX-512 BF16 or AMX CPUs), fp32 elsewhere, said in the log (the demo '
+                        "configs' default: optim_wrapper.amp='auto'); '--amp off': fp32 whatever the config says")
     p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
                    help='half-precision type under --amp (default: float16 with a dynamic loss scale on CUDA, '
                         'bfloat16 on CPU; float16 is refused on CPU)')
@@ -53,13 +54,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.amp in ('auto', 'off') and args.amp_dtype:
+        raise SystemExit(f'train: --amp {args.amp} chooses the precision itself; give --amp --amp-dtype D to choose it')
     if args.amp == 'auto':
-        if args.amp_dtype:
-            raise SystemExit('train: --amp auto chooses the precision itself; give --amp --amp-dtype D to choose it')
-        args.amp_dtype, why = auto_precision()
-        print(f'train: --amp auto: {args.amp_dtype or "fp32"}, since {why}', flush=True)
-        args.amp = 'on' if args.amp_dtype else None
-    if args.amp and not torch.cuda.is_available():
+        dtype, why = auto_precision()
+        print(f'train: --amp auto: {dtype or "fp32"}, since {why}', flush=True)
+    if args.amp == 'on' and not torch.cuda.is_available():
         if args.amp_dtype == 'float16':
             raise SystemExit('train: --amp-dtype float16 on CPU is refused: PyTorch has few fp16 CPU kernels and the '
                              'sparse encoder none, so one demo iteration took 212 s and its gradient norm was NaN; '
@@ -67,13 +67,19 @@ def main() -> None:
         args.amp_dtype = 'bfloat16'
     args.amp_dtype = args.amp_dtype or 'float16'
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='train')
-    if args.amp:
+    if args.amp == 'off':
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'OptimWrapper'
+            cfg.optim_wrapper.pop('dtype', None)
+        if 'amp' in cfg.optim_wrapper:
+            cfg.optim_wrapper.amp = None
+    elif args.amp:
         # The project's guarded wrappers do AMP themselves: the non-finite-step guard, skip
         # counting and max_consecutive_skips hold under AMP as without it.
         if cfg.optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
             cfg.optim_wrapper.type = 'GuardedOptimWrapper'
-        cfg.optim_wrapper.amp = args.amp_dtype
-        if not torch.cuda.is_available():
+        cfg.optim_wrapper.amp = 'auto' if args.amp == 'auto' else args.amp_dtype
+        if args.amp == 'on' and not torch.cuda.is_available():
             print(f'train: --amp {args.amp_dtype} on CPU: on CPUs without native half-precision units it is '
                   'slower than fp32 (measured: docs/benchmarks/train_demo_cpu.md); check yours with '
                   'python tools/benchmark.py train --dtypes fp32 bf16', flush=True)

@@ -4,6 +4,7 @@ import those packages themselves (their ``locations``), so nothing here imports 
 
 import difflib
 import inspect
+import os
 import os.path as osp
 import re
 
@@ -116,10 +117,18 @@ def resolve_config(cfg: Config) -> Config:
       ``METAINFO``, and the resulting ``classes`` and ``map_classes`` to the model's heads.
       Metrics and hooks read the same facts from the built dataset (``dataset_meta``);
     - ``trust_info_files`` (top level, ``--trust-info-files``) goes to every dataset as
-      ``trust_info_file`` (read its info file with the full unpickler).
+      ``trust_info_file`` (read its info file with the full unpickler);
+    - a data loader's ``num_workers='auto'`` becomes :func:`auto_num_workers` (no worker
+      processes on a machine of 2 cores, where they take the cores from the model's threads).
 
     Called by the tools (:func:`load_config`) and by ``FullerRunner.from_cfg``.
     """
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if isinstance(loader, dict) and loader.get('num_workers') == 'auto':
+            loader['num_workers'] = auto_num_workers()
+            if loader['num_workers'] == 0:
+                loader['persistent_workers'] = False
     geometry, metainfo = cfg.get('geometry'), cfg.get('metainfo')
     trust_info = bool(cfg.get('trust_info_files', False))
     model_meta = None
@@ -142,6 +151,16 @@ def resolve_config(cfg: Config) -> Config:
         if model_meta is not None:
             model['metainfo'] = {k: list(model_meta[k]) for k in ('classes', 'map_classes') if k in model_meta}
     return cfg
+
+
+def auto_num_workers(cpus: int | None = None) -> int:
+    """Data-loader worker processes for ``num_workers='auto'``: none with at most 2 CPUs (on a
+    2-core Xeon the demo job ran at 0.34 s/it loading in the main process against 0.39 s/it with
+    1 or 2 workers, whose loading preempts one of the model's two threads), else half the CPUs
+    up to 4. ``cpus``: the CPUs this process may run on (default: its affinity mask)."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return 0 if cpus <= 2 else min(4, cpus // 2)
 
 
 def base_dataset(dataset_cfg):

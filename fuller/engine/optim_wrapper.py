@@ -5,7 +5,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub, MMLogger, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor
@@ -13,6 +13,7 @@ from torch import Tensor
 from fuller.calibration import ModalityStage, TaskOutputs, build_inter_rule, build_intra, build_weighting
 from fuller.calibration.contract import task_parameters
 from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
+from fuller.utils import auto_precision
 from fuller.registry import OPTIM_WRAPPERS
 
 
@@ -47,11 +48,14 @@ class GuardedOptimWrapper(OptimWrapper):
     clipping and the step, and an fp16 overflow lowers the scale and skips the step, as
     GradScaler does, without counting as a non-finite step; a genuine NaN/Inf loss is still
     counted and bounded by ``max_consecutive_skips``. bfloat16 needs no loss scale.
+    ``amp='auto'`` picks bfloat16 where the device has native bf16 units (CUDA devices with
+    bf16; CPUs with AVX-512 BF16 or AMX) and full precision elsewhere, and logs what it chose
+    and why (:func:`fuller.utils.auto_precision`); the demo schedules use it.
 
     Args:
         max_consecutive_skips: stop after this many skipped steps in a row (0: stop at the first).
         check_grads: also check the gradients before each step (one fused norm over all of them).
-        amp: ``None`` (full precision), ``'float16'`` or ``'bfloat16'``.
+        amp: ``None`` (full precision), ``'float16'``, ``'bfloat16'`` or ``'auto'``.
         init_scale: initial loss scale (float16).
         growth_interval: steps without overflow before the scale doubles (float16).
         device_type: autocast device (``'cuda'`` when available, else ``'cpu'``).
@@ -65,14 +69,18 @@ class GuardedOptimWrapper(OptimWrapper):
         if max_consecutive_skips < 0:
             raise ValueError(f'optim_wrapper.max_consecutive_skips must be >= 0, got {max_consecutive_skips}')
         dtypes = {None: None, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
-        if amp not in dtypes:
-            raise ValueError(f"optim_wrapper.amp must be None, 'float16' or 'bfloat16', got {amp!r}")
+        if amp not in (*dtypes, 'auto'):
+            raise ValueError(f"optim_wrapper.amp must be None, 'float16', 'bfloat16' or 'auto', got {amp!r}")
         self.max_consecutive_skips = max_consecutive_skips
         self.check_grads = check_grads
         self.skipped_steps = 0
         self._consecutive_skips = 0
-        self.cast_dtype = dtypes[amp]
         self.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
+        if amp == 'auto':
+            amp, why = auto_precision(device_type=self.device_type)
+            print_log(f"optim_wrapper.amp='auto': {amp or 'fp32'}, since {why}", logger='current')
+        self.amp = amp
+        self.cast_dtype = dtypes[amp]
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,
                                            enabled=self.cast_dtype == torch.float16)
         if self.scaler.is_enabled():

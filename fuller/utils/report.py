@@ -64,19 +64,22 @@ def cpu_model() -> str:
     return f'{name} ({", ".join(isa) or "no AVX2"})'
 
 
-def auto_precision(cuda_bf16: bool | None = None, flags: set[str] | None = None) -> tuple[str | None, str]:
-    """The precision ``--amp auto`` trains in, and why: ``'bfloat16'`` on a CUDA device that
-    supports it and on a CPU with native bf16 matrix units (AVX-512 BF16 or AMX), ``None``
-    (fp32) elsewhere: on an AVX2-only CPU bf16 autocast made the demo step 6.7x slower
-    (docs/benchmarks/train_demo_cpu.md), on an AVX-512 BF16 + AMX Xeon 1.5x faster.
+def auto_precision(cuda_bf16: bool | None = None, flags: set[str] | None = None,
+                   device_type: str | None = None) -> tuple[str | None, str]:
+    """The precision ``amp='auto'`` (``--amp auto``) trains in, and why: ``'bfloat16'`` on a
+    CUDA device that supports it and on a CPU with native bf16 matrix units (AVX-512 BF16 or
+    AMX), ``None`` (fp32) elsewhere: on an AVX2-only CPU bf16 autocast made the demo step 6.7x
+    slower (docs/benchmarks/train_demo_cpu.md), on an AVX-512 BF16 + AMX Xeon 1.7x faster.
 
     Args:
         cuda_bf16: whether the CUDA device supports bf16; ``None``: ask torch (CPU if no CUDA).
         flags: CPU flags; ``None``: this machine's.
+        device_type: ``'cpu'`` decides by the CPU even where CUDA is available; ``None``: CUDA
+            when available.
     """
     import torch
 
-    if cuda_bf16 is None and torch.cuda.is_available():
+    if cuda_bf16 is None and device_type != 'cpu' and torch.cuda.is_available():
         cuda_bf16 = torch.cuda.is_bf16_supported()
     if cuda_bf16 is not None:
         return ('bfloat16', 'the CUDA device supports bf16') if cuda_bf16 else \

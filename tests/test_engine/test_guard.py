@@ -196,7 +196,7 @@ def test_naive_amp_wrapper_keeps_the_guard(amp):
 
 
 def test_unknown_amp_dtype_is_refused():
-    with pytest.raises(ValueError, match="optim_wrapper.amp must be None, 'float16' or 'bfloat16'"):
+    with pytest.raises(ValueError, match="optim_wrapper.amp must be None, 'float16', 'bfloat16' or 'auto'"):
         _wrapper(amp='fp8')
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fuller.models.heads.map_head import BEVSegmentationHead
@@ -33,3 +34,32 @@ def test_default_width_is_the_input_width():
     n_params = sum(p.numel() for p in head.parameters())
     assert n_params == 2 * (256 * 256 * 9 + 2 * 256) + 256 * 6 + 6
     assert sum(p.numel() for p in narrow.parameters()) == 256 * 64 * 9 + 64 * 64 * 9 + 4 * 64 + 64 * 6 + 6
+
+
+@pytest.mark.parametrize('scopes', [
+    # the demo: 64 x 64 cells of 1.6 m -> 100 x 100 of 1 m
+    ([[-51.2, 51.2, 1.6], [-51.2, 51.2, 1.6]], [[-50.0, 50.0, 1.0], [-50.0, 50.0, 1.0]]),
+    # BEVFusion's map head (configs/nuscenes/seg/default.yaml, heads.map.grid_transform):
+    # 128 x 128 cells of 0.8 m -> 200 x 200 of 0.5 m
+    ([[-51.2, 51.2, 0.8], [-51.2, 51.2, 0.8]], [[-50.0, 50.0, 0.5], [-50.0, 50.0, 0.5]]),
+    # an output reaching past the input (zero padding) on a non-square grid
+    ([[-10.0, 10.0, 1.0], [-5.0, 5.0, 0.5]], [[-12.0, 12.0, 0.75], [-6.0, 6.0, 0.4]]),
+])
+def test_grid_transform_equals_grid_sample(scopes):
+    """The separable matrix form is BEVFusion's F.grid_sample (bilinear, align_corners=False,
+    zeros padding) on the same grid, values and gradients, also on a channels-last input."""
+    from fuller.models.heads.map_head import BEVGridTransform
+
+    t = BEVGridTransform(*scopes)
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, *t.input_shape, dtype=torch.float64, requires_grad=True)
+    ref = F.grid_sample(x, t.grid.expand(2, -1, -1, -1).double(), align_corners=False)
+    t = t.double()
+    out = t(x)
+    assert out.shape == ref.shape
+    # the weights are stored in float32 (the model's dtype): equal to its rounding
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=0, atol=1e-6)
+    xc = x.detach().float().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(t.float()(xc), ref.detach().float(), rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@
 _base_ = ['./centerpoint_det_head.py']
 model = dict(
     type='FullerNet',
+    channels_last=True,  # 2-D convolution weights in NHWC (faster oneDNN convolutions on CPU)
     data_preprocessor=dict(type='MultiModalDataPreprocessor'),
     encoders=dict(
         camera=dict(

@@ -3,8 +3,10 @@
 # tools/test.py's job (run_demo.sh, ablate.py), so training does not validate: mmengine's loop
 # validates every val_interval iterations *and* at the last one once past val_begin, so val_begin
 # lies beyond any run (to validate during training, set train_cfg.val_begin and val_interval).
+# amp='auto': bf16 autocast where the CPU (AVX-512 BF16, AMX) or GPU has native bf16 units, fp32
+# elsewhere; the log says which (tools/train.py --amp off forces fp32).
 optim_wrapper = dict(type='GuardedOptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
-                     clip_grad=dict(max_norm=35, norm_type=2))
+                     clip_grad=dict(max_norm=35, norm_type=2), amp='auto')
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
     dict(type='CosineAnnealingLR', T_max=870, eta_min=1e-5, by_epoch=False, begin=30, end=900),

@@ -29,8 +29,28 @@ def sigmoid_focal_loss(logits: Tensor, target: Tensor, alpha: float = -1.0, gamm
     return loss.mean((0, 2, 3))
 
 
+def _bilinear_matrix(coords: Tensor, size: int) -> Tensor:
+    """[len(coords), size] weights of 1-D bilinear sampling at normalised ``coords`` (-1 and 1
+    the outer edges of the ``size`` input cells: ``align_corners=False``) with zero padding,
+    as ``F.grid_sample`` weighs the input along one axis."""
+    pos = ((coords.double() + 1) * size - 1) / 2
+    lo = pos.floor()
+    frac = pos - lo
+    out = torch.zeros(len(coords), size, dtype=torch.float64)
+    rows = torch.arange(len(coords))
+    for tap, weight in ((lo, 1 - frac), (lo + 1, frac)):
+        inside = (tap >= 0) & (tap <= size - 1)
+        out[rows[inside], tap[inside].long()] += weight[inside]
+    return out.to(coords.dtype)
+
+
 class BEVGridTransform(nn.Module):
-    """Resample a BEV map from the decoder's grid to the segmentation grid (bilinear)."""
+    """Resample a BEV map from the decoder's grid to the segmentation grid: BEVFusion's
+    ``BEVGridTransform`` (``F.grid_sample``, bilinear, ``align_corners=False``, zero padding) on
+    the grid ``grid`` holds. The grid is a product of an x and a y axis, so the sampling is
+    computed as two matrix products, ``A_y @ x @ A_x^T``, with the same weights: equal to
+    ``grid_sample`` up to rounding (tested), and a third of its forward + backward time on a
+    2-core CPU (5 vs 16 ms for the demo's 128 x 64 x 64 map under bf16)."""
 
     def __init__(self, input_scope: list, output_scope: list) -> None:
         super().__init__()
@@ -42,9 +62,14 @@ class BEVGridTransform(nn.Module):
             axes.append((centers - imin) / (imax - imin) * 2 - 1)  # align_corners=False normalisation
         gy, gx = torch.meshgrid(axes[1], axes[0], indexing='ij')
         self.register_buffer('grid', torch.stack([gx, gy], -1)[None], persistent=False)
+        self.register_buffer('weights_x', _bilinear_matrix(axes[0], self.input_shape[1]).T.contiguous(),
+                             persistent=False)  # [W_in, W_out]
+        self.register_buffer('weights_y', _bilinear_matrix(axes[1], self.input_shape[0]), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.grid_sample(x, self.grid.expand(x.shape[0], -1, -1, -1).to(x.dtype), align_corners=False)
+        if tuple(x.shape[-2:]) != self.input_shape:  # grid_sample's answer for any input size
+            return F.grid_sample(x, self.grid.expand(x.shape[0], -1, -1, -1).to(x.dtype), align_corners=False)
+        return self.weights_y.to(x.dtype) @ x @ self.weights_x.to(x.dtype)  # autocast: in its dtype
 
 
 @MODELS.register_module()

@@ -276,7 +276,7 @@ class TransFusionHead(BaseModule):
         bev_pos = self.bev_pos.expand(b, -1, -1).to(flat.dtype)
         dense_heatmap = self.heatmap_head(x)
         heat = self._peaks(dense_heatmap)
-        top = heat.view(b, -1).topk(self.num_proposals, dim=-1).indices
+        top = heat.reshape(b, -1).topk(self.num_proposals, dim=-1).indices
         labels = torch.div(top, heat.shape[-1], rounding_mode='floor')
         cells = top % heat.shape[-1]
         query = flat.gather(2, cells[:, None, :].expand(-1, flat.shape[1], -1))

@@ -1,0 +1,61 @@
+"""The demo model keeps its 2-D convolution weights in channels-last layout (a speed setting of
+``FullerNet``): same names, shapes and values as the default layout, the same outputs, and the
+layout survives ``init_weights``, a state-dict load and a training step."""
+
+import copy
+
+import torch
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from fuller.registry import MODELS
+
+
+def _conv_weights(model):
+    return {n: m.weight for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+
+
+def test_channels_last_model_equals_the_default_layout(demo_root, tmp_path):
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import build_optim_wrapper
+
+    from fuller.registry import DATASETS
+    from fuller.testing import tiny_config
+
+    cfg = tiny_config(demo_root, str(tmp_path))
+    assert cfg.model.channels_last is True  # the demo model's setting
+    init_default_scope('fuller')
+    torch.manual_seed(0)
+    fast = MODELS.build(cfg.model)
+    fast.init_weights()
+    plain_cfg = copy.deepcopy(cfg.model)
+    plain_cfg.channels_last = False
+    plain = MODELS.build(plain_cfg)
+    plain.load_state_dict(fast.state_dict())
+    weights = _conv_weights(fast)
+    assert len(weights) > 50
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights.values())
+    assert all(w.is_contiguous() for w in _conv_weights(plain).values())
+    sd_fast, sd_plain = fast.state_dict(), plain.state_dict()
+    assert list(sd_fast) == list(sd_plain)
+    assert all(sd_fast[k].shape == sd_plain[k].shape and torch.equal(sd_fast[k], sd_plain[k]) for k in sd_fast)
+
+    data = pseudo_collate([DATASETS.build(cfg.train_dataloader.dataset)[i] for i in range(2)])
+    fast.eval(), plain.eval()
+    with torch.no_grad():
+        a = fast.extract_feat(*_inputs(fast, data))[0]
+        b = plain.extract_feat(*_inputs(plain, data))[0]
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+    fast.train()
+    ow = build_optim_wrapper(fast, dict(cfg.optim_wrapper, amp=None))
+    log = fast.train_step(copy.deepcopy(data), ow)
+    assert all(float(v) == float(v) for v in log.values())
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in _conv_weights(fast).values())
+    fast.load_state_dict(plain.state_dict())  # a checkpoint in the default layout keeps the fast one
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in _conv_weights(fast).values())
+
+
+def _inputs(model, data):
+    d = model.data_preprocessor(copy.deepcopy(data), False)
+    return d['inputs'], d['data_samples']
