@@ -13,8 +13,8 @@ from torch import Tensor
 from fuller.calibration import ModalityStage, TaskOutputs, build_inter_rule, build_intra, build_weighting
 from fuller.calibration.contract import task_parameters
 from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
-from fuller.utils import auto_precision
 from fuller.registry import OPTIM_WRAPPERS
+from fuller.utils import auto_precision
 
 
 def _unwrap(model):
