@@ -25,7 +25,9 @@ def _build(cfg_path: str, accumulative_counts: int = 1):
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.train()
-    ow_cfg = dict(cfg.optim_wrapper, sync='local')  # per-rank calibration (sync='global': test_ddp_global.py)
+    # per-rank calibration (sync='global': test_ddp_global.py), in fp32 (the demo schedule's
+    # amp='auto' is bf16 on CPUs with bf16 units; the bounds below are float32 rounding's)
+    ow_cfg = dict(cfg.optim_wrapper, sync='local', amp=None)
     if accumulative_counts > 1:
         ow_cfg['accumulative_counts'] = accumulative_counts
     return model, ow_cfg
