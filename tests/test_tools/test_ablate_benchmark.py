@@ -94,6 +94,18 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     assert [r[:2] for r in mods['rows']] == [['encoders.lidar.backbone', 'SparseBEVEncoder'],
                                              ['heads.det', 'CenterPointDetHead']]
     assert all(r[2] > 0 and r[4] > 0 and r[5] >= 0 for r in mods['rows'])
+    # every compute table says how far it is from the device's limit (issue 28, item 3)
+    for name in ('step', 'bevpool', 'vtransform', 'train', 'modules'):
+        res = json.loads((tmp_path / 'bench' / f'{name}.json').read_text())
+        assert res['header'][-4:] == ['GFLOP/step', 'GFLOP/s', 'peak GFLOP/s', '% of peak'], name
+        for r in res['rows']:
+            gflop, rate, peak, pct = r[-4:]
+            assert gflop > 0 and rate > 0, (name, r)
+            if peak != 'n/a':
+                assert abs(float(pct) - 100 * rate / peak) < 0.1 + 0.01 * float(pct), (name, r)
+        assert 'Peak:' in (tmp_path / 'bench' / f'{name}.md').read_text(), name
+    # the LiDAR backbone is sparse convolutions: counted from their active sites, not by torch
+    assert mods['rows'][0][-4] > 0
 
 
 def test_trial_runs_do_not_rewrite_the_published_tables(tmp_path):

@@ -113,4 +113,6 @@ def bench_data(args) -> None:
                   f'epochs x {NUSCENES_CBGS_EPOCH:.0f} CBGS samples per epoch over its reported GPU-hours '
                   '(mit-han-lab/bevfusion issues #279, #3, #76: LiDAR-only 25 h, fusion fine-tuning 10 h, map 25 h '
                   'on 8 GPUs); "workers per GPU" = that rate / samples/s/worker, the `num_workers` below which the '
-                  'GPU waits for data (this machine\'s cores, one worker each).')
+                  'GPU waits for data (this machine\'s cores, one worker each). No FLOP columns: the pipeline '
+                  'decodes, filters and augments (memory and integer work, not floating-point arithmetic); its '
+                  'limit is the consumption column.')

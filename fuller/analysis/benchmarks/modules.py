@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, utilisation
 from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, write_results
 
 BEVFUSION_DET_CONFIG = 'configs/bevfusion/bevfusion-det_lc_swint_8x4-6e_nuscenes.py'
@@ -118,7 +119,11 @@ def _run_one(args) -> None:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else _status_kib('VmHWM') * 1024) - start
-    print(f'MODULE {1000 * statistics.median(times):.3f} {1000 * statistics.mean(times):.3f} {peak / 2**20:.1f}')
+    model.zero_grad(set_to_none=True)
+    with count_flops(model) as c:
+        step()
+    print(f'MODULE {1000 * statistics.median(times):.3f} {1000 * statistics.mean(times):.3f} {peak / 2**20:.1f} '
+          f'{c["total"]}')
 
 
 def bench_modules(args) -> None:
@@ -142,20 +147,21 @@ def bench_modules(args) -> None:
         line = next((x for x in r.stdout.splitlines() if x.startswith('MODULE ')), None)
         if r.returncode or line is None:
             raise RuntimeError(f'benchmark modules --only {name} failed:\n{r.stderr[-3000:]}')
-        med, mean, peak = (float(v) for v in line.split()[1:])
+        med, mean, peak, flops = (float(v) for v in line.split()[1:])
         params = sum(p.numel() for p in mods[name].parameters()) / 1e6
-        rows.append([name, type(mods[name]).__name__, round(params, 3), mean, med, peak])
+        rows.append([name, type(mods[name]).__name__, round(params, 3), mean, med, peak,
+                     *utilisation(flops, med / 1000, device_peak(torch.device(args.device))['fp32'])])
         print(rows[-1], flush=True)
     mem = 'peak MiB (CUDA allocator)' if args.device.startswith('cuda') else 'peak MiB (RSS above the inputs)'
     write_results(args.out, args.name or 'modules', 'Forward+backward cost per module',
                   machine_info(torch.device(args.device)),
                   {'config': args.config, 'data_root': args.data_root, 'points_per_sample': args.points,
                    'batch_size': 1, 'warmup': args.warmup, 'iters': args.iters},
-                  ['module', 'type', 'M params', 'mean ms', 'median ms', mem], rows,
+                  ['module', 'type', 'M params', 'mean ms', 'median ms', mem, *UTIL_HEADER], rows,
                   "Each module is timed alone (forward, then backward of the mean of its outputs; the detection "
                   "head through its training loss, target assignment included) on the inputs it receives in one "
                   "forward pass of the whole model on a synthetic batch of one sample (random points and images "
                   "at the config's sizes, calibration and boxes of a real sample of the data root), in a process "
                   "of its own. Input tensors require grad, as inside a training step. CPU memory: the process's "
                   "peak resident set above what it held before the first repetition (VmHWM reset through "
-                  "/proc/self/clear_refs).")
+                  "/proc/self/clear_refs). fp32. " + peak_note(device_peak(torch.device(args.device))))

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import torch
 
+from ..flops import UTIL_HEADER, device_peak, peak_note, utilisation
 from .common import BENCHMARK_SCRIPT, _interleaved, _status_kib, _sync, machine_info, write_results
 
 
@@ -65,16 +66,22 @@ def bench_bevpool(args) -> None:
     times = _interleaved(impls, run, args.warmup, args.iters)
     base = statistics.median(f + b for f, b in times[next(reversed(impls))])
     rows = []
+    peak = device_peak(device)
+    useful = len(coords) * args.channels  # one addition per point and channel; the backward gathers
     for k, ts in times.items():
         fw_ms, bw_ms = _median_ms(ts)
-        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, (fw_ms + bw_ms) / 1000 / base])
+        rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, (fw_ms + bw_ms) / 1000 / base,
+                     *utilisation(useful, (fw_ms + bw_ms) / 1000, peak['fp32'])])
     write_results(args.out, args.name or 'bevpool', 'BEV pooling, forward + backward', machine_info(device),
                   {'points': len(coords), 'channels': args.channels, 'grid': f'{n}x{n}', 'cameras': 6,
                    'depth_bins': args.depth_bins, 'feature_map': f'{args.feat_h}x{args.feat_w}',
                    'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
-                  ['implementation', 'forward ms', 'backward ms', 'total ms', 'ratio to reference'], rows,
+                  ['implementation', 'forward ms', 'backward ms', 'total ms', 'ratio to reference', *UTIL_HEADER],
+                  rows,
                   'Medians over interleaved repetitions; frustum of six ring cameras (nuScenes-like intrinsics) '
-                  'on a 0.3 m BEV grid as in BEVFusion.')
+                  'on a 0.3 m BEV grid as in BEVFusion. FLOPs: the pooling\'s useful arithmetic, the same for every '
+                  'path (points x channels additions; the backward only gathers): pooling moves memory, so its '
+                  'share of the peak is small by nature. ' + peak_note(peak))
 
 
 # ---------------------------------------------------------------------------- vtransform
@@ -175,21 +182,28 @@ def bench_vtransform(args) -> None:
     peaks = _peak_mib(paths, args, step, device)
     base_t = statistics.median(f + b for f, b in times[_PREVIOUS])
     rows = []
+    peak = device_peak(device)
+    # useful arithmetic: per frustum point in the grid and channel, depth x context and the sum
+    # into its cell (2), and in the backward both inputs' gradients (2 + 2)
+    useful = 6 * mapping.nnz * c
     for k, ts in times.items():
         fw_ms, bw_ms = _median_ms(ts)
         rows.append([k, fw_ms, bw_ms, fw_ms + bw_ms, base_t / ((fw_ms + bw_ms) / 1000), peaks[k],
-                     peaks[_PREVIOUS] / max(peaks[k], 1e-6)])
+                     peaks[_PREVIOUS] / max(peaks[k], 1e-6), *utilisation(useful, (fw_ms + bw_ms) / 1000,
+                                                                          peak['fp32'])])
     write_results(args.out, args.name or 'vtransform', 'LSS view transform pooling, forward + backward',
                   machine_info(device),
                   {'cameras': n_cam, 'depth_bins': d, 'feature_map': f'{fh}x{fw}', 'channels': c,
                    'grid': f'{n}x{n}', 'frustum_points': len(coords), 'points_in_grid': mapping.nnz,
                    'warmup': args.warmup, 'iters': args.iters, 'max_abs_diff': max_err},
                   ['path', 'forward ms', 'backward ms', 'total ms', 'speed-up vs previous default', 'peak MiB',
-                   'memory ratio vs previous default'], rows,
+                   'memory ratio vs previous default', *UTIL_HEADER], rows,
                   'Depth probabilities and context features in, BEV map out (what the view transform pools), with '
                   'the gradients of both inputs. Medians over interleaved repetitions. Peak MiB: on CPU the peak '
                   'resident memory above the inputs, in a fresh process per path (two steps); on CUDA the '
-                  'allocator peak above the inputs.')
+                  'allocator peak above the inputs. FLOPs: the useful arithmetic, the same for every path (6 per '
+                  'frustum point in the grid and channel: product and sum forward, both input gradients '
+                  'backward). ' + peak_note(peak))
 
 
 def _median_ms(ts: list) -> tuple[float, float]:

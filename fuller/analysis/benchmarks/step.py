@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, utilisation
 from .common import _sync, load_batch, machine_info, write_results
 
 RULES = {
@@ -188,21 +189,40 @@ def _time_interleaved(model, batch, variants: dict, warmup: int, iters: int, dev
     return times, peaks
 
 
+def _variant_flops(model, batch, variants: dict) -> dict[str, int]:
+    """FLOPs of one step of each variant (:func:`fuller.analysis.flops.count_flops`)."""
+    out = {}
+    for k, (kind, obj) in variants.items():
+        data = copy.deepcopy(batch)
+        with count_flops(model) as c:
+            if kind == 'step':
+                model.train_step(data, obj)
+            elif kind == 'torchjd':
+                torchjd_mtl_step(model, data, *obj)
+            else:
+                param_level_step(model, data, *obj)
+        out[k] = c['total']
+    return out
+
+
 def bench_step(args) -> None:
     device = torch.device(args.device)
     model, batch = _build_model(args)
-    times, peaks = _time_interleaved(model, batch, _step_variants(model, args), args.warmup, args.iters, device)
+    variants = _step_variants(model, args)
+    times, peaks = _time_interleaved(model, batch, variants, args.warmup, args.iters, device)
+    flops = _variant_flops(model, batch, variants)
+    peak = device_peak(device)
     base = statistics.median(times['sum'])
     rows = []
     for k, ts in times.items():
         med = statistics.median(ts)
         rows.append([k, 1000 * statistics.mean(ts), 1000 * med, med / base,
-                     f'{peaks[k]:.0f}' if k in peaks else 'n/a (CPU)'])
+                     f'{peaks[k]:.0f}' if k in peaks else 'n/a (CPU)', *utilisation(flops[k], med, peak['fp32'])])
     if 'fuller' in times and device.type == 'cpu':
         sync = global_sync_cost()
         med = statistics.median(times['fuller']) + sync
         rows.append(['fuller + sync=global all-reduces (2 gloo processes, measured apart)', float('nan'),
-                     1000 * med, med / base, 'n/a (CPU)'])
+                     1000 * med, med / base, 'n/a (CPU)', *utilisation(flops['fuller'], med, peak['fp32'])])
     notes = ('*sum*: plain optimizer step on the summed losses. The calibration methods take each task\'s '
              'gradient at the shared BEV feature and its head\'s parameter gradients (one backward through '
              'that head only), combine the feature gradients with the rule, and run one backward through the '
@@ -213,8 +233,9 @@ def bench_step(args) -> None:
              'all shared parameters, then UPGrad), as a peer. *sync=global*: the FULLER step plus the two '
              'all-reduces (a 2x2 Gram matrix and two squared norms) that whole-batch calibration adds under '
              'DDP, timed between two gloo processes on this machine. '
-             'Ratios are medians over the interleaved repetitions, relative to *sum*.')
+             'Ratios are medians over the interleaved repetitions, relative to *sum*. fp32. '
+             + peak_note(peak))
     write_results(args.out, args.name or 'step', 'Train-step cost of gradient calibration', machine_info(device),
                   {'config': args.config, 'batch_size': args.batch_size, 'warmup': args.warmup, 'iters': args.iters},
-                  ['variant', 'mean ms', 'median ms', 'ratio to sum', 'peak MiB'], rows, notes,
-                  {'times_s': times})
+                  ['variant', 'mean ms', 'median ms', 'ratio to sum', 'peak MiB', *UTIL_HEADER], rows, notes,
+                  {'times_s': times, 'flops': flops, 'device_peak_gflops': peak})

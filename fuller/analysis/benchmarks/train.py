@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, precision_peak, utilisation
 from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, write_results
 
 
@@ -40,6 +41,8 @@ def bench_train(args) -> None:
                 ow_cfg['type'] = 'GuardedOptimWrapper'
             ow_cfg['amp'] = 'bfloat16'
             ow_cfg['device_type'] = device.type
+        elif 'amp' in ow_cfg:  # fp32 whatever the config's amp (the demo schedule's is 'auto')
+            ow_cfg['amp'] = None
         ow = build_optim_wrapper(model, ow_cfg)
         ts = []
         for i in range(args.warmup + args.iters):
@@ -57,17 +60,20 @@ def bench_train(args) -> None:
             peak = f'{torch.cuda.max_memory_allocated(device) / 2**20:.0f}'
         else:  # the process's peak resident memory so far
             peak = f'{_status_kib("VmHWM") / 1024:.0f} (RSS)'
-        rows.append([dtype, 1000 * med, args.batch_size / med, peak])
+        with count_flops(model) as c:
+            model.train_step(copy.deepcopy(batch), ow)
+        rows.append([dtype, 1000 * med, args.batch_size / med, peak,
+                     *utilisation(c['total'], med, precision_peak(device_peak(device), dtype))])
     write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
                   {'config': args.config,
                    'data_root': args.data_root or base_dataset(cfg.train_dataloader.dataset).data_root,
                    'batch_size': args.batch_size, 'points_per_sample': args.points,
                    'warmup': args.warmup, 'iters': args.iters, 'optim_wrapper': cfg.optim_wrapper.get('type')},
-                  ['precision', 'median ms/step', 'samples/s/device', 'peak MiB'], rows,
+                  ['precision', 'median ms/step', 'samples/s/device', 'peak MiB', *UTIL_HEADER], rows,
                   'Random points in the point-cloud range and random images at the config\'s sizes; boxes, map '
                   'masks and calibration from real samples of the data root, so every loss is computed for real. '
                   'Peak memory: CUDA allocator peak on GPU; on CPU the process\'s peak resident set so far (it '
-                  'only grows, so a later row includes the earlier ones).')
+                  'only grows, so a later row includes the earlier ones). ' + peak_note(device_peak(device)))
 
 
 def _train_per_pool_impl(args, device: torch.device) -> None:
