@@ -32,9 +32,9 @@ def test_bev_pool_on_cuda_matches_the_cpu_reference(impl):
 @pytest.mark.parametrize('amp', [None, 'bfloat16', 'float16'])
 def test_calibrated_training_runs_on_cuda(demo_root, tmp_path, amp):
     cfg = tiny_config(demo_root, str(tmp_path))
-    wrapper = dict(type='CalibratedOptimWrapper', inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator'))
-    if amp is not None:
-        wrapper.update(type='CalibratedOptimWrapper', amp=amp, device_type='cuda')
+    # amp stated for every case: the demo schedule's amp='auto' would make the fp32 case bf16
+    wrapper = dict(type='CalibratedOptimWrapper', inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator'),
+                   amp=amp, device_type='cuda')
     if amp == 'float16':  # the default scale 65536 overflows on the untrained model: steps would be skipped
         wrapper.update(init_scale=4.0)
     cfg.optim_wrapper = dict(cfg.optim_wrapper, **wrapper)

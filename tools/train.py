@@ -52,21 +52,9 @@ def parse_args() -> argparse.Namespace:
     return parse_launcher_args(p)
 
 
-def main() -> None:
-    args = parse_args()
-    if args.amp in ('auto', 'off') and args.amp_dtype:
-        raise SystemExit(f'train: --amp {args.amp} chooses the precision itself; give --amp --amp-dtype D to choose it')
-    if args.amp == 'auto':
-        dtype, why = auto_precision()
-        print(f'train: --amp auto: {dtype or "fp32"}, since {why}', flush=True)
-    if args.amp == 'on' and not torch.cuda.is_available():
-        if args.amp_dtype == 'float16':
-            raise SystemExit('train: --amp-dtype float16 on CPU is refused: PyTorch has few fp16 CPU kernels and the '
-                             'sparse encoder none, so one demo iteration took 212 s and its gradient norm was NaN; '
-                             'use --amp-dtype bfloat16 (or drop --amp)')
-        args.amp_dtype = 'bfloat16'
-    args.amp_dtype = args.amp_dtype or 'float16'
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='train')
+def _apply_amp_flags(cfg, args) -> None:
+    """--amp off / on / auto onto the config's optimizer wrapper, before the config is resolved
+    (the demo model's channels_last='bf16' follows the precision chosen here)."""
     if args.amp == 'off':
         if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'OptimWrapper'
@@ -83,6 +71,24 @@ def main() -> None:
             print(f'train: --amp {args.amp_dtype} on CPU: on CPUs without native half-precision units it is '
                   'slower than fp32 (measured: docs/benchmarks/train_demo_cpu.md); check yours with '
                   'python tools/benchmark.py train --dtypes fp32 bf16', flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.amp in ('auto', 'off') and args.amp_dtype:
+        raise SystemExit(f'train: --amp {args.amp} chooses the precision itself; give --amp --amp-dtype D to choose it')
+    if args.amp == 'auto':
+        dtype, why = auto_precision()
+        print(f'train: --amp auto: {dtype or "fp32"}, since {why}', flush=True)
+    if args.amp == 'on' and not torch.cuda.is_available():
+        if args.amp_dtype == 'float16':
+            raise SystemExit('train: --amp-dtype float16 on CPU is refused: PyTorch has few fp16 CPU kernels and the '
+                             'sparse encoder none, so one demo iteration took 212 s and its gradient norm was NaN; '
+                             'use --amp-dtype bfloat16 (or drop --amp)')
+        args.amp_dtype = 'bfloat16'
+    args.amp_dtype = args.amp_dtype or 'float16'
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='train',
+                      edit=lambda c: _apply_amp_flags(c, args))
     cfg.load_partial = 'fragments' if args.load_fragments else args.load_partial
     cfg.trust_checkpoint = args.trust_checkpoint
     cfg.trust_info_files = args.trust_info_files

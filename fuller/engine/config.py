@@ -28,11 +28,13 @@ def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fu
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
-                launcher: str = 'none', tool: str = 'fuller') -> Config:
+                launcher: str = 'none', tool: str = 'fuller', edit=None) -> Config:
     """Load ``path``, apply ``--cfg-options`` and settle the work dir.
 
     The work dir is ``work_dir``, else the config's ``work_dir``, else
-    ``work_dirs/<config name>``. A missing file exits with a message naming it.
+    ``work_dirs/<config name>``. A missing file exits with a message naming it. ``edit``: a
+    function applied to the config before it is resolved (a tool's flags that change what the
+    resolution decides, e.g. ``tools/train.py --amp``).
     """
     if not osp.isfile(path):
         raise SystemExit(f'{tool}: config file not found: {path}')
@@ -42,6 +44,8 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         check_cfg_options(cfg, cfg_options, path, tool)
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    if edit is not None:
+        edit(cfg)
     return resolve_config(cfg)
 
 
@@ -119,7 +123,9 @@ def resolve_config(cfg: Config) -> Config:
     - ``trust_info_files`` (top level, ``--trust-info-files``) goes to every dataset as
       ``trust_info_file`` (read its info file with the full unpickler);
     - a data loader's ``num_workers='auto'`` becomes :func:`auto_num_workers` (no worker
-      processes on a machine of 2 cores, where they take the cores from the model's threads).
+      processes on a machine of 2 cores, where they take the cores from the model's threads);
+    - the model's ``channels_last='bf16'`` becomes whether ``optim_wrapper.amp`` trains in
+      bf16 (``'auto'`` decided as the wrapper will: :func:`fuller.utils.auto_precision`).
 
     Called by the tools (:func:`load_config`) and by ``FullerRunner.from_cfg``.
     """
@@ -145,12 +151,25 @@ def resolve_config(cfg: Config) -> Config:
         if model_meta is None and 'dataset' not in ds:
             model_meta = cls._load_metainfo(ds.get('metainfo'))
     model = cfg.get('model')
+    if isinstance(model, dict) and model.get('channels_last') == 'bf16':
+        model['channels_last'] = trains_in_bf16(cfg.get('optim_wrapper'))
     if isinstance(model, dict) and _accepts(MODELS, model.get('type'), 'geometry'):
         if geometry is not None:
             model['geometry'] = geometry
         if model_meta is not None:
             model['metainfo'] = {k: list(model_meta[k]) for k in ('classes', 'map_classes') if k in model_meta}
     return cfg
+
+
+def trains_in_bf16(optim_wrapper: dict | None) -> bool:
+    """Whether this optimizer wrapper config trains under bf16 autocast (``amp='bfloat16'``, or
+    ``'auto'`` on a device with native bf16 units)."""
+    amp = (optim_wrapper or {}).get('amp')
+    if amp == 'auto':
+        from fuller.utils import auto_precision
+
+        amp = auto_precision(device_type=(optim_wrapper or {}).get('device_type'))[0]
+    return amp == 'bfloat16'
 
 
 def auto_num_workers(cpus: int | None = None) -> int:

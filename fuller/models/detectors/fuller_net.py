@@ -44,15 +44,21 @@ class FullerNet(BaseModel):
             hold (``tools/test.py --drop-modality``). Needs both encoders and a fuser.
         channels_last: keep the weights of every 2-D convolution in channels-last (NHWC)
             layout, so that oneDNN (CPU) and cuDNN run their convolutions, and hand on their
-            outputs, in it without reordering (the demo model: 5% faster in fp32 and 13% under
-            bf16 on a Xeon with AMX). Parameters keep their shapes and names; only strides differ.
+            outputs, in it without reordering (the demo model's step: 13% faster under bf16 on a
+            Xeon with AMX). Parameters keep their shapes and names; only strides differ. In fp32
+            on CPU it costs precision: PyTorch's BatchNorm on channels-last inputs computes its
+            batch statistics less exactly (1.6e-5 relative against 6e-8, measured), which moved
+            the demo model's whole gradient by 0.9%. ``'bf16'`` (the demo model): only when the
+            config trains under bf16, whose own rounding (3.9e-3) is far larger;
+            :func:`fuller.engine.config.resolve_config` decides it from ``optim_wrapper.amp``
+            (left unresolved it means ``False``).
         init_cfg: mmengine init config.
     """
 
     def __init__(self, encoders: dict, decoder: dict, heads: dict, fuser: dict | None = None,
                  geometry: dict | None = None, metainfo: dict | None = None,
                  data_preprocessor: dict | None = None, missing_modality: str = 'error',
-                 drop_modality: str | None = None, channels_last: bool = False,
+                 drop_modality: str | None = None, channels_last: bool | str = False,
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type='MultiModalDataPreprocessor'),
                          init_cfg=init_cfg)
@@ -90,7 +96,9 @@ class FullerNet(BaseModel):
         self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items()})
         self.missing_modality = missing_modality
         self.drop_modality = drop_modality
-        self.channels_last = channels_last
+        if channels_last not in (True, False, 'bf16'):
+            raise ValueError(f"model.channels_last must be True, False or 'bf16', got {channels_last!r}")
+        self.channels_last = channels_last is True
         self._grids_checked = False
         self._to_channels_last()
 
