@@ -1,4 +1,5 @@
+from .cbgs import CBGSDataset
 from .nuscenes_mtl import NuScenesMultiTaskDataset
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['NuScenesMultiTaskDataset']
+__all__ = ['CBGSDataset', 'NuScenesMultiTaskDataset']

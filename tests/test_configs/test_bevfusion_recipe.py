@@ -189,7 +189,12 @@ def test_lidar_only_stage_is_bevfusions():
     assert lidar.backbone.in_channels == 5 and lidar.backbone.output_channels == 128
     assert lidar.backbone.block_type == 'basicblock'
     # default.yaml: data.train.type CBGSDataset, use_valid_flag true; samples_per_gpu 4
-    assert cfg.train_dataloader.dataset.type == 'mmdet3d.CBGSDataset' and cfg.train_dataloader.batch_size == 4
+    # (FULLER's CBGSDataset: mmdet3d's class, which BEVFusion uses, with a clear error for an absent class)
+    from mmdet3d.datasets import CBGSDataset as MMDet3DCBGS
+
+    from fuller.registry import DATASETS
+    assert cfg.train_dataloader.dataset.type == 'CBGSDataset' and cfg.train_dataloader.batch_size == 4
+    assert issubclass(DATASETS.get('CBGSDataset'), MMDet3DCBGS)
     assert base_dataset(cfg.train_dataloader.dataset).use_valid_flag
     # lidar/default.yaml: gt_paste_stop_epoch 15; default.yaml train_pipeline ObjectPaste.db_sampler
     paste = _step('ObjectPaste', cfg)

@@ -23,13 +23,13 @@ def _cbgs(demo_root, seed=0, classes=None):
         ds.metainfo = dict(ds.get('metainfo') or {}, classes=classes)
     init_default_scope('fuller')
     np.random.seed(seed)
-    return DATASETS.build(dict(type='mmdet3d.CBGSDataset', dataset=ds))
+    return DATASETS.build(dict(type='CBGSDataset', dataset=ds))
 
 
 def test_nuscenes_training_is_class_balanced():
     cfg = read_config(NUSCENES)
     train = cfg.train_dataloader.dataset
-    assert train.type == 'mmdet3d.CBGSDataset'
+    assert train.type == 'CBGSDataset'
     inner = base_dataset(train)
     assert inner.type == 'NuScenesMultiTaskDataset' and inner.ann_file == 'nuscenes_infos_train.pkl'
     # the config's single statements reached the wrapped dataset
@@ -72,3 +72,26 @@ def test_set_data_root_reaches_a_wrapped_dataset(wrapped):
     assert base_dataset(ds).data_root == '/elsewhere/nuscenes'
     if wrapped:
         assert 'data_root' not in ds  # the wrapper takes no data_root
+
+
+def test_a_split_without_some_class_is_one_clear_error(demo_root, tmp_path):
+    """mmdet3d's CBGS divides by a class's share of the samples: on a split that lacks a class (a
+    partial download, a subset of scenes) it ends in ZeroDivisionError. FULLER's names the classes
+    and the file, and says what to do."""
+    import pickle
+    import shutil
+
+    from fuller.datasets.info_io import load_info_file
+
+    root = tmp_path / 'root'
+    shutil.copytree(demo_root, root, symlinks=True)
+    infos = load_info_file(str(root / 'nuscenes_infos_train.pkl'))
+    trailer = list(infos['metainfo']['categories']).index('trailer') if 'categories' in infos['metainfo'] else 2
+    for s in infos['data_list']:
+        s['instances'] = [i for i in s['instances'] if i['bbox_label_3d'] != trailer]
+    with open(root / 'nuscenes_infos_train.pkl', 'wb') as f:
+        pickle.dump(infos, f)
+    with pytest.raises(ValueError, match=r'nuscenes_infos_train.pkl \(\d+ samples\) has no sample of trailer: '
+                                         r'class-balanced sampling needs every class'):
+        _cbgs(str(root) + '/')
+    _cbgs(str(root) + '/', classes=['car', 'truck', 'bus'])  # restricted to classes it has: balanced

@@ -12,6 +12,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from fuller.utils.quiet import quiet_third_party_warnings  # noqa: E402
+
+quiet_third_party_warnings()
+
 from fuller.visualization.curves import plot_run  # noqa: E402
 
 

@@ -24,6 +24,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from fuller.utils.quiet import quiet_third_party_warnings  # noqa: E402
+
+quiet_third_party_warnings()
+
 from fuller.engine.bevfusion_convert import convert, save_converted  # noqa: E402
 from fuller.engine.checkpoint_io import CheckpointLoadError  # noqa: E402
 from fuller.models.bevfusion_weights import SOURCES  # noqa: E402

@@ -21,6 +21,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from fuller.utils.quiet import quiet_third_party_warnings  # noqa: E402
+
+quiet_third_party_warnings()
+
 import torch  # noqa: E402
 
 from fuller.engine.checkpoint_io import CheckpointLoadError, extract_state_dict  # noqa: E402

@@ -45,10 +45,11 @@ test_pipeline = [
 # Class-balanced grouping and sampling (CBGS, BEVFusion's data.train type): every class gets the same
 # number of (sample, class) draws, so one epoch is about 4.5x the train split on nuScenes. The
 # draws use numpy's generator, which the runner seeds alike on every rank (randomness.seed).
+# FULLER's CBGSDataset is mmdet3d's, with an error naming the classes a split has no sample of.
 train_dataloader = dict(
     batch_size=4, num_workers=4, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='mmdet3d.CBGSDataset',
+        type='CBGSDataset',
         dataset=dict(type=dataset_type, data_root=data_root, ann_file='nuscenes_infos_train.pkl',
                      pipeline=train_pipeline, test_mode=False, box_type_3d='LiDAR', use_valid_flag=True)))
 val_dataloader = dict(
