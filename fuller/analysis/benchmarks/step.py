@@ -120,6 +120,8 @@ def _build_model(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if 'amp' in cfg.get('optim_wrapper', {}):
+        cfg.optim_wrapper.amp = None  # the step benchmark is fp32 (its wrappers have no amp)
     resolve_config(cfg)
     init_default_scope('fuller')
     torch.manual_seed(0)

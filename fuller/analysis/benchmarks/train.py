@@ -24,6 +24,11 @@ def bench_train(args) -> None:
     device = torch.device(args.device)
     if args.pool_impls and len(args.pool_impls) > 1:
         return _train_per_pool_impl(args, device)
+    from mmengine.config import Config
+
+    from fuller.engine import resolve_config
+
+    raw = Config.fromfile(args.config)  # resolved per precision below (channels_last='bf16' follows it)
     cfg = read_config(args.config)
     if args.pool_impls:
         cfg.model.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
@@ -32,7 +37,13 @@ def bench_train(args) -> None:
     rows = []
     for dtype in args.dtypes:
         torch.manual_seed(0)
-        model = MODELS.build(cfg.model).to(device)
+        per = copy.deepcopy(raw)
+        if 'amp' in per.optim_wrapper or dtype == 'bf16':
+            per.optim_wrapper.amp = 'bfloat16' if dtype == 'bf16' else None
+        model_cfg = resolve_config(per).model
+        if args.pool_impls:
+            model_cfg.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
+        model = MODELS.build(model_cfg).to(device)
         model.init_weights()
         model.train()
         ow_cfg = dict(cfg.optim_wrapper)
