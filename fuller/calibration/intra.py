@@ -13,6 +13,8 @@ Adam-type optimizers (they normalise it away); rebalancing each task within each
 changes the mix of detection and map gradient a branch receives, which they do see.
 """
 
+import weakref
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -100,18 +102,27 @@ class ModalityCalibrator:
 
 
 class _PairIdentity(torch.autograd.Function):
-    """Identity on (camera BEV, LiDAR BEV) whose backward hands both gradients to its stage."""
+    """Identity on (camera BEV, LiDAR BEV) whose backward hands both gradients to its stage.
+
+    The node holds its stage by a weak reference: the stage holds the node's outputs (its
+    ``pair``), and a strong reference back would make a cycle through autograd's C++ graph that
+    Python's collector cannot see, keeping every step's stage and BEV pair alive (measured: about
+    8 MB per step of the demo model, 7 GB over the main job)."""
 
     @staticmethod
     def forward(ctx, cam: Tensor, lidar: Tensor, stage: 'ModalityStage'):
-        ctx.stage = stage
+        ctx.stage = weakref.ref(stage)
         return cam.view_as(cam), lidar.view_as(lidar)
 
     @staticmethod
     def backward(ctx, g_cam: Tensor, g_lidar: Tensor):
         if g_cam is None or g_lidar is None:
             return g_cam, g_lidar, None
-        return (*ctx.stage.calibrate(g_cam, g_lidar), None)
+        stage = ctx.stage()
+        if stage is None:
+            raise RuntimeError('ModalityStage: the backward reached the camera/LiDAR pair after its stage was '
+                               'released (keep the stage until the step\'s backward has run)')
+        return (*stage.calibrate(g_cam, g_lidar), None)
 
 
 class ModalityStage:

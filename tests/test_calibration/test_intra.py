@@ -193,3 +193,40 @@ def test_float64_gradients_keep_float64_norms():
     g = torch.randn(3, 5, 7, dtype=torch.float64)
     assert ModalityCalibrator()._norm(g).dtype == torch.float64
     assert float(ModalityCalibrator()._norm(g)) == pytest.approx(float(g.norm()), rel=1e-14)
+
+
+def test_the_calibrated_step_releases_its_modality_stage():
+    """Each step's ModalityStage (and the BEV pair it holds) is freed with the step: the pair's
+    autograd node refers to its stage weakly. A strong reference made a cycle through autograd's
+    C++ graph that Python's collector cannot see: 8 MB per step of the demo model, 7 GB over the
+    main job."""
+    import gc
+
+    from mmengine.model import BaseModel
+    from torch import nn
+
+    from fuller.calibration import TaskOutputs
+    from fuller.calibration.intra import ModalityStage
+    from fuller.engine import CalibratedOptimWrapper
+
+    class Toy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.cam, self.lidar, self.fuse = nn.Linear(4, 6), nn.Linear(3, 6), nn.Linear(12, 8)
+            self.det, self.map = nn.Linear(8, 2), nn.Linear(8, 3)
+
+        def forward(self, inputs, data_samples=None, mode='tasks', modality=None):
+            cam, lidar = modality(self.cam(inputs[:, :4]), self.lidar(inputs[:, 4:]))
+            shared = torch.tanh(self.fuse(torch.cat([cam, lidar], 1)))
+            leaf = shared.detach().requires_grad_(True)
+            return TaskOutputs({'det': {'loss': self.det(leaf).pow(2).mean()},
+                                'map': {'loss': self.map(leaf).pow(2).mean()}}, shared, leaf)
+
+    model = Toy()
+    ow = CalibratedOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                                inter=dict(type='FullerInter'), intra=dict(type='ModalityCalibrator'))
+    for _ in range(3):
+        log = ow.train_step(model, dict(inputs=torch.randn(5, 7)))
+        assert abs(log['calib/cam_lidar_ratio_after'] - 1.0) < 1e-4
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, ModalityStage)]
