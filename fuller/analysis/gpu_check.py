@@ -112,7 +112,7 @@ def _stages(py: str, out: str, root: str, dry: bool, cfg_dir: str) -> list[tuple
 
 def _ddp_config(root: str, cfg_dir: str) -> None:
     """The demo FULLER config on ``root``, 4 iterations, ``sync='global'``, for the DDP stage."""
-    from fuller.testing import tiny_config
+    from fuller.engine.tiny import tiny_config
 
     cfg = tiny_config(root, osp.join(cfg_dir, 'ddp_run'), config=osp.join(REPO_ROOT, DEMO_FULLER))
     cfg.train_cfg.max_iters = 4
@@ -153,7 +153,7 @@ def _demo_root(scratch: str) -> tuple[str | None, str, float]:
     root = osp.join(scratch, 'demo')
     try:
         if not osp.isfile(osp.join(root, 'nuscenes_infos_train.pkl')):
-            from fuller.testing import make_tiny_demo
+            from fuller.engine.tiny import make_tiny_demo
 
             make_tiny_demo(root, keyframes=2, sweeps=1)
         return root, 'ok', time.perf_counter() - t0
