@@ -159,6 +159,16 @@ def _step_variants(model, args) -> dict[str, tuple[str, object]]:
     return variants
 
 
+def _run_variant(model, data: dict, kind: str, obj) -> None:
+    """One training step of a variant of :func:`_step_variants`."""
+    if kind == 'step':
+        model.train_step(data, obj)
+    elif kind == 'torchjd':
+        torchjd_mtl_step(model, data, *obj)
+    else:
+        param_level_step(model, data, *obj)
+
+
 def _time_interleaved(model, batch, variants: dict, warmup: int, iters: int, device) -> tuple[dict, dict]:
     """Seconds per step of every variant over ``iters`` interleaved rounds (after ``warmup``), and
     the CUDA allocator's peak MiB per variant (none on CPU)."""
@@ -167,12 +177,7 @@ def _time_interleaved(model, batch, variants: dict, warmup: int, iters: int, dev
         data = copy.deepcopy(batch)
         _sync(device)
         t0 = time.perf_counter()
-        if kind == 'step':
-            model.train_step(data, obj)
-        elif kind == 'torchjd':
-            torchjd_mtl_step(model, data, *obj)
-        else:
-            param_level_step(model, data, *obj)
+        _run_variant(model, data, kind, obj)
         _sync(device)
         return time.perf_counter() - t0
 
@@ -197,12 +202,7 @@ def _variant_flops(model, batch, variants: dict) -> dict[str, int]:
     for k, (kind, obj) in variants.items():
         data = copy.deepcopy(batch)
         with count_flops(model) as c:
-            if kind == 'step':
-                model.train_step(data, obj)
-            elif kind == 'torchjd':
-                torchjd_mtl_step(model, data, *obj)
-            else:
-                param_level_step(model, data, *obj)
+            _run_variant(model, data, kind, obj)
         out[k] = c['total']
     return out
 
