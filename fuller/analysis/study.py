@@ -20,12 +20,13 @@ from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
            'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'paired_difference', 'plot_study',
-           'reliance_lines', 'run_name', 'split_run', 'write_report']
+           'plot_tradeoff', 'reliance_lines', 'run_name', 'split_run', 'tradeoff_points', 'write_report']
 
-# The committed demo study: the six variants of the paper's ablation, then other inter-task rules
-# and loss-weighting baselines (imtlg, alignedmtl, camera_only, lidar_only: add them with --variants).
-DEMO_VARIANTS = ['det_only', 'map_only', 'naive', 'inter_only', 'intra_only', 'fuller',
-                 'intra_task_only', 'fuller_task_intra',
+# The committed demo study: the single-task and single-modality models, the six variants of the
+# paper's ablation, modality dropout (the simple baseline for modality balance), then other
+# inter-task rules and loss-weighting baselines (imtlg, alignedmtl: add them with --variants).
+DEMO_VARIANTS = ['det_only', 'map_only', 'camera_only', 'lidar_only', 'naive', 'inter_only', 'intra_only', 'fuller',
+                 'intra_task_only', 'fuller_task_intra', 'modality_dropout',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
 DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
@@ -118,7 +119,8 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
 # compared with the run that differs from it only by the intra calibration: against naive
 # without an inter rule, against inter-only with FULLER's rule.
 COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('intra_task_only', 'naive'),
-               ('fuller', 'inter_only'), ('fuller_task_intra', 'inter_only'), ('fuller_task_intra', 'naive')]
+               ('fuller', 'inter_only'), ('fuller_task_intra', 'inter_only'), ('fuller_task_intra', 'naive'),
+               ('modality_dropout', 'naive'), ('intra_only', 'modality_dropout'), ('fuller', 'modality_dropout')]
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:
@@ -296,6 +298,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
               f'![map loss]({rel}/map_loss.png)',
               f'![task-gradient cosine]({rel}/task_grad_cos.png)',
               f'![camera/LiDAR gradient ratio]({rel}/cam_lidar_ratio.png)',
+              f'![mAP against mIoU]({rel}/task_tradeoff.png)',
               '']
     if notes:
         with open(notes) as f:
@@ -309,7 +312,41 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         json.dump({'summary': summary, 'paired': paired, 'reliance': reliance_json, 'runs': per_run}, f, indent=2)
 
     plot_study(runs, names, out_dir)
+    plot_tradeoff(runs, names, osp.join(out_dir, 'task_tradeoff.png'))
     print(f'ablate: wrote {out} and plots in {out_dir}')
+
+
+def tradeoff_points(runs: dict[str, list[dict]], names: list[str]) -> tuple[dict, dict]:
+    """The mAP-against-mIoU figure's data, in %: ``points[run][input] = [(mIoU, mAP) per seed]``
+    for the runs with both tasks (``input``: ``'both'``, and ``'-camera'`` / ``'-LiDAR'`` where the
+    run was evaluated with that sensor dropped), and ``single[run] = (metric, values)`` for the
+    single-task runs."""
+    points, single = {}, {}
+    for name in names:
+        rs = runs[name]
+        both = [r for r in rs if 'det/mAP' in r['metrics'] and 'map/mIoU' in r['metrics']]
+        if both:
+            entry = {'both': [(100 * r['metrics']['map/mIoU'], 100 * r['metrics']['det/mAP']) for r in both]}
+            for sensor, label in (('camera', '-camera'), ('lidar', '-LiDAR')):
+                d = [r['drop'][sensor] for r in both if sensor in r.get('drop', {})]
+                if d:
+                    entry[label] = [(100 * m['map/mIoU'], 100 * m['det/mAP']) for m in d]
+            points[name] = entry
+        else:
+            for key, metric in (('det/mAP', 'mAP'), ('map/mIoU', 'mIoU')):
+                vals = [100 * r['metrics'][key] for r in rs if key in r['metrics']]
+                if vals:
+                    single[name] = (metric, vals)
+    return points, single
+
+
+def plot_tradeoff(runs: dict[str, list[dict]], names: list[str], out_path: str) -> None:
+    """mAP against mIoU, one point per variant with its seed spread, and its points with each
+    sensor dropped (:func:`fuller.visualization.plot_task_tradeoff`)."""
+    from fuller.visualization import plot_task_tradeoff
+
+    points, single = tradeoff_points(runs, names)
+    plot_task_tradeoff(out_path, points, single, 'Task balance and modality reliance (mean ± std over seeds)')
 
 
 def plot_study(runs: dict[str, list[dict]], names: list[str], out_dir: str) -> None:

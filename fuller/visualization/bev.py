@@ -273,3 +273,61 @@ def plot_curves(out_path: str, series: dict[str, dict[str, tuple[np.ndarray, np.
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
+
+
+def plot_task_tradeoff(out_path: str, points: dict[str, dict[str, list[tuple[float, float]]]],
+                       single_task: dict[str, tuple[str, list[float]]] | None = None, title: str = '') -> None:
+    """mAP against mIoU, one marker per variant at its mean over seeds with the seed spread
+    (±1 std) as error bars.
+
+    Args:
+        points: ``points[variant][input] = [(mIoU, mAP) per seed]``, ``input`` one of
+            ``'both'`` (filled marker), ``'-camera'`` and ``'-LiDAR'`` (hollow markers joined to
+            the variant's own by a thin line: the same model with that sensor dropped).
+        single_task: ``name -> ('mAP' | 'mIoU', values per seed)``: a single-task variant as a
+            horizontal (mAP) or vertical (mIoU) dashed line at its mean.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    cmap = plt.get_cmap('tab10' if len(points) <= 10 else 'tab20')
+    styles = {'both': dict(marker='o', mfc=None), '-camera': dict(marker='s', mfc='none'),
+              '-LiDAR': dict(marker='^', mfc='none')}
+    for i, (name, by_input) in enumerate(points.items()):
+        colour = cmap(i % cmap.N)
+        centre, labelled = None, False
+        for inp in ('both', '-camera', '-LiDAR'):
+            vals = np.asarray(by_input.get(inp, []), dtype=np.float64).reshape(-1, 2)
+            if not len(vals):
+                continue
+            m = vals.mean(0)
+            err = vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(2)
+            st = styles[inp]
+            ax.errorbar(m[0], m[1], xerr=err[0], yerr=err[1], color=colour, marker=st['marker'], ms=7,
+                        mfc=colour if st['mfc'] is None else 'none', capsize=2, lw=1,
+                        label=None if labelled else name)
+            labelled = True
+            if inp == 'both':
+                centre = m
+            elif centre is not None:
+                ax.plot([centre[0], m[0]], [centre[1], m[1]], color=colour, lw=0.6, alpha=0.6)
+    for name, (metric, vals) in (single_task or {}).items():
+        if not vals:
+            continue
+        v = float(np.mean(vals))
+        (ax.axhline if metric == 'mAP' else ax.axvline)(v, color='0.4', ls='--', lw=0.9)
+        if metric == 'mAP':
+            ax.annotate(name, (0.0, v), xycoords=('axes fraction', 'data'), fontsize=7, color='0.3',
+                        xytext=(3, 2), textcoords='offset points')
+        else:
+            ax.annotate(name, (v, 0.0), xycoords=('data', 'axes fraction'), fontsize=7, color='0.3',
+                        rotation=90, xytext=(2, 3), textcoords='offset points')
+    ax.plot([], [], 's', mfc='none', color='k', label='camera dropped')
+    ax.plot([], [], '^', mfc='none', color='k', label='LiDAR dropped')
+    ax.set_xlabel('mIoU (%)')
+    ax.set_ylabel('mAP (%)')
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc='best')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)

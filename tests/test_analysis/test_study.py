@@ -87,3 +87,26 @@ def test_reliance_table_reports_each_sensor_dropped(tmp_path):
     assert 'det_only' not in out and out['naive']['mIoU_drop_camera'] == [0.2, 0.2]
     header = next(ln for ln in lines if ln.startswith('| variant'))
     assert header.count('|') == next(ln for ln in lines if ln.startswith('|---')).count('|')
+
+
+def test_tradeoff_figure_points_each_variant_and_each_sensor_dropped(tmp_path):
+    """The mAP-against-mIoU figure: fused runs give their point and one per sensor dropped (in %),
+    two-task single-modality runs their point, single-task runs a line; the report draws it."""
+    from fuller.analysis.study import tradeoff_points, write_report
+
+    def run(seed, m, drop=None, keys=('det/mAP', 'det/NDS', 'map/mIoU')):
+        return {'seed': seed, 'metrics': {k: m for k in keys}, 'scalars': {}, 'info': {}, 'drop': drop or {}}
+
+    drop = {'camera': {'det/mAP': 0.4, 'det/NDS': 0.4, 'map/mIoU': 0.2},
+            'lidar': {'det/mAP': 0.0, 'det/NDS': 0.1, 'map/mIoU': 0.1}}
+    runs = {'naive': [run(0, 0.5, drop), run(1, 0.6, drop)], 'camera_only': [run(0, 0.2)],
+            'det_only': [run(0, 0.5, keys=('det/mAP', 'det/NDS'))], 'map_only': [run(0, 0.3, keys=('map/mIoU',))]}
+    points, single = tradeoff_points(runs, list(runs))
+    assert points['naive']['both'] == [(50.0, 50.0), (60.0, 60.0)]
+    assert points['naive']['-camera'] == [(20.0, 40.0)] * 2 and points['naive']['-LiDAR'] == [(10.0, 0.0)] * 2
+    assert set(points['camera_only']) == {'both'}
+    assert single == {'det_only': ('mAP', [50.0]), 'map_only': ('mIoU', [30.0])}
+    out = tmp_path / 'study.md'
+    write_report(runs, str(out), [str(tmp_path / f'{n}.py') for n in runs], [0, 1], [])
+    png = tmp_path / 'study' / 'task_tradeoff.png'
+    assert png.stat().st_size > 10_000 and '![mAP against mIoU](study/task_tradeoff.png)' in out.read_text()

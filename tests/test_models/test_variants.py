@@ -152,3 +152,66 @@ def test_per_task_modality_calibration_trains_the_demo_model(demo_root, tmp_path
     cos = torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0)
     assert float(cos) > 0.999
     assert float(grads[True].norm() / grads[False].norm()) == pytest.approx(1.0, rel=0.05)
+
+
+def test_modality_dropout_drops_one_sensor_per_sample_at_its_rate():
+    """Each sample loses its camera map with probability p, else its LiDAR map with probability
+    p, never both, unscaled; not at all in eval mode or at p = 0; bad p or a one-sensor model
+    is refused."""
+    from types import SimpleNamespace
+
+    from fuller.models.detectors.fuller_net import FullerNet
+
+    torch.manual_seed(0)
+    cam, lidar = torch.ones(20000, 2, 1, 1), torch.full((20000, 3, 1, 1), 2.0)
+    c, li = FullerNet._modality_dropout(SimpleNamespace(modality_dropout=0.25), cam, lidar)
+    cam_gone, lidar_gone = c[:, 0, 0, 0] == 0, li[:, 0, 0, 0] == 0
+    assert not (cam_gone & lidar_gone).any()
+    assert abs(cam_gone.float().mean() - 0.25) < 0.015 and abs(lidar_gone.float().mean() - 0.25) < 0.015
+    assert set(c.unique().tolist()) == {0.0, 1.0} and set(li.unique().tolist()) == {0.0, 2.0}  # unscaled
+    assert (c[:, 1] == c[:, 0]).all()  # the whole map of a sample, every channel
+
+
+@pytest.mark.parametrize('p,encoders', [(0.6, None), (-0.1, None), (0.2, 'camera_only')])
+def test_modality_dropout_rejects_bad_settings(demo_root, tmp_path, p, encoders):
+    from fuller.registry import MODELS
+
+    init_default_scope('fuller')
+    cfg = tiny_config(demo_root, str(tmp_path), config=DEMO_NAIVE)
+    if encoders:
+        cfg.model.encoders.lidar = None
+    cfg.model.modality_dropout = p
+    with pytest.raises(ValueError, match='model.modality_dropout'):
+        MODELS.build(cfg.model)
+
+
+def test_modality_dropout_variant_starves_the_dropped_branch(demo_root, tmp_path):
+    """The study's modality-dropout variant on the demo model: in a step where the sample's camera
+    map is dropped the camera branch gets no gradient and LiDAR's does, and the other way round."""
+    from fuller.registry import DATASETS, MODELS
+
+    init_default_scope('fuller')
+    path = tmp_path / 'moddrop.py'
+    apply_variant(DEMO_NAIVE, osp.join(REPO_ROOT, 'configs', 'ablation', 'modality_dropout.py')).dump(str(path))
+    cfg = tiny_config(demo_root, str(tmp_path), config=str(path))
+    assert cfg.model.modality_dropout == 0.25
+    cfg.model.modality_dropout = 0.5  # every sample loses exactly one sensor
+    data = pseudo_collate([DATASETS.build(cfg.train_dataloader.dataset)[0]])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    batch = model.data_preprocessor(data, True)
+    seen = set()
+    for _ in range(8):
+        model.zero_grad()
+        feats, bev = model.extract_feat(batch['inputs'], batch['data_samples'])
+        losses = model.task_losses(feats, batch['data_samples'])
+        sum(v for task in losses.values() for k, v in task.items() if 'loss' in k).backward()
+        grads = {k: sum(float(p.grad.abs().sum()) for p in model.encoders[k].parameters() if p.grad is not None)
+                 for k in ('camera', 'lidar')}
+        assert (grads['camera'] == 0.0) != (grads['lidar'] == 0.0), grads
+        seen.add('camera' if grads['camera'] == 0.0 else 'lidar')
+        if seen == {'camera', 'lidar'}:
+            break
+    assert seen == {'camera', 'lidar'}

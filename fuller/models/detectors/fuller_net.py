@@ -52,6 +52,12 @@ class FullerNet(BaseModel):
             config trains under bf16, whose own rounding (3.9e-3) is far larger;
             :func:`fuller.engine.config.resolve_config` decides it from ``optim_wrapper.amp``
             (left unresolved it means ``False``).
+        modality_dropout: ``p`` in [0, 0.5]: in training, each sample's camera BEV map is zeroed
+            with probability ``p`` and, exclusively, its LiDAR BEV map with probability ``p``
+            (never both; no rescaling, as a failed sensor at test time is not rescaled either):
+            the usual remedy for a fused model that leans on one sensor, and the baseline the
+            modality calibration is compared with (``configs/ablation/modality_dropout.py``).
+            0 (default): off. Needs both encoders and a fuser.
         init_cfg: mmengine init config.
     """
 
@@ -59,7 +65,7 @@ class FullerNet(BaseModel):
                  geometry: dict | None = None, metainfo: dict | None = None,
                  data_preprocessor: dict | None = None, missing_modality: str = 'error',
                  drop_modality: str | None = None, channels_last: bool | str = False,
-                 init_cfg: dict | None = None) -> None:
+                 modality_dropout: float = 0.0, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type='MultiModalDataPreprocessor'),
                          init_cfg=init_cfg)
         unknown = set(encoders) - {'camera', 'lidar'}
@@ -78,6 +84,11 @@ class FullerNet(BaseModel):
                              f'camera and LiDAR encoders and a fuser (this one has encoders {sorted(encoders)})')
         if not encoders or not heads:
             raise ValueError('model needs at least one encoder and one head')
+        if not 0.0 <= float(modality_dropout) <= 0.5 or (modality_dropout and (
+                set(encoders) != {'camera', 'lidar'} or fuser is None)):
+            raise ValueError(f'model.modality_dropout={modality_dropout!r}: must be in [0, 0.5], and non-zero only on a '
+                             f'model with camera and LiDAR encoders and a fuser (this one has encoders '
+                             f'{sorted(encoders)})')
         if geometry is not None:
             encoders, heads = derive_grids(encoders, heads, geometry, metainfo)
         self.geometry = geometry
@@ -96,6 +107,7 @@ class FullerNet(BaseModel):
         self.heads = nn.ModuleDict({k: MODELS.build(v) for k, v in heads.items()})
         self.missing_modality = missing_modality
         self.drop_modality = drop_modality
+        self.modality_dropout = float(modality_dropout)
         if channels_last not in (True, False, 'bf16'):
             raise ValueError(f"model.channels_last must be True, False or 'bf16', got {channels_last!r}")
         self.channels_last = channels_last is True
@@ -164,6 +176,8 @@ class FullerNet(BaseModel):
             self._check_grids(bev)
         if self.fuser is not None:
             cam, lidar = bev['camera'], bev['lidar']
+            if self.training and self.modality_dropout > 0:
+                cam, lidar = self._modality_dropout(cam, lidar)
             if modality is not None:
                 cam, lidar = modality(cam, lidar)
             x = self.fuser([cam, lidar])
@@ -177,6 +191,15 @@ class FullerNet(BaseModel):
         if not self._grids_checked:
             self._check_grids(bev, x)
         return x, bev
+
+    def _modality_dropout(self, cam: Tensor, lidar: Tensor) -> tuple[Tensor, Tensor]:
+        """Zero the camera map of a sample with probability p, else its LiDAR map with
+        probability p (one uniform draw per sample from torch's generator: seeded runs repeat)."""
+        u = torch.rand(cam.shape[0], device=cam.device)
+        p = self.modality_dropout
+        keep_cam = (u >= p).to(cam.dtype).view(-1, 1, 1, 1)
+        keep_lidar = ((u < p) | (u >= 2 * p)).to(lidar.dtype).view(-1, 1, 1, 1)
+        return cam * keep_cam, lidar * keep_lidar
 
     def _check_grids(self, bev: dict[str, Tensor], shared: Tensor | None = None) -> None:
         """On the first batch: the modality BEV grids agree, and the shared feature has the
