@@ -32,6 +32,20 @@ _CLASS_TABLE = [
     ('movable_object.trafficcone', (0.4, 0.4, 1.0), (255, 120, 0), 10, None),
     ('movable_object.barrier', (2.5, 0.5, 1.0), (160, 160, 200), 8, None),
 ]
+# LiDAR reflectivity of an object's surface (nuScenes' 0-255 intensity scale at normal
+# incidence), drawn per object from its material's range: it is not a class label. Vehicle
+# paints span a wide range shared by every vehicle class; people, bicycles and motorcycles
+# return weakly; cones and barriers carry retro-reflective bands (bright at any incidence,
+# and the two share one range). Geometry (size, shape, height) is what tells classes apart.
+MATERIALS = {
+    'paint': ((6.0, 40.0), False),  # (reflectivity range, retro-reflective)
+    'cycle': ((4.0, 20.0), False),
+    'person': ((3.0, 12.0), False),
+    'retroreflector': ((60.0, 120.0), True),
+}
+MATERIAL = dict(car='paint', truck='paint', trailer='paint', bus='paint', construction_vehicle='paint',
+                bicycle='cycle', motorcycle='cycle', pedestrian='person', traffic_cone='retroreflector',
+                barrier='retroreflector')
 # detection class -> (nuScenes category, mean size (w, l, h) in m, colour RGB)
 CLASSES: dict[str, tuple[str, tuple[float, float, float], tuple[int, int, int]]] = {
     c: row[:3] for c, row in zip(DETECTION_CLASSES, _CLASS_TABLE)}
@@ -50,6 +64,7 @@ class Agent:
         yaw: heading around +z, rad (box length along the heading).
         velocity: (vx, vy) in global coordinates, m/s.
         attribute: nuScenes attribute name ('' when the class has none).
+        reflectivity: LiDAR reflectivity of its surface (see MATERIALS).
     """
 
     name: str
@@ -58,6 +73,11 @@ class Agent:
     yaw: float
     velocity: np.ndarray
     attribute: str
+    reflectivity: float = 20.0
+
+    @property
+    def retroreflective(self) -> bool:
+        return MATERIALS[MATERIAL[self.name]][1]
 
     def center_at(self, t: float) -> np.ndarray:
         c = self.center.copy()
@@ -97,7 +117,16 @@ def _point(road, s: float, offset: float) -> np.ndarray:
 
 
 def sample_agent(name: str, world: World, rng: np.random.Generator, focus: np.ndarray, radius: float) -> Agent:
-    """Sample one agent of class ``name`` near ``focus`` where that class belongs."""
+    """Sample one agent of class ``name`` near ``focus`` where that class belongs, standing on
+    the ground there (on a walkway's kerb height), with its material's reflectivity."""
+    agent = _sample_pose(name, world, rng, focus, radius)
+    agent.center[2] += float(world.height_at(world.label_at(agent.center[None, :2]))[0])
+    lo, hi = MATERIALS[MATERIAL[name]][0]
+    agent.reflectivity = float(rng.uniform(lo, hi))
+    return agent
+
+
+def _sample_pose(name: str, world: World, rng: np.random.Generator, focus: np.ndarray, radius: float) -> Agent:
     _, mean_size, _ = CLASSES[name]
     size = np.array(mean_size) * rng.uniform(0.9, 1.1, 3)
     road, s = _along(world, rng, focus, radius)

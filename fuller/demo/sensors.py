@@ -1,30 +1,56 @@
 """Ray casting for the simulated LiDAR and cameras.
 
-The scene is a flat ground plane (z = 0, coloured/painted by map layer) plus the agents'
-boxes. Both sensors cast rays from their origin and keep the nearest hit.
+The scene is the ground (z = 0, walkways raised by a kerb; coloured and painted by map layer)
+plus the agents' boxes. Both sensors cast rays from their origin and keep the nearest hit.
+
+The two sensors see different things, as on a real car. The cameras see colour and texture:
+every map layer has its own colour and a texture fixed in the world (whose apparent scale
+shrinks with distance), and objects their class's colour; they measure no depth. The LiDAR measures
+geometry (shape, size, the kerb, occlusion; its density falls with range) and a return
+strength that depends on the surface's material and the angle of incidence, not on the class:
+asphalt, concrete and grass return alike (patchy, a few metres across), road paint is bright,
+vehicles share one wide range of paints, people and bicycles are weak, and cones and barriers
+are retro-reflective; weak echoes (dark surfaces, far away, at grazing incidence) are missed.
 """
 
 import numpy as np
 
 from .objects import CLASSES, Agent, agent_parts
-from .world import CARPARK, DIVIDER, DRIVABLE, GROUND, PED_CROSSING, STOP_LINE, WALKWAY, World
+from .world import CARPARK, DIVIDER, DRIVABLE, GROUND, KERB_HEIGHT, PED_CROSSING, STOP_LINE, WALKWAY, World
 
 # Ground colour per label code (RGB): cameras see every map layer clearly.
 GROUND_RGB = {
     GROUND: (96, 128, 70), DRIVABLE: (85, 85, 90), WALKWAY: (190, 175, 150), CARPARK: (60, 75, 120),
     PED_CROSSING: (235, 235, 235), STOP_LINE: (250, 250, 250), DIVIDER: (235, 200, 40),
 }
-# LiDAR intensity per label code: only paint is bright; asphalt, car parks and walkways are
-# nearly indistinguishable (LiDAR is weak for the map by design).
-GROUND_INTENSITY = {
-    GROUND: 9.0, DRIVABLE: 4.0, WALKWAY: 5.5, CARPARK: 4.0, PED_CROSSING: 35.0, STOP_LINE: 35.0, DIVIDER: 30.0,
+# LiDAR reflectivity of the ground per label code (nuScenes' 0-255 intensity scale at normal
+# incidence), before the world's patch variation (World.patch_factor, about x/÷ 1.4): grass
+# verges, asphalt (roads and car parks alike) and concrete walkways overlap; paint is bright.
+GROUND_REFLECTIVITY = {
+    GROUND: 8.0, DRIVABLE: 6.5, WALKWAY: 8.0, CARPARK: 6.5, PED_CROSSING: 30.0, STOP_LINE: 30.0, DIVIDER: 30.0,
 }
-CLASS_INTENSITY = {name: 15.0 + 6.0 * i for i, name in enumerate(CLASSES)}
+# A diffuse surface returns reflectivity x (DIFFUSE_FLOOR + (1 - DIFFUSE_FLOOR) |cos incidence|):
+# the ground, seen at grazing angles, dims with range. Retro-reflectors return at any angle.
+DIFFUSE_FLOOR = 0.2
+# Echo detection: a return's strength falls with range squared; with s = intensity x
+# (DETECTION_REF_RANGE / range)^2 it is detected with probability 1 - exp(-(s / DETECTION_SNR)^2).
+# Asphalt is then seen to about 25 m (89% at 20 m, 30% at 30 m), paint and grass further, a dark
+# car's side to about 50 m and a cone's reflector beyond 70 m.
+DETECTION_REF_RANGE = 10.0
+DETECTION_SNR = 0.3
+# Measurement noise of the intensity: relative (speckle) and absolute.
+INTENSITY_NOISE_REL = 0.15
+INTENSITY_NOISE_ABS = 1.0
 # Objects show their heading: vehicles have a lower nose (bonnet, cab, fairing; see
 # objects.agent_parts) that LiDAR and cameras see, and cameras see a light band on the front
 # face. Without both a box looks the same from the front and the back, and a detector cannot
 # learn headings.
 FRONT_RGB_MIX = 0.55
+# Ground texture (cameras only; see ground_texture).
+TEXTURE_CELL = 0.4
+TEXTURE_CONTRAST = 0.12
+SLAB_SIZE = 0.75
+SLAB_JOINT = 0.06
 SKY_RGB = np.array([170, 200, 235], np.float64)
 SUN = np.array([0.4, 0.3, 0.866])
 
@@ -107,11 +133,28 @@ def cast_boxes(origin: np.ndarray, dirs: np.ndarray, agents: list[Agent], t: flo
     return dist, idx, normal, coverage
 
 
-def cast_ground(origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Distance along each ray to the ground plane z = 0 (inf if it never gets there)."""
+def cast_plane(origin: np.ndarray, dirs: np.ndarray, z: float = 0.0) -> np.ndarray:
+    """Distance along each ray down to the plane at height ``z`` (inf if it never gets there)."""
     with np.errstate(divide='ignore', invalid='ignore'):
-        t = -origin[2] / dirs[:, 2]
+        t = (z - origin[2]) / dirs[:, 2]
     return np.where((dirs[:, 2] < -1e-6) & (t > 0), t, np.inf)
+
+
+def cast_ground(world: World, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest ground hit of each ray: ``(dist, codes)``, [N] distances (inf where none) and
+    [N] label codes there. Walkways are the top of a kerb KERB_HEIGHT high; a ray that reaches
+    z = 0 inside a walkway without meeting its top hits the kerb's face (placed at its foot).
+    """
+    d0 = cast_plane(origin, dirs, 0.0)
+    dk = cast_plane(origin, dirs, KERB_HEIGHT)
+    codes = np.full(len(dirs), GROUND, np.uint8)
+    fin0, fink = np.isfinite(d0), np.isfinite(dk)
+    codes[fin0] = world.label_at(origin[:2] + dirs[fin0, :2] * d0[fin0, None])
+    top = np.zeros(len(dirs), bool)
+    top[fink] = world.label_at(origin[:2] + dirs[fink, :2] * dk[fink, None]) == WALKWAY
+    dist = np.where(top, dk, d0)
+    codes[top] = WALKWAY
+    return dist, codes
 
 
 def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.ndarray,
@@ -120,7 +163,7 @@ def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.n
     """Simulate one sweep of a 32-beam spinning LiDAR.
 
     Args:
-        world: map (ground paint gives intensity).
+        world: map (surface heights, reflectivity by material).
         agents: boxes.
         t: time since the scene start, s.
         sensor2global: [4, 4] LiDAR pose.
@@ -142,24 +185,61 @@ def lidar_sweep(world: World, agents: list[Agent], t: float, sensor2global: np.n
     local = np.stack([np.cos(ee) * np.cos(aa), np.cos(ee) * np.sin(aa), np.sin(ee)], -1).reshape(-1, 3)
     rot, origin = sensor2global[:3, :3], sensor2global[:3, 3]
     dirs = local @ rot.T
-    d_box, idx, _, _ = cast_boxes(origin, dirs, agents, t, max_range)
-    d_gnd = cast_ground(origin, dirs)
+    d_box, idx, normal, _ = cast_boxes(origin, dirs, agents, t, max_range)
+    d_gnd, codes = cast_ground(world, origin, dirs)
     dist = np.minimum(d_box, d_gnd)
     idx = np.where(d_box <= d_gnd, idx, -1)
     keep = (dist < max_range) & (rng.random(len(dist)) > dropout)
+    ground = idx[keep] < 0
+    # Reflectivity x incidence at the true hit, then noise; the range noise moves the point.
+    hit_global = origin + dirs[keep] * dist[keep, None]
+    refl = np.empty(keep.sum())
+    cos_in = np.empty(keep.sum())
+    lut = np.array([GROUND_REFLECTIVITY[c] for c in range(len(GROUND_REFLECTIVITY))])
+    refl[ground] = lut[codes[keep][ground]] * world.patch_factor(hit_global[ground, :2])
+    cos_in[ground] = np.abs(dirs[keep][ground, 2])
+    obj = idx[keep][~ground]
+    refl[~ground] = np.array([a.reflectivity for a in agents])[obj] if len(obj) else []
+    retro = np.array([a.retroreflective for a in agents], bool)[obj] if len(obj) else np.zeros(0, bool)
+    cos_in[~ground] = np.where(retro, 1.0, np.abs((normal[keep][~ground] * dirs[keep][~ground]).sum(1)))
+    signal = refl * (DIFFUSE_FLOOR + (1.0 - DIFFUSE_FLOOR) * cos_in)
+    # A weak echo is missed: dark surfaces seen at grazing incidence or far away return nothing.
+    snr = signal * (DETECTION_REF_RANGE / np.maximum(dist[keep], 1.0)) ** 2
+    seen = rng.random(len(snr)) < 1.0 - np.exp(-(snr / DETECTION_SNR) ** 2)
+    keep[np.flatnonzero(keep)[~seen]] = False
+    signal = signal[seen]
+    intensity = signal * (1.0 + rng.normal(0.0, INTENSITY_NOISE_REL, len(signal)))
+    intensity = np.clip(intensity + rng.normal(0.0, INTENSITY_NOISE_ABS, len(intensity)), 0.0, 255.0)
     dist = dist[keep] + rng.normal(0.0, range_noise, keep.sum())
     idx, local, ring = idx[keep], local[keep], ring[keep]
     pts_local = local * dist[:, None]
-    hit_global = pts_local @ rot.T + origin
-    intensity = np.empty(len(dist))
-    ground = idx < 0
-    codes = world.label_at(hit_global[ground, :2])
-    intensity[ground] = np.vectorize(GROUND_INTENSITY.get, otypes=[float])(codes) if len(codes) else []
-    for k in np.unique(idx[~ground]):
-        intensity[idx == k] = CLASS_INTENSITY[agents[k].name]
-    intensity = np.clip(intensity + rng.normal(0.0, 2.0, len(intensity)), 0.0, 255.0)
     pts = np.concatenate([pts_local, intensity[:, None], ring[:, None]], 1).astype(np.float32)
     return pts, idx
+
+
+def _cell_noise(ij: np.ndarray, salt: int) -> np.ndarray:
+    """Deterministic uniform [-1, 1) value per integer grid cell ``ij`` ([N, 2])."""
+    h = (ij[:, 0].astype(np.uint64) * np.uint64(73856093)) ^ (ij[:, 1].astype(np.uint64) * np.uint64(19349663)) \
+        ^ np.uint64(salt * 83492791)
+    h = (h ^ (h >> np.uint64(13))) * np.uint64(0x5BD1E995) & np.uint64(0xFFFFFFFF)
+    return (h ^ (h >> np.uint64(15))).astype(np.float64) / 2 ** 31 - 1.0
+
+
+def ground_texture(xy: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Brightness factor of the ground at ``xy`` ([N, 2] global, m) with label ``codes``: the
+    surface's texture, fixed in the world, so that its apparent scale shrinks with distance as a
+    real road's does (a camera's monocular depth cue). Asphalt and car parks: aggregate patches of
+    TEXTURE_CELL; grass: finer tufts; walkways: paving slabs with dark joints."""
+    f = np.ones(len(xy))
+    rough = np.isin(codes, [DRIVABLE, CARPARK, GROUND])
+    cell = np.where(codes == GROUND, TEXTURE_CELL / 2, TEXTURE_CELL)
+    ij = np.floor(xy / cell[:, None]).astype(np.int64)
+    f[rough] += TEXTURE_CONTRAST * _cell_noise(ij[rough], 1)
+    walk = codes == WALKWAY
+    frac = np.mod(xy[walk] / SLAB_SIZE, 1.0)
+    joint = (np.minimum(frac, 1.0 - frac) < SLAB_JOINT / SLAB_SIZE / 2).any(1)
+    f[np.flatnonzero(walk)[joint]] = 0.7
+    return f
 
 
 def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.ndarray, intrinsic: np.ndarray,
@@ -187,14 +267,13 @@ def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.nd
     rays_cam /= np.linalg.norm(rays_cam, axis=1, keepdims=True)
     rot, origin = cam2global[:3, :3], cam2global[:3, 3]
     dirs = rays_cam @ rot.T
-    d_gnd = cast_ground(origin, dirs)
+    d_gnd, codes = cast_ground(world, origin, dirs)
     d_box, idx, normal, total = cast_boxes(origin, dirs, agents, t, max_range, forward=rot[:, 2])
     img = np.tile(SKY_RGB, (len(dirs), 1))
     ground = np.isfinite(d_gnd) & (d_gnd < d_box)
-    gxy = origin[:2] + dirs[ground, :2] * d_gnd[ground, None]
-    codes = world.label_at(gxy)
     lut = np.array([GROUND_RGB[c] for c in range(len(GROUND_RGB))], np.float64)
-    col = lut[codes]
+    gxy = origin[:2] + dirs[ground, :2] * d_gnd[ground, None]
+    col = lut[codes[ground]] * ground_texture(gxy, codes[ground])[:, None]
     fog = np.exp(-d_gnd[ground] / max_range)[:, None]
     img[ground] = col * fog + SKY_RGB * (1 - fog)
     boxes = (idx >= 0) & (d_box <= d_gnd)

@@ -4,7 +4,7 @@ The world is a grid of axis-aligned two-way roads over a square canvas. From it 
 every map layer FULLER segments (drivable area as road segments + lanes, pedestrian
 crossings, walkways, stop lines, car parks, road and lane dividers) both as nuScenes
 map-expansion records (nodes, polygons, lines) and as a label raster used by the sensor
-simulation (camera colours, LiDAR paint intensity).
+simulation (camera colours; LiDAR surface heights and reflectivity).
 """
 
 from dataclasses import dataclass, field
@@ -24,6 +24,13 @@ WALKWAY_WIDTH = 3.0
 CROSSING_DEPTH = 4.0
 STOP_LINE_DEPTH = 3.0  # the stop area before the line, as nuScenes' stop_line polygons
 DIVIDER_WIDTH = 0.3
+# Walkways are raised by a kerb; roads, car parks and verges lie at z = 0.
+KERB_HEIGHT = 0.15
+# Ground reflectivity varies in patches a few metres across (wear, patching, moisture, grass
+# cover), by a factor of about exp(+-REFLECTIVITY_PATCH_SIGMA); see :meth:`World.patch_factor`.
+REFLECTIVITY_PATCH_CELL = 1.0
+REFLECTIVITY_PATCH_SCALE = 4.0
+REFLECTIVITY_PATCH_SIGMA = 0.35
 
 
 @dataclass
@@ -55,6 +62,7 @@ class World:
     layers: dict[str, list] = field(default_factory=dict)  # layer -> shapely geometries
     raster: np.ndarray | None = None  # uint8 [H, W] label codes, row = y, col = x
     resolution: float = 0.2
+    patches: np.ndarray | None = None  # float32 [H', W'] log reflectivity variation, row = y
 
     def label_at(self, xy: np.ndarray) -> np.ndarray:
         """Label code of the ground at global positions ``xy`` ([N, 2], m)."""
@@ -64,6 +72,17 @@ class World:
         out = np.full(len(xy), GROUND, np.uint8)
         out[inside] = self.raster[ij[inside, 1], ij[inside, 0]]
         return out
+
+    def height_at(self, codes: np.ndarray) -> np.ndarray:
+        """Surface height (m) of ground with label ``codes``: the kerb's on walkways, else 0."""
+        return np.where(codes == WALKWAY, KERB_HEIGHT, 0.0)
+
+    def patch_factor(self, xy: np.ndarray) -> np.ndarray:
+        """Multiplicative reflectivity variation of the ground at ``xy`` ([N, 2], m): smooth
+        log-normal patches of a few metres, the same for every sensor and sweep."""
+        ij = np.floor(xy / REFLECTIVITY_PATCH_CELL).astype(np.int64)
+        h, w = self.patches.shape
+        return np.exp(self.patches[np.clip(ij[:, 1], 0, h - 1), np.clip(ij[:, 0], 0, w - 1)])
 
     def roads_along(self, axis: int) -> list[Road]:
         return [r for r in self.roads if r.axis == axis]
@@ -174,7 +193,17 @@ def build_world(name: str, rng: np.random.Generator, size: float = 600.0) -> Wor
         'lane_divider': lane_dividers,
     }
     world.raster = rasterize_labels(world)
+    world.patches = reflectivity_patches(size, rng)
     return world
+
+
+def reflectivity_patches(size: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian-smoothed white noise over the canvas, normalised to std REFLECTIVITY_PATCH_SIGMA."""
+    n = int(np.ceil(size / REFLECTIVITY_PATCH_CELL))
+    noise = rng.standard_normal((n, n)).astype(np.float32)
+    field = cv2.GaussianBlur(noise, (0, 0), REFLECTIVITY_PATCH_SCALE / REFLECTIVITY_PATCH_CELL,
+                             borderType=cv2.BORDER_REFLECT)
+    return field * np.float32(REFLECTIVITY_PATCH_SIGMA / (field.std() + 1e-12))
 
 
 def _parts(geom) -> list:
