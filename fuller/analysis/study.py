@@ -19,8 +19,9 @@ from fuller.utils.report import cpu_model
 from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
-           'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'paired_difference', 'plot_study',
-           'plot_tradeoff', 'reliance_lines', 'run_name', 'split_run', 'tradeoff_points', 'write_report']
+           'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'modality_conditions',
+           'paired_difference', 'plot_study', 'plot_tradeoff', 'reliance_lines', 'run_name', 'split_run',
+           'tradeoff_points', 'write_report']
 
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
@@ -293,7 +294,7 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
         lines.append(line)
     comparisons, paired = comparison_lines(runs)
     reliance, reliance_json = reliance_lines(runs, names, stats)
-    lines += [*reliance, '', _COLUMN_NOTES, *comparisons, '',
+    lines += [*reliance, *modality_conditions({n: runs[n] for n in names}), '', _COLUMN_NOTES, *comparisons, '',
               f'![detection loss]({rel}/det_loss.png)',
               f'![map loss]({rel}/map_loss.png)',
               f'![task-gradient cosine]({rel}/task_grad_cos.png)',
@@ -384,3 +385,47 @@ def plot_study(runs: dict[str, list[dict]], names: list[str], out_dir: str) -> N
     ratio = {n: {'': c} for n in names if (c := mean_curve(n, 'calib/cam_lidar_ratio_after')) is not None}
     plot_curves(osp.join(out_dir, 'cam_lidar_ratio.png'), ratio, '||g_cam|| / ||g_lidar||',
                 'Gradient magnitude reaching camera vs LiDAR BEV', hline=1.0, logy=True, smooth=10)
+
+
+def modality_conditions(runs: dict[str, list[dict]], camera: str = 'camera_only', lidar: str = 'lidar_only',
+                        fused: str = 'naive', learned: float = 0.01) -> list[str]:
+    """Markdown lines checking, seed by seed, the three conditions of a world whose sensors
+    complement each other as nuScenes' do: (1) each single-modality model learns both tasks
+    (mAP and mIoU above ``learned``), camera-only has the higher mIoU and LiDAR-only the higher
+    mAP; (2) the fused model beats the better single-modality model on each task; (3) dropping
+    either sensor from the fused model costs both tasks. Runs are matched by variant name (any
+    ``+<fragment>`` suffix); seeds missing a run or a drop evaluation are left out."""
+    by_variant = {split_run(n)[0]: rs for n, rs in runs.items()}
+    if not all(v in by_variant for v in (camera, lidar, fused)):
+        return []
+
+    def seed_map(rs):
+        return {r['seed']: r for r in rs}
+
+    cam, lid, fus = (seed_map(by_variant[v]) for v in (camera, lidar, fused))
+    seeds = sorted(s for s in set(cam) & set(lid) & set(fus) if set(fus[s].get('drop', {})) == {'camera', 'lidar'})
+    if not seeds:
+        return []
+    checks = {
+        '1. each single-modality model learns both tasks': lambda c, li, f: min(
+            c['det/mAP'], c['map/mIoU'], li['det/mAP'], li['map/mIoU']) > learned,
+        '1. camera-only mIoU > LiDAR-only mIoU': lambda c, li, f: c['map/mIoU'] > li['map/mIoU'],
+        '1. LiDAR-only mAP > camera-only mAP': lambda c, li, f: li['det/mAP'] > c['det/mAP'],
+        '2. fused mAP > better single-modality mAP': lambda c, li, f: f[0]['det/mAP'] > max(c['det/mAP'],
+                                                                                          li['det/mAP']),
+        '2. fused mIoU > better single-modality mIoU': lambda c, li, f: f[0]['map/mIoU'] > max(c['map/mIoU'],
+                                                                                              li['map/mIoU']),
+        '3. dropping the camera costs both tasks': lambda c, li, f: (f[1]['det/mAP'] < f[0]['det/mAP']
+                                                                     and f[1]['map/mIoU'] < f[0]['map/mIoU']),
+        '3. dropping LiDAR costs both tasks': lambda c, li, f: (f[2]['det/mAP'] < f[0]['det/mAP']
+                                                                and f[2]['map/mIoU'] < f[0]['map/mIoU']),
+    }
+    lines = ['', f'**Sensor conditions** ({camera}, {lidar}, {fused}; seeds {", ".join(map(str, seeds))}):', '',
+             '| condition | ' + ' | '.join(f'seed {s}' for s in seeds) + ' |', '|---' * (len(seeds) + 1) + '|']
+    for label, check in checks.items():
+        cells = []
+        for s in seeds:
+            f = (fus[s]['metrics'], fus[s]['drop']['camera'], fus[s]['drop']['lidar'])
+            cells.append('yes' if check(cam[s]['metrics'], lid[s]['metrics'], f) else '**no**')
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return lines

@@ -110,3 +110,26 @@ def test_tradeoff_figure_points_each_variant_and_each_sensor_dropped(tmp_path):
     write_report(runs, str(out), [str(tmp_path / f'{n}.py') for n in runs], [0, 1], [])
     png = tmp_path / 'study' / 'task_tradeoff.png'
     assert png.stat().st_size > 10_000 and '![mAP against mIoU](study/task_tradeoff.png)' in out.read_text()
+
+
+def test_sensor_conditions_are_checked_seed_by_seed():
+    """The world's three conditions per seed, from the single-modality runs and the fused run
+    with each sensor dropped; seeds without the drop evaluations are left out."""
+    from fuller.analysis.study import modality_conditions
+
+    def run(seed, det, seg, drop=None):
+        return {'seed': seed, 'metrics': {'det/mAP': det, 'map/mIoU': seg}, 'drop': drop or {}}
+
+    good = {'camera': {'det/mAP': 0.30, 'map/mIoU': 0.30}, 'lidar': {'det/mAP': 0.05, 'map/mIoU': 0.35}}
+    bad = {'camera': {'det/mAP': 0.41, 'map/mIoU': 0.30}, 'lidar': {'det/mAP': 0.0, 'map/mIoU': 0.1}}
+    runs = {'camera_only+x': [run(0, 0.05, 0.40), run(1, 0.05, 0.20), run(2, 0.1, 0.4)],
+            'lidar_only+x': [run(0, 0.35, 0.30), run(1, 0.35, 0.30), run(2, 0.3, 0.3)],
+            'naive+x': [run(0, 0.40, 0.45, good), run(1, 0.40, 0.45, bad), run(2, 0.4, 0.4)]}
+    lines = modality_conditions(runs)
+    assert 'seeds 0, 1' in lines[1]
+    rows = {ln.split(' | ')[0][2:]: ln.split(' | ')[1:] for ln in lines if ln.startswith('| ') and 'seed 0' not in ln}
+    assert rows['1. camera-only mIoU > LiDAR-only mIoU'] == ['yes', '**no** |']
+    assert rows['2. fused mIoU > better single-modality mIoU'] == ['yes', 'yes |']
+    assert rows['3. dropping the camera costs both tasks'] == ['yes', '**no** |']
+    assert rows['3. dropping LiDAR costs both tasks'] == ['yes', 'yes |']
+    assert modality_conditions({'naive': runs['naive+x']}) == []
