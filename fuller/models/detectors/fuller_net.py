@@ -78,14 +78,13 @@ class FullerNet(BaseModel):
             raise ValueError(f"model.missing_modality must be 'error' or 'zeros', got {missing_modality!r}")
         encoders = {k: v for k, v in encoders.items() if v is not None}
         heads = {k: v for k, v in heads.items() if v is not None}
-        if drop_modality is not None and (drop_modality not in ('camera', 'lidar') or set(encoders) != {'camera', 'lidar'}
-                                          or fuser is None):
+        fused = set(encoders) == {'camera', 'lidar'} and fuser is not None  # what dropping a sensor needs
+        if drop_modality is not None and (drop_modality not in ('camera', 'lidar') or not fused):
             raise ValueError(f'model.drop_modality={drop_modality!r}: must be None, "camera" or "lidar", on a model with '
                              f'camera and LiDAR encoders and a fuser (this one has encoders {sorted(encoders)})')
         if not encoders or not heads:
             raise ValueError('model needs at least one encoder and one head')
-        if not 0.0 <= float(modality_dropout) <= 0.5 or (modality_dropout and (
-                set(encoders) != {'camera', 'lidar'} or fuser is None)):
+        if not 0.0 <= float(modality_dropout) <= 0.5 or (modality_dropout and not fused):
             raise ValueError(f'model.modality_dropout={modality_dropout!r}: must be in [0, 0.5], and non-zero only on a '
                              f'model with camera and LiDAR encoders and a fuser (this one has encoders '
                              f'{sorted(encoders)})')
