@@ -27,11 +27,15 @@ class TaskOutputs(NamedTuple):
             (entries whose name contains ``'loss'`` are summed into the task's loss).
         shared: the shared feature ``F`` (in the graph of the backbone).
         leaf: ``F'``, the detached leaf copy of ``F`` the heads ran on.
+        aux: auxiliary losses of the branches upstream of ``F`` (e.g. the camera's depth
+            supervision, ``{'camera.loss_depth': ...}``): not tasks, so neither calibrated nor
+            weighted; the step adds them to its one backward through the backbone.
     """
 
     losses: dict[str, dict[str, Tensor]]
     shared: Tensor
     leaf: Tensor
+    aux: dict[str, Tensor] = {}
 
 
 @runtime_checkable

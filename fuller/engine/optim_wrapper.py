@@ -271,11 +271,14 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
         modality = ModalityStage(self.modality_calibrator, self._sync_group()) if self.modality_calibrator else None
         with self.optim_context(model):
             out: TaskOutputs = model(**net.data_preprocessor(data, True), mode='tasks', modality=modality)
-        losses, shared, leaf = out
+        losses, shared, leaf, aux = out.losses, out.shared, out.leaf, out.aux
         totals, log_vars = self._task_totals(losses)
-        loss = sum(totals.values())
+        log_vars.update({k: v.detach() for k, v in aux.items()})
+        aux_total = sum(aux.values()) if aux else None
+        loss = sum(totals.values()) + (aux_total if aux_total is not None else 0)
         log_vars['loss'] = loss.detach()
-        if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}' for k, v in totals.items())):
+        if not self.loss_is_finite(loss, lambda: ', '.join(f'{k}={float(v.detach()):g}'
+                                                           for k, v in {**totals, **aux}.items())):
             return log_vars
 
         # 2. Task gradients at F', each through its own head only (G [m, n] and the heads' own
@@ -310,8 +313,12 @@ class CalibratedOptimWrapper(GuardedOptimWrapper):
             modality.prepare(shared, {t: w[i] * matrix[i] for i, t in enumerate(totals)})
 
         # 5. One backward of <F, g> + sum_t <heads, h_t> (g through decoder, fuser and, calibrated
-        #    at the pair, both branches), then the guarded step.
-        if self._backward_and_step(surrogate_loss(shared, combined, heads, head_grads)):
+        #    at the pair, both branches) + the branches' auxiliary losses (straight into their
+        #    branch, past the pair), then the guarded step.
+        surrogate = surrogate_loss(shared, combined, heads, head_grads)
+        if aux_total is not None:
+            surrogate = surrogate + aux_total
+        if self._backward_and_step(surrogate):
             self._updates += 1
 
         # 6. What the modality stage measured during that backward.

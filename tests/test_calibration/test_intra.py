@@ -230,3 +230,34 @@ def test_the_calibrated_step_releases_its_modality_stage():
         assert abs(log['calib/cam_lidar_ratio_after'] - 1.0) < 1e-4
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, ModalityStage)]
+
+
+class _ToyFusionAux(_ToyFusion):
+    """:class:`_ToyFusion` whose camera branch has an auxiliary loss (as the camera's depth
+    supervision): it reaches the branch directly, not through the modality pair."""
+
+    def forward(self, x_cam, x_lidar, mode='tasks', modality=None):
+        out = super().forward(x_cam, x_lidar, mode, modality)
+        aux = {'camera.loss_depth': (torch.tanh(self.cam(x_cam)) - 0.5).pow(2).mean() * 3}
+        return TaskOutputs(out.losses, out.shared, out.leaf, aux)
+
+
+@pytest.mark.parametrize('target', ['none', 'mean'])
+def test_auxiliary_losses_join_the_backward_uncalibrated(target):
+    """A branch's auxiliary loss (TaskOutputs.aux) adds its own gradient to that branch's
+    parameters, neither weighted by the task rule nor rescaled by the modality calibration; every
+    other parameter's update, and the modality diagnostics, are those of the step without it."""
+    gen = torch.Generator().manual_seed(3)
+    data = dict(x_cam=torch.randn(8, 6, generator=gen, dtype=torch.float64),
+                x_lidar=torch.randn(8, 5, generator=gen, dtype=torch.float64))
+    intra = dict(type='ModalityCalibrator', target=target)
+    base, base_log = _step(_ToyFusion(), intra, data)
+    with_aux, log = _step(_ToyFusionAux(), intra, data)
+    ref = _ToyFusionAux()
+    aux = ref(**data).aux['camera.loss_depth']
+    want = dict(zip(['cam.weight', 'cam.bias'], torch.autograd.grad(aux, [ref.cam.weight, ref.cam.bias])))
+    for k in base:
+        torch.testing.assert_close(with_aux[k], base[k] + want.get(k, 0), rtol=1e-5, atol=1e-7)
+    assert log['camera.loss_depth'] == pytest.approx(float(aux))
+    assert log['loss'] == pytest.approx(float(base_log['loss']) + float(aux))
+    assert log['calib/cam_lidar_ratio_before'] == pytest.approx(base_log['calib/cam_lidar_ratio_before'])

@@ -167,3 +167,92 @@ def test_demo_model_with_depth_lss_trains_and_predicts_without_lidar(demo_root, 
     with torch.no_grad():
         out = model.test_step(pseudo_collate([DATASETS.build(cfg.test_dataloader.dataset)[0]]))
     assert len(out) == 1 and 'pred_instances_3d' in out[0]
+
+
+# ---------------------------------------------------------------------------- depth supervision
+def _lss(**kw):
+    init_default_scope('fuller')
+    cfg = dict(type='LSSViewTransform', in_channels=16, out_channels=8, image_size=(64, 96), feature_size=(8, 12),
+               xbound=(-20.0, 20.0, 0.8), ybound=(-20.0, 20.0, 0.8), zbound=(-10.0, 10.0, 20.0),
+               dbound=(1.0, 41.0, 1.0), downsample=2, depth_loss_weight=3.0)
+    cfg.update(kw)
+    return MODELS.build(cfg)
+
+
+def _points(xyz, lag=None):
+    xyz = torch.tensor(xyz, dtype=torch.float32)
+    lag = torch.zeros(len(xyz)) if lag is None else torch.tensor(lag, dtype=torch.float32)
+    return torch.cat([xyz, torch.zeros(len(xyz), 1), lag[:, None]], 1)
+
+
+def test_depth_targets_by_hand():
+    """BEVDepth's downsampled ground truth (``get_downsampled_gt_depth``): the nearest keyframe
+    return in each 8 x 8 pixel cell, binned by dbound (1 m bins from 1 m). With no augmentation, a
+    point at LiDAR (x, y, z) lands at original pixel (96 - 50 y / x, 64 - 50 z / x), which is the
+    network pixel (the 64 x 96 network image is the top-left of the 192 x 128 original here).
+    (10, 1, 0.5) -> pixel (91, 61.5): cell (7, 11), bin 9; (20.6, 2, 1) -> pixel (91.1, 61.6), the
+    same cell, farther: the nearer wins. (30.2, 0, 10) -> pixel (96, 47.4) is outside the 96-wide
+    image. (5.5, 0.5, 0.4) -> pixel (91.5, 60.4): cell (7, 11) again, but its time lag is 0.1 s (an
+    older sweep) and is ignored. (4.5, 0.6, 1.9) -> pixel (89.3, 42.9): cell (5, 11), bin 3.
+    (50, 1, 0.5) -> (95, 63.5): cell (7, 11)... covered above; (45.5, 2.5, 3) -> (93.3, 60.7), bin
+    44 > 39: outside dbound, so none."""
+    vt = _lss()
+    cams = _rig(np.eye(4), np.eye(4))
+    pts = _points([[10.0, 1.0, 0.5], [20.6, 2.0, 1.0], [30.2, 0.0, 10.0], [5.5, 0.5, 0.4], [4.5, 0.6, 1.9]],
+                  lag=[0, 0, 0, 0.1, 0])
+    t = vt.depth_targets([pts], cams)
+    assert t.shape == (1, 8, 12)
+    assert t[0, 7, 11] == 9 and t[0, 5, 11] == 3
+    assert (t >= 0).sum() == 2
+    far = vt.depth_targets([_points([[45.5, 2.5, 3.0]])], cams)
+    assert (far < 0).all()
+
+
+def test_depth_loss_is_bevdepths_bce():
+    """The loss is BEVDepth's ``get_depth_loss``: BCE of the softmax against the one-hot bin,
+    summed over bins, averaged over cells with a target; computed by hand here for one cell. It
+    reaches the depth logits only (its gradient w.r.t. the context channels is zero)."""
+    vt = _lss()
+    cams = _rig(np.eye(4), np.eye(4))
+    pts = _points([[10.0, 1.0, 0.5]])
+    torch.manual_seed(0)
+    logits = torch.randn(1, vt.num_depth, 8, 12, requires_grad=True)
+    loss = vt.depth_loss(logits, cams, [pts])
+    p = logits[0, :, 7, 11].softmax(0)
+    y = torch.zeros(vt.num_depth)
+    y[9] = 1
+    want = -(y * p.log() + (1 - y) * (1 - p).log()).sum()
+    assert torch.isclose(loss, want, rtol=1e-5)
+    loss.backward()
+    assert logits.grad[0, :, 7, 11].abs().sum() > 0
+    assert logits.grad.abs().sum() == logits.grad[0, :, 7, 11].abs().sum()
+    # no target anywhere: zero, in the graph
+    none = vt.depth_loss(logits, cams, [_points([[-10.0, 1.0, 0.5]])])
+    assert none.item() == 0 and none.requires_grad
+
+
+@pytest.mark.parametrize('kind', ['LSSViewTransform', 'DepthLSSViewTransform'])
+def test_depth_loss_only_in_training_with_points_and_a_weight(kind):
+    vt = _lss(type=kind, feature_size=(8, 12))
+    cams = _rig(np.eye(4), np.eye(4))
+    feats = torch.randn(1, 1, 16, 8, 12)
+    pts = [_points([[10.0, 1.0, 0.5]])]
+    aux = {}
+    vt.train()
+    vt(feats, cams, pts, aux)
+    assert set(aux) == {'loss_depth'}
+    want = 3.0 * vt.depth_loss(vt.depthnet(torch.cat([vt.dtransform(vt.depth_image(pts, cams).flatten(0, 1)),
+                                                        feats.flatten(0, 1)], 1))[:, :vt.num_depth]
+                               if kind == 'DepthLSSViewTransform' else vt.depthnet(feats.flatten(0, 1))[:, :vt.num_depth],
+                               cams, pts)
+    assert torch.isclose(aux['loss_depth'], want)
+    for training, points in ((False, pts), (True, None)):
+        aux = {}
+        vt.train(training)(feats, cams, points, aux)
+        assert aux == {}
+    off = _lss(type=kind, depth_loss_weight=0.0).train()
+    aux = {}
+    off(feats, cams, pts, aux)
+    assert aux == {}
+    with pytest.raises(ValueError, match='depth_loss_weight'):
+        _lss(depth_loss_weight=-1.0)

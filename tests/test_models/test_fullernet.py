@@ -124,3 +124,35 @@ def test_drop_modality_needs_a_fused_model(setup):
     cfg.model.fuser = None
     with pytest.raises(ValueError, match="encoders \\['camera'\\]"):
         MODELS.build(dict(cfg.model, drop_modality='lidar'))
+
+
+def test_depth_supervision_is_an_auxiliary_loss_of_the_camera(setup):
+    """With ``vtransform.depth_loss_weight`` the camera's depth loss joins the losses in training
+    ('loss' mode: summed by the naive step; 'tasks' mode: TaskOutputs.aux, outside the tasks), on
+    the sample's own LiDAR points, and trains the depth net; at inference there is none."""
+    from fuller.registry import MODELS
+
+    cfg, _, data, test_data = setup
+    mcfg = copy.deepcopy(cfg.model)
+    mcfg.encoders.camera.vtransform.depth_loss_weight = 3.0
+    torch.manual_seed(0)
+    model = MODELS.build(mcfg)
+    model.init_weights()
+    model.train()
+    batch = model.data_preprocessor(copy.deepcopy(data), True)
+    losses = model(**batch, mode='loss')
+    assert 'camera.loss_depth' in losses and losses['camera.loss_depth'] > 0
+    out = model(**batch, mode='tasks')
+    assert set(out.aux) == {'camera.loss_depth'} and set(out.losses) == {'det', 'map'}
+    model.zero_grad()
+    out.aux['camera.loss_depth'].backward()
+    depthnet = model.encoders['camera'].vtransform.depthnet.weight.grad
+    nd = model.encoders['camera'].vtransform.num_depth
+    assert depthnet[:nd].abs().sum() > 0 and not depthnet[nd:].any()  # depth logits only, not the context
+    assert all(p.grad is None or not p.grad.any() for p in model.encoders['lidar'].parameters())
+    model.eval()
+    with torch.no_grad():
+        aux = {}
+        batch = model.data_preprocessor(copy.deepcopy(test_data), False)
+        model.extract_feat(batch['inputs'], batch['data_samples'], aux=aux)
+    assert aux == {}

@@ -39,9 +39,11 @@ class DepthLSSViewTransform(LSSViewTransform):
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
                  xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1,
-                 pool_impl: str = 'auto', cell_index: str = 'floor', depth_channels: int = 64) -> None:
+                 pool_impl: str = 'auto', cell_index: str = 'floor', depth_channels: int = 64,
+                 depth_loss_weight: float = 0.0) -> None:
         super().__init__(in_channels, out_channels, image_size, feature_size, xbound, ybound, zbound, dbound,
-                         downsample=downsample, pool_impl=pool_impl, cell_index=cell_index)
+                         downsample=downsample, pool_impl=pool_impl, cell_index=cell_index,
+                         depth_loss_weight=depth_loss_weight)
         (h, w), (fh, fw) = self.image_size, self.feature_size
         if (-(-h // 8), -(-w // 8)) != (fh, fw):
             raise ValueError(f'DepthLSSViewTransform: the depth convs take the {h}x{w} image to '
@@ -57,32 +59,10 @@ class DepthLSSViewTransform(LSSViewTransform):
             nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.BatchNorm2d(in_channels), nn.ReLU(True),
             nn.Conv2d(in_channels, self.num_depth + out_channels, 1))
 
-    def depth_image(self, points: list[Tensor] | None, cams: CameraRig) -> Tensor:
-        """``[B, N, 1, H, W]`` camera depth of the points at the pixels they project to (0 elsewhere)."""
-        b, n = cams.img_aug.shape[:2]
-        h, w = self.image_size
-        depth = cams.img_aug.new_zeros(b * n * h * w)
-        if points is None:
-            return depth.view(b, n, 1, h, w)
-        lidar2img = cams.cam2img @ cams.lidar2cam  # [B, N, 4, 4], original LiDAR frame -> original pixels
-        for i, pts in enumerate(points):
-            xyz = pts[:, :3].to(depth.dtype)
-            aug = cams.lidar_aug[i]
-            xyz = (xyz - aug[:3, 3]) @ torch.linalg.inv(aug[:3, :3]).T  # augmented -> original LiDAR frame
-            cam = torch.einsum('nij,pj->npi', lidar2img[i, :, :3, :3], xyz) + lidar2img[i, :, None, :3, 3]
-            dist = cam[..., 2]  # [N, P]
-            uv = cam[..., :2] / cam[..., 2:3].clamp(1e-5, 1e5)
-            img_aug = cams.img_aug[i]  # original pixel (u, v, 0, 1) -> augmented pixel
-            uv = torch.einsum('nij,npj->npi', img_aug[:, :2, :2], uv) + img_aug[:, None, :2, 3]
-            u, v = uv.unbind(-1)
-            on = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-            cam_ix, pt_ix = on.nonzero(as_tuple=True)
-            flat = ((i * n + cam_ix) * h + v[cam_ix, pt_ix].long()) * w + u[cam_ix, pt_ix].long()
-            depth[flat] = dist[cam_ix, pt_ix]
-        return depth.view(b, n, 1, h, w)
-
-    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None) -> Tensor:
+    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
+                aux: dict[str, Tensor] | None = None) -> Tensor:
         b, n = feats.shape[:2]
         d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).to(feats.dtype))
         x = self.depthnet(torch.cat([d, feats.flatten(0, 1)], 1))
+        self.supervise_depth(x, cams, points, aux)
         return self.splat(x, cams, b, n)

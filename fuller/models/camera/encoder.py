@@ -27,10 +27,13 @@ class CameraEncoder(BaseModule):
         self.vtransform = MODELS.build(vtransform)
         self.out_channels = self.vtransform.out_channels
 
-    def forward(self, imgs: Tensor, cams: CameraRig, points: list[Tensor] | None = None) -> Tensor:
+    def forward(self, imgs: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
+                aux: dict[str, Tensor] | None = None) -> Tensor:
         """Args: imgs [B, N, 3, H, W] normalized; ``points`` (augmented LiDAR frame) for a
-        depth-guided view transform (:class:`DepthLSSViewTransform`). Returns: [B, C, ny, nx]."""
+        depth-guided view transform (:class:`DepthLSSViewTransform`) or depth supervision;
+        ``aux``: receives the view transform's auxiliary losses (its depth loss). Returns:
+        [B, C, ny, nx]."""
         b, n = imgs.shape[:2]
         feats = self.neck(self.backbone(imgs.flatten(0, 1)))
         f = feats[0] if isinstance(feats, (list, tuple)) else feats
-        return self.vtransform(f.view(b, n, *f.shape[1:]), cams, points)
+        return self.vtransform(f.view(b, n, *f.shape[1:]), cams, points, aux)

@@ -1,6 +1,7 @@
 """Lift-Splat-Shoot view transform: image features -> depth distribution -> BEV."""
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fuller.registry import MODELS
@@ -32,12 +33,22 @@ class LSSViewTransform(nn.Module):
             ``((geom - (bx - dx / 2)) / dx).long()``, rounding toward zero, so points up to one
             cell below each lower bound land in cell 0 (at BEVFusion's bounds, with one 20 m z
             cell from -10 m, every frustum point with z in (-30, -10) m).
+        depth_loss_weight: explicit depth supervision from the LiDAR, as BEVDepth's
+            (``BaseBEVDepth.get_depth_loss``): in training, each feature cell's depth distribution
+            is scored against the one-hot bin of the nearest keyframe LiDAR return that projects
+            into it (binary cross-entropy over the bins, averaged over the cells that have a
+            return, times this weight; :meth:`depth_loss`). The model then reads the camera
+            alone at inference. 0 (default, BEVFusion's): the depth is learned from the task
+            losses only.
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
                  xbound: tuple, ybound: tuple, zbound: tuple, dbound: tuple, downsample: int = 1,
-                 pool_impl: str = 'auto', cell_index: str = 'floor') -> None:
+                 pool_impl: str = 'auto', cell_index: str = 'floor', depth_loss_weight: float = 0.0) -> None:
         super().__init__()
+        if depth_loss_weight < 0:
+            raise ValueError(f'vtransform.depth_loss_weight must be >= 0, got {depth_loss_weight!r}')
+        self.depth_loss_weight = float(depth_loss_weight)
         impls = ('auto', 'csr', 'indexed', 'sorted', 'scatter')
         if pool_impl not in impls:
             raise ValueError(f'vtransform.pool_impl must be one of {impls}, got {pool_impl!r}')
@@ -53,6 +64,7 @@ class LSSViewTransform(nn.Module):
         self.nx, self.ny, self.nz = bound_cells(xbound), bound_cells(ybound), bound_cells(zbound)
         depths = torch.arange(*dbound, dtype=torch.float32)
         self.num_depth = len(depths)
+        self.dbound = tuple(float(v) for v in dbound)
         fh, fw = self.feature_size
         h, w = self.image_size
         d = depths.view(-1, 1, 1).expand(-1, fh, fw)
@@ -118,11 +130,95 @@ class LSSViewTransform(nn.Module):
         self._mapping_cache = (key.clone(), m)
         return m
 
-    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None) -> Tensor:
-        """Args: feats [B, N, C_in, fH, fW]; ``points`` unused (a depth-guided subclass reads
-        them). Returns: BEV features [B, C, ny', nx']."""
+    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
+                aux: dict[str, Tensor] | None = None) -> Tensor:
+        """Args: feats [B, N, C_in, fH, fW]; ``points`` (augmented LiDAR frame): the depth
+        supervision's (and a depth-guided subclass's) input; ``aux``: a dict that receives the
+        depth loss (``'loss_depth'``) when it is on, in training, with points. Returns: BEV
+        features [B, C, ny', nx']."""
         b, n = feats.shape[:2]
-        return self.splat(self.depthnet(feats.flatten(0, 1)), cams, b, n)
+        x = self.depthnet(feats.flatten(0, 1))
+        self.supervise_depth(x, cams, points, aux)
+        return self.splat(x, cams, b, n)
+
+    def supervise_depth(self, x: Tensor, cams: CameraRig, points: list[Tensor] | None,
+                        aux: dict[str, Tensor] | None) -> None:
+        """Put the depth loss of the depth net's output ``x`` ``[B * N, D + C, fH, fW]`` into ``aux``
+        (when supervision is on, in training, with points and a dict to put it in)."""
+        if self.depth_loss_weight > 0 and self.training and points is not None and aux is not None:
+            aux['loss_depth'] = self.depth_loss_weight * self.depth_loss(x[:, : self.num_depth], cams, points)
+
+    def project_points(self, points: list[Tensor], cams: CameraRig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Where the points land in the network images: ``(image, row, column, depth)``, one entry
+        per (point, camera) pair that lands inside, ``image`` = sample x N + camera. BEVFusion's
+        projection (``BaseDepthTransform.forward``): each point (augmented LiDAR frame) is taken
+        back to the original LiDAR frame, into each camera (``cam2img @ lidar2cam``, depth clamped
+        to [1e-5, 1e5] for the division), then through the image augmentation; it lands at the
+        pixel its coordinates truncate to."""
+        n = cams.img_aug.shape[1]
+        h, w = self.image_size
+        lidar2img = cams.cam2img @ cams.lidar2cam  # [B, N, 4, 4], original LiDAR frame -> original pixels
+        out = []
+        for i, pts in enumerate(points):
+            xyz = pts[:, :3].to(cams.img_aug.dtype)
+            aug = cams.lidar_aug[i]
+            xyz = (xyz - aug[:3, 3]) @ torch.linalg.inv(aug[:3, :3]).T  # augmented -> original LiDAR frame
+            cam = torch.einsum('nij,pj->npi', lidar2img[i, :, :3, :3], xyz) + lidar2img[i, :, None, :3, 3]
+            dist = cam[..., 2]  # [N, P]
+            uv = cam[..., :2] / cam[..., 2:3].clamp(1e-5, 1e5)
+            img_aug = cams.img_aug[i]  # original pixel (u, v, 0, 1) -> augmented pixel
+            uv = torch.einsum('nij,npj->npi', img_aug[:, :2, :2], uv) + img_aug[:, None, :2, 3]
+            u, v = uv.unbind(-1)
+            on = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+            cam_ix, pt_ix = on.nonzero(as_tuple=True)
+            out.append((i * n + cam_ix, v[cam_ix, pt_ix].long(), u[cam_ix, pt_ix].long(), dist[cam_ix, pt_ix]))
+        return tuple(torch.cat(parts) for parts in zip(*out))
+
+    def depth_image(self, points: list[Tensor] | None, cams: CameraRig) -> Tensor:
+        """``[B, N, 1, H, W]`` camera depth of the points at the network-image pixels they project
+        to (:meth:`project_points`; 0 elsewhere; where several land on one pixel, one of them, as
+        in BEVFusion)."""
+        b, n = cams.img_aug.shape[:2]
+        h, w = self.image_size
+        depth = cams.img_aug.new_zeros(b * n * h * w)
+        if points is None or not len(points):
+            return depth.view(b, n, 1, h, w)
+        img, v, u, d = self.project_points(points, cams)
+        depth[(img * h + v) * w + u] = d
+        return depth.view(b, n, 1, h, w)
+
+    def depth_targets(self, points: list[Tensor], cams: CameraRig) -> Tensor:
+        """``[B * N, fH, fW]`` long depth bin of every feature cell, -1 where no return: the
+        nearest return of the keyframe sweep (points whose 5th channel, the time lag, is 0; older
+        sweeps put moving objects where they were) among those projecting into the cell's pixels
+        (:meth:`project_points`), as BEVDepth's ``get_downsampled_gt_depth`` (the minimum of the
+        cell's depths), binned by ``dbound`` (depths outside it: -1)."""
+        b, n = cams.img_aug.shape[:2]
+        (h, w), (fh, fw) = self.image_size, self.feature_size
+        if h % fh or w % fw:
+            raise ValueError(f'depth supervision: image {h}x{w} is not a multiple of the feature map {fh}x{fw}')
+        nearest = cams.img_aug.new_full((b * n * fh * fw,), float('inf'))
+        key = [p[p[:, 4] == 0] if p.shape[1] > 4 else p for p in points]
+        img, v, u, d = self.project_points(key, cams)
+        cell = (img * fh + v // (h // fh)) * fw + u // (w // fw)
+        nearest = nearest.scatter_reduce(0, cell, d, 'amin').view(b * n, fh, fw)
+        lo, _, step = self.dbound
+        bins = ((nearest - lo) / step).floor()
+        valid = torch.isfinite(nearest) & (bins >= 0) & (bins < self.num_depth)
+        return torch.where(valid, bins, torch.full_like(bins, -1.0)).long()
+
+    def depth_loss(self, logits: Tensor, cams: CameraRig, points: list[Tensor]) -> Tensor:
+        """BEVDepth's depth loss of depth logits ``[B * N, D, fH, fW]``: binary cross-entropy of
+        the softmax over the bins against the one-hot target bin, summed over the bins and
+        averaged over the cells with a target (:meth:`depth_targets`); 0 (in the graph) when no
+        cell has one. Computed in fp32."""
+        target = self.depth_targets(points, cams)
+        fg = target >= 0
+        probs = logits.float().softmax(1).permute(0, 2, 3, 1)[fg]  # [M, D]
+        if probs.shape[0] == 0:
+            return logits.sum() * 0.0
+        onehot = F.one_hot(target[fg], self.num_depth).to(probs.dtype)
+        return F.binary_cross_entropy(probs.clamp(1e-6, 1 - 1e-6), onehot, reduction='sum') / probs.shape[0]
 
     def splat(self, x: Tensor, cams: CameraRig, b: int, n: int) -> Tensor:
         """The depth net's output ``[B * N, D + C, fH, fW]`` (depth logits, then context) lifted

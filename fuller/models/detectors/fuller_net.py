@@ -139,15 +139,19 @@ class FullerNet(BaseModel):
         return units + [f'decoder.{k}' for k in self.decoder] + [f'heads.{k}' for k in self.heads]
 
     # ------------------------------------------------------------------ features
-    def extract_bev(self, inputs: dict, samples: list) -> dict[str, Tensor]:
-        """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``."""
+    def extract_bev(self, inputs: dict, samples: list, aux: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Modality BEV maps: ``{'camera': [B, C, H, W], 'lidar': [B, C', H, W]}``; ``aux``
+        receives the encoders' auxiliary losses (``'camera.loss_depth'``)."""
         bev = {}
         drop = None if self.training else self.drop_modality
         if drop is not None:
             inputs = {k: v for k, v in inputs.items() if k != {'camera': 'imgs', 'lidar': 'points'}[drop]}
         if 'camera' in self.encoders and 'imgs' in inputs:
             cams = CameraRig.from_metainfo([s.metainfo for s in samples], inputs['imgs'].device)
-            bev['camera'] = self.encoders['camera'](inputs['imgs'], cams, inputs.get('points'))
+            cam_aux = {} if aux is not None else None
+            bev['camera'] = self.encoders['camera'](inputs['imgs'], cams, inputs.get('points'), cam_aux)
+            if cam_aux:
+                aux.update({f'camera.{k}': v for k, v in cam_aux.items()})
         if 'lidar' in self.encoders and 'points' in inputs:
             bev['lidar'] = self.encoders['lidar'](inputs['points'])
         missing = [k for k in self.encoders if k not in bev]
@@ -163,14 +167,15 @@ class FullerNet(BaseModel):
                 bev[k] = ref.new_zeros(ref.shape[0], enc.out_channels, *ref.shape[2:])
         return bev
 
-    def extract_feat(self, inputs: dict, samples: list,
-                     modality: ModalityHook | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def extract_feat(self, inputs: dict, samples: list, modality: ModalityHook | None = None,
+                     aux: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Shared BEV feature ``F`` [B, C, H, W] and the modality BEV maps.
 
         ``modality``: applied to the (camera, LiDAR) BEV pair before the fuser: the calibrated
-        step's modality stage (:class:`fuller.calibration.ModalityStage`).
+        step's modality stage (:class:`fuller.calibration.ModalityStage`). ``aux``: receives the
+        encoders' auxiliary losses (training only).
         """
-        bev = self.extract_bev(inputs, samples)
+        bev = self.extract_bev(inputs, samples, aux)
         if not self._grids_checked:
             self._check_grids(bev)
         if self.fuser is not None:
@@ -224,8 +229,12 @@ class FullerNet(BaseModel):
         return {name: head.loss(feats, samples) for name, head in self.heads.items()}
 
     def loss(self, inputs: dict, samples: list) -> dict[str, Tensor]:
-        feats, _ = self.extract_feat(inputs, samples)
-        return {f'{t}.{k}': v for t, group in self.task_losses(feats, samples).items() for k, v in group.items()}
+        """The task losses (``'det.loss_heatmap'``, ``'map.loss_focal'``, ...) and the encoders'
+        auxiliary losses (``'camera.loss_depth'`` with depth supervision)."""
+        aux: dict[str, Tensor] = {}
+        feats, _ = self.extract_feat(inputs, samples, aux=aux)
+        losses = {f'{t}.{k}': v for t, group in self.task_losses(feats, samples).items() for k, v in group.items()}
+        return {**losses, **aux}
 
     def predict(self, inputs: dict, samples: list) -> list:
         feats, _ = self.extract_feat(inputs, samples)
@@ -261,12 +270,14 @@ class FullerNet(BaseModel):
         raise ValueError(f"invalid mode {mode!r}; use 'loss', 'predict', 'tensor' or 'tasks'")
 
     def task_forward(self, inputs: dict, samples: list, modality: ModalityHook | None = None) -> TaskOutputs:
-        """``(task loss groups, shared feature F, leaf F')``: the heads run on ``F'``, a detached
-        leaf copy of ``F``, so each task's gradient at the shared feature costs a backward through
-        its head only (the contract of :class:`fuller.calibration.CalibratedModel`)."""
-        shared, _ = self.extract_feat(inputs, samples, modality)
+        """``(task loss groups, shared feature F, leaf F', auxiliary losses)``: the heads run on
+        ``F'``, a detached leaf copy of ``F``, so each task's gradient at the shared feature costs a
+        backward through its head only (the contract of :class:`fuller.calibration.CalibratedModel`);
+        the encoders' auxiliary losses (depth supervision) act on the branches directly."""
+        aux: dict[str, Tensor] = {}
+        shared, _ = self.extract_feat(inputs, samples, modality, aux)
         leaf = shared.detach().requires_grad_(True)
-        return TaskOutputs(self.task_losses(leaf, samples), shared, leaf)
+        return TaskOutputs(self.task_losses(leaf, samples), shared, leaf, aux)
 
     def task_parameters(self):
         """The parameters downstream of the shared feature (the heads'): the only ones the task
