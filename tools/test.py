@@ -31,6 +31,19 @@ quiet_third_party_warnings()
 from fuller.engine import FullerRunner, keep_submission_files, load_config, reported_as_exit  # noqa: E402
 
 
+def set_map_distance_bands(cfg, edges: list[float]) -> None:
+    """Give the test evaluator's BEVMapIoUMetric the distance bands and the config's map grid."""
+    bound = cfg.get('geometry', {}).get('map_bound')
+    if bound is None:
+        raise SystemExit('test: --map-iou-by-distance needs geometry.map_bound in the config')
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
+    metrics = [e for e in evaluators if e.get('type') == 'BEVMapIoUMetric']
+    if not metrics:
+        raise SystemExit('test: --map-iou-by-distance: the config\'s test_evaluator has no BEVMapIoUMetric')
+    for m in metrics:
+        m.update(distance_bands=list(edges), map_bound=dict(bound))
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Test (and evaluate) a FULLER model')
     p.add_argument('config', help='test config file path')
@@ -41,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--score-thr', type=float, default=0.3, help='score threshold of boxes drawn')
     p.add_argument('--drop-modality', choices=('camera', 'lidar'),
                    help='evaluate with this sensor failed (its BEV map zeros); metrics_drop-<sensor>.json')
+    p.add_argument('--map-iou-by-distance', type=float, nargs='+', metavar='M',
+                   help='also score the map in distance bands from the ego with these edges, e.g. 15 30: '
+                        'mIoU@0-15m, mIoU@15-30m, mIoU@30m+ (the grid from geometry.map_bound)')
     add_checkpoint_args(p)
     add_info_file_args(p)
     return parse_launcher_args(p)
@@ -59,6 +75,8 @@ def main() -> None:
     suffix = f'_drop-{args.drop_modality}' if args.drop_modality else ''
     if args.drop_modality:
         cfg.model.drop_modality = args.drop_modality
+    if args.map_iou_by_distance:
+        set_map_distance_bands(cfg, args.map_iou_by_distance)
     # Metrics that write a submission (NuScenesDetMetric) keep it in the work dir.
     keep_submission_files(cfg, osp.join(cfg.work_dir, f'nuscenes_det{suffix}'))
     path = osp.join(cfg.work_dir, f'metrics{suffix}.json')

@@ -42,14 +42,49 @@ class BEVMapIoUMetric(BaseMetric):
         classes: map class names, in the head's output order; default: the dataset's
             ``metainfo['map_classes']`` (``dataset_meta``, set by the evaluation loop).
         thresholds: probability thresholds.
+        distance_bands: optional band edges in metres, e.g. ``(15, 30)``: the IoUs are also
+            computed over the cells whose centre lies at a distance from the ego (the map grid's
+            origin) in ``[0, 15)``, ``[15, 30)`` and ``[30, inf)`` m, as ``IoU_<class>@0-15m`` and
+            ``mIoU@0-15m`` (each class at its best threshold within the band). The overall IoUs
+            are unchanged. ``tools/test.py --map-iou-by-distance 15 30`` sets it.
+        map_bound: ``dict(xbound=(min, max, step), ybound=...)`` of the ``[K, ny, nx]`` map grid
+            (the config's ``geometry.map_bound``); needed with ``distance_bands``.
     """
 
     default_prefix = 'map'
 
-    def __init__(self, classes: tuple | None = None, thresholds: tuple = DEFAULT_THRESHOLDS, **kwargs) -> None:
+    def __init__(self, classes: tuple | None = None, thresholds: tuple = DEFAULT_THRESHOLDS,
+                 distance_bands: tuple | None = None, map_bound: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._classes = None if classes is None else tuple(classes)
         self.thresholds = tuple(thresholds)
+        edges = [float(e) for e in (distance_bands or ())]
+        if edges and (any(e <= 0 for e in edges) or edges != sorted(set(edges))):
+            raise ValueError(f'BEVMapIoUMetric.distance_bands must be increasing positive distances (m), '
+                             f'got {distance_bands!r}')
+        if edges and not (map_bound and 'xbound' in map_bound and 'ybound' in map_bound):
+            raise ValueError('BEVMapIoUMetric.distance_bands needs map_bound=dict(xbound=..., ybound=...), the '
+                             "config's geometry.map_bound")
+        self.bands = list(zip([0.0] + edges, edges + [float('inf')])) if edges else []
+        self.map_bound = map_bound
+        self._distance = None
+
+    def band_names(self) -> list[str]:
+        return [f'{lo:g}-{hi:g}m' if np.isfinite(hi) else f'{lo:g}m+' for lo, hi in self.bands]
+
+    def _band_masks(self, shape: tuple, device) -> list[torch.Tensor]:
+        """Boolean [ny, nx] masks of the distance bands (cell centres' distance from the origin)."""
+        if self._distance is None or self._distance.shape != shape:
+            (x0, x1, dx), (y0, y1, dy) = self.map_bound['xbound'], self.map_bound['ybound']
+            nx, ny = int(round((x1 - x0) / dx)), int(round((y1 - y0) / dy))
+            if (ny, nx) != tuple(shape):
+                raise ValueError(f'BEVMapIoUMetric: map_bound gives a {ny}x{nx} grid but the maps are '
+                                 f'{shape[0]}x{shape[1]}')
+            x = x0 + (torch.arange(nx, dtype=torch.float64) + 0.5) * dx
+            y = y0 + (torch.arange(ny, dtype=torch.float64) + 0.5) * dy
+            self._distance = torch.hypot(y[:, None], x[None, :])
+        d = self._distance.to(device)
+        return [(d >= lo) & (d < hi) for lo, hi in self.bands]
 
     @property
     def classes(self) -> tuple:
@@ -65,14 +100,19 @@ class BEVMapIoUMetric(BaseMetric):
             if 'gt_map' not in s:
                 raise KeyError('BEVMapIoUMetric: a sample has pred_map but no gt_map; add LoadBEVMapMask to the '
                                'test pipeline')
-            pred, gt = s['pred_map'], s['gt_map']
-            self.results.append(map_iou_counts(pred.float(), gt.to(pred.device), self.thresholds))
+            pred, gt = s['pred_map'].float(), s['gt_map'].to(s['pred_map'].device)
+            counts = [map_iou_counts(pred, gt, self.thresholds)]
+            for m in self._band_masks(tuple(pred.shape[-2:]), pred.device) if self.bands else []:
+                # outside the band: no prediction (probability below every threshold), no truth
+                counts.append(map_iou_counts(pred * m, gt.bool() & m, self.thresholds))
+            self.results.append(np.stack(counts))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         if not results:
             MMLogger.get_current_instance().warning('BEVMapIoUMetric: no map predictions (no map head?); skipped')
             return {}
-        counts = np.sum(results, axis=0)  # [K, T, 2]
+        counts = np.sum(results, axis=0)  # [1 + bands, K, T, 2]
+        counts, per_band = counts[0], counts[1:]
         if len(counts) != len(self.classes):
             raise ValueError(f'BEVMapIoUMetric: the predicted map has {len(counts)} classes but the metric has '
                              f'{len(self.classes)}: {self.classes}')
@@ -86,4 +126,10 @@ class BEVMapIoUMetric(BaseMetric):
         rows = '\n'.join(f'  {c:<14} {v:.4f}  (thr {self.thresholds[int(iou[i].argmax())]})'
                          for i, (c, v) in enumerate(zip(self.classes, best)))
         logger.info(f'BEV map segmentation IoU\n{rows}\n  {"mIoU":<14} {best.mean():.4f}')
+        for name, c in zip(self.band_names(), per_band):
+            band = (c[..., 0] / np.maximum(c[..., 1], 1)).max(1)
+            out.update({f'IoU_{k}@{name}': float(v) for k, v in zip(self.classes, band)})
+            out[f'mIoU@{name}'] = float(band.mean())
+            logger.info(f'BEV map IoU at {name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in zip(self.classes, band))
+                        + f'; mIoU {band.mean():.4f}')
         return out

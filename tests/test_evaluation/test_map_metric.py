@@ -52,3 +52,40 @@ def test_missing_ground_truth_is_a_clear_error():
     with pytest.raises(KeyError, match='LoadBEVMapMask'):
         metric.process({}, [{'pred_map': torch.zeros(6, 4, 4)}])
     assert metric.compute_metrics([]) == {}
+
+
+def test_iou_by_distance_band_matches_numpy_on_masked_cells():
+    """``distance_bands=(6, 12)`` on a 20 x 24 grid of 1 m cells around the ego (x in [-12, 12),
+    y in [-10, 10)): each band's IoU is the reference IoU over the cells whose centre lies at that
+    distance (computed here from the grid by hand), and the overall IoUs do not change."""
+    rng = np.random.default_rng(1)
+    gts = [(rng.random((6, 20, 24)) < 0.3).astype(np.uint8) for _ in range(3)]
+    probs = [np.clip(g * 0.5 + rng.random(g.shape) * 0.6, 0, 1).astype(np.float32) for g in gts]
+    bound = dict(xbound=(-12.0, 12.0, 1.0), ybound=(-10.0, 10.0, 1.0))
+    metric = BEVMapIoUMetric(classes=CLASSES, distance_bands=(6, 12), map_bound=bound)
+    plain = BEVMapIoUMetric(classes=CLASSES)
+    for p, g in zip(probs, gts):
+        for m in (metric, plain):
+            m.process({}, [{'pred_map': torch.from_numpy(p), 'gt_map': torch.from_numpy(g)}])
+    out = metric.compute_metrics(metric.results)
+    base = plain.compute_metrics(plain.results)
+    assert {k: out[k] for k in base} == base
+    x, y = np.arange(24) - 11.5, np.arange(20) - 9.5
+    dist = np.hypot(y[:, None], x[None, :])
+    for name, (lo, hi) in {'0-6m': (0, 6), '6-12m': (6, 12), '12m+': (12, np.inf)}.items():
+        cells = (dist >= lo) & (dist < hi)
+        assert cells.any()
+        want = _numpy_reference([p[:, cells] for p in probs], [g[:, cells] for g in gts], metric.thresholds)
+        got = [out[f'IoU_{c}@{name}'] for c in CLASSES]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert out[f'mIoU@{name}'] == pytest.approx(want.mean())
+
+
+def test_distance_bands_need_the_grid_and_increasing_edges():
+    with pytest.raises(ValueError, match='map_bound'):
+        BEVMapIoUMetric(classes=CLASSES, distance_bands=(15,))
+    with pytest.raises(ValueError, match='increasing'):
+        BEVMapIoUMetric(classes=CLASSES, distance_bands=(30, 15), map_bound=dict(xbound=(0, 1, 1), ybound=(0, 1, 1)))
+    m = BEVMapIoUMetric(classes=CLASSES, distance_bands=(15,), map_bound=dict(xbound=(-5, 5, 1), ybound=(-5, 5, 1)))
+    with pytest.raises(ValueError, match='10x10 grid'):
+        m.process({}, [{'pred_map': torch.zeros(6, 8, 8), 'gt_map': torch.zeros(6, 8, 8)}])
