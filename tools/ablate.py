@@ -9,7 +9,11 @@ with ``tools/test.py`` in ``<work-dir>/<variant>/seed<k>/``; a camera+LiDAR run 
 more, with each sensor dropped (``--drop-modality``: ``metrics_drop-camera.json``,
 ``metrics_drop-lidar.json``). Finished runs (with a ``metrics.json``) are reused and only their
 missing evaluations are run (a run whose training finished but whose evaluation did not is
-only evaluated), so an interrupted ablation continues where it stopped. The report is a markdown table of
+only evaluated), so an interrupted ablation continues where it stopped. Every finished run is also
+recorded in the study's archive (``--archive``, default ``<out without .md>/runs/``: for the
+committed study ``docs/results/ablation_demo/runs/``, committed with it): a run found there is
+not trained again, so the study grows over sessions and machines whose work folders are gone.
+The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
 gradients at the shared feature, and the camera/LiDAR gradient-magnitude ratio.
@@ -34,6 +38,7 @@ sys.path.insert(0, REPO)
 
 from fuller.utils.cli import refuse_docs_without_publish  # noqa: E402
 from fuller.utils.quiet import quiet_third_party_warnings  # noqa: E402
+from fuller.utils.report import cpu_model  # noqa: E402
 
 quiet_third_party_warnings()
 
@@ -42,7 +47,10 @@ from fuller.analysis.study import (  # noqa: E402
     DEMO_VARIANTS,
     VARIANT_DIR,
     collect,
+    read_record,
+    record_path,
     run_name,
+    write_record,
     write_report,
 )
 from fuller.engine.config import apply_variant  # noqa: E402
@@ -68,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--no-drop', action='store_true',
                    help='skip the evaluations with one sensor dropped (two test passes per camera+LiDAR run)')
     p.add_argument('--notes', help='markdown file appended to the report (the analysis of the results)')
+    p.add_argument('--archive', help='folder of the study\'s run records (default: <out without .md>/runs): runs '
+                   'found there are reused, finished runs are added')
     return p.parse_args()
 
 
@@ -129,7 +139,8 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
              '--cfg-options', f'randomness.seed={seed}', *cfg_options]
     with open(osp.join(run_dir, 'train.out'), 'w') as log:
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options}
+    info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options,
+            'cpu': cpu_model(), 'cores': os.cpu_count()}
     _write_info(run_dir, info)
     evaluate(config, run_dir)
     _write_info(run_dir, {**info, 'total_s': time.time() - t0})
@@ -160,9 +171,19 @@ def drop_evaluations(config: str, seed: int, run_dir: str) -> None:
             evaluate(config, run_dir, drop)
 
 
+def archive_run(config: str, seed: int, work_dir: str, archive: str, publish: bool) -> None:
+    """Record the finished run (its folder under ``work_dir``) in the archive (inside docs/ only
+    with ``--publish``: a trial may read the committed archive, not add to it)."""
+    runs = collect([config], [seed], work_dir)
+    for run in runs.get(run_name(config), []):
+        refuse_docs_without_publish(archive, publish, 'ablate')
+        write_record(run, record_path(archive, run_name(config), seed))
+
+
 def main() -> None:
     args = parse_args()
     args.out = args.out or osp.join(args.work_dir, 'report.md')
+    args.archive = args.archive or osp.join(osp.splitext(args.out)[0], 'runs')
     refuse_docs_without_publish(args.out, args.publish, 'ablate')
     for v in args.variants:
         if not osp.isfile(variant_path(v)):
@@ -178,6 +199,14 @@ def main() -> None:
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
+                record = record_path(args.archive, run_name(config), seed)
+                if not osp.isdir(run_dir) and osp.isfile(record):
+                    rec = read_record(record)
+                    missing = [s for s in ('camera', 'lidar') if fused[config] and s not in rec['drop']]
+                    print(f'ablate: {run_name(config)} seed {seed} reused from the archive ({record})'
+                          + (f'; its evaluation without {" and ".join(missing)} is missing and needs the run '
+                             'folder' if missing else ''), flush=True)
+                    continue
                 if osp.isfile(osp.join(run_dir, 'metrics.json')):
                     print(f'ablate: {run_dir} done, reused', flush=True)
                 elif (info := trained(run_dir)) is not None:
@@ -191,9 +220,14 @@ def main() -> None:
                           flush=True)
                 if fused[config]:
                     drop_evaluations(config, seed, run_dir)
-    runs = collect(args.configs, args.seeds, args.work_dir)
+                archive_run(config, seed, args.work_dir, args.archive, args.publish)
+    else:  # the runs finished here are recorded, whether or not this call trained them
+        for seed in args.seeds:
+            for config in args.configs:
+                archive_run(config, seed, args.work_dir, args.archive, args.publish)
+    runs = collect(args.configs, args.seeds, args.work_dir, args.archive)
     if not runs:
-        raise SystemExit(f'ablate: no finished runs under {args.work_dir}')
+        raise SystemExit(f'ablate: no finished runs under {args.work_dir} or in {args.archive}')
     write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes, args.base, args.extra)
 
 

@@ -6,6 +6,13 @@ A study is a set of runs ``<work_dir>/<run>/seed<k>/`` (a run: a variant of
 :func:`conflict_stats` summarises the gradient diagnostics of one run, :func:`paired_difference`
 and :func:`comparison_lines` compare variants seed by seed, and :func:`write_report` writes the
 markdown table, the JSON of every run and the plots.
+
+A study outlives the machine it ran on through its **archive** (``tools/ablate.py --archive``;
+for the committed demo study ``docs/results/ablation_demo/runs/``): one small JSON record per
+finished run (:func:`write_record`: metrics, the sensor-dropped metrics, run info, the gradient
+diagnostics and the curves the plots draw), committed with the report. :func:`collect` takes a run
+from its folder when it is there, else from its record, so a later session on a fresh checkout
+adds seeds and variants to the same table without retraining what has finished.
 """
 
 import datetime
@@ -20,8 +27,8 @@ from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
            'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'modality_conditions',
-           'paired_difference', 'plot_study', 'plot_tradeoff', 'reliance_lines', 'run_name', 'split_run',
-           'tradeoff_points', 'write_report']
+           'paired_difference', 'plot_study', 'plot_tradeoff', 'read_record', 'record_path', 'reliance_lines',
+           'run_name', 'split_run', 'tradeoff_points', 'write_record', 'write_report']
 
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
@@ -44,9 +51,48 @@ def split_run(name: str) -> tuple[str, str]:
     return variant, sep + fragments
 
 
-def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, list[dict]]:
+def record_path(archive: str, name: str, seed: int) -> str:
+    """Where the archive keeps run ``name``'s seed ``seed``."""
+    return osp.join(archive, name, f'seed{seed}.json')
+
+
+# The logged scalars a record keeps in full (the plots' curves); every other diagnostic is kept
+# as its summary (:func:`conflict_stats`).
+RECORD_CURVES = ('det.loss', 'map.loss', 'calib/cos', 'calib/cam_lidar_ratio_after')
+
+
+def write_record(run: dict, path: str) -> None:
+    """Archive one finished run (an entry of :func:`collect`) as JSON at ``path``: its seed,
+    metrics, sensor-dropped metrics, run info, gradient diagnostics (``stats``) and the curves of
+    ``RECORD_CURVES`` (4 significant digits)."""
+    curves = {k: [float(f'{v:.4g}') if np.isfinite(v) else None for v in np.asarray(c, np.float64)]
+              for k, c in run['scalars'].items() if k.startswith(RECORD_CURVES)}
+    record = {'seed': run['seed'], 'metrics': run['metrics'], 'drop': run.get('drop', {}), 'info': run['info'],
+              'stats': run['stats'], 'curves': curves}
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(record, f, separators=(',', ':'))
+    os.replace(tmp, path)
+
+
+def read_record(path: str) -> dict:
+    """A run archived by :func:`write_record`, as :func:`collect` gives it (``archived``: True)."""
+    with open(path) as f:
+        rec = json.load(f)
+    missing = {'seed', 'metrics', 'stats'} - set(rec)
+    if missing:
+        raise ValueError(f'study archive record {path} lacks {sorted(missing)}')
+    scalars = {k: np.array([np.nan if v is None else v for v in c], np.float64) for k, c in rec.get('curves', {}).items()}
+    return {'seed': rec['seed'], 'metrics': rec['metrics'], 'drop': rec.get('drop', {}), 'info': rec.get('info', {}),
+            'stats': rec['stats'], 'scalars': scalars, 'archived': True}
+
+
+def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | None = None) -> dict[str, list[dict]]:
     """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info,
-    and ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``)."""
+    ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
+    ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
+    ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
@@ -54,6 +100,8 @@ def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, li
             run_dir = osp.join(work_dir, name, f'seed{seed}')
             path = osp.join(run_dir, 'metrics.json')
             if not osp.isfile(path):
+                if archive is not None and osp.isfile(record_path(archive, name, seed)):
+                    runs.setdefault(name, []).append(read_record(record_path(archive, name, seed)))
                 continue
             with open(path) as f:
                 metrics = json.load(f)['metrics']
@@ -67,8 +115,9 @@ def collect(configs: list[str], seeds: list[int], work_dir: str) -> dict[str, li
                 if osp.isfile(dpath):
                     with open(dpath) as f:
                         drop[sensor] = json.load(f)['metrics']
-            runs.setdefault(name, []).append({'seed': seed, 'metrics': metrics, 'scalars': read_scalars(run_dir),
-                                              'info': info, 'drop': drop})
+            scalars = read_scalars(run_dir)
+            runs.setdefault(name, []).append({'seed': seed, 'metrics': metrics, 'scalars': scalars,
+                                              'stats': conflict_stats(scalars), 'info': info, 'drop': drop})
     return runs
 
 
@@ -86,6 +135,11 @@ def _minutes(values: list[float]) -> str:
     """Mean minutes per run over the runs that recorded their time; '–' when none did."""
     v = [x for x in values if np.isfinite(x)]
     return f'{np.mean(v):.1f}' if v else '–'
+
+
+def _stats(run: dict) -> dict[str, float]:
+    """A run's gradient diagnostics: as collected (or archived), else from its scalars."""
+    return run['stats'] if 'stats' in run else conflict_stats(run['scalars'])
 
 
 def _geomean(r: np.ndarray) -> float | None:
@@ -192,7 +246,7 @@ def reliance_lines(runs: dict[str, list[dict]], names: list[str],
                 vals = [v for v in vals if v is not None]
                 entry[f'{label}' + (f'_drop_{sensor}' if sensor else '')] = vals
                 cells.append(fmt_cell(vals))
-        run_stats = stats[name] if stats and name in stats else [conflict_stats(r['scalars']) for r in runs[name]]
+        run_stats = stats[name] if stats and name in stats else [_stats(r) for r in runs[name]]
         for k in ('cam_lidar_ratio_before', 'cam_lidar_ratio_reaching'):
             entry[k] = [st[k] for st in run_stats if k in st]
             cells.append(f'{np.exp(np.mean(np.log(entry[k]))):.3f}' if entry[k] else '–')
@@ -218,8 +272,16 @@ def map_classes_of(runs: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def _machines(runs: dict[str, list[dict]]) -> str:
+    """The CPUs the runs trained on (``info['cpu']``), with their run counts."""
+    from collections import Counter
+
+    cpus = Counter(r.get('info', {}).get('cpu', 'CPU not recorded') for rs in runs.values() for r in rs)
+    return '; '.join(f'{c} ({n} run{"s" if n > 1 else ""})' for c, n in cpus.most_common())
+
+
 def _report_header(configs: list[str], seeds: list[int], cfg_options: list[str], base: str, extra: list[str],
-                   map_classes: list[str]) -> list[str]:
+                   map_classes: list[str], machines: str = '') -> list[str]:
     """The report's title, how it was made (the command, machine, date) and the table's head."""
     import torch
 
@@ -232,7 +294,9 @@ def _report_header(configs: list[str], seeds: list[int], cfg_options: list[str],
         '',
         f'Generated by `python tools/ablate.py{base_arg}{variants_arg}{with_arg} --seeds {" ".join(map(str, seeds))}` on '
         f'{datetime.date.today().isoformat()}: {cpu_model()}, '
-        f'{os.cpu_count()} cores, torch {torch.__version__}. '
+        f'{os.cpu_count()} cores, torch {torch.__version__}.'
+        + (f' The runs trained on: {machines} (`min/run` compares only runs of one CPU).' if machines else '')
+        + ' '
         f'Each run: the variant of `{VARIANT_DIR}/` applied to `{base}` (its model, data and schedule)'
         + (f', then {", ".join(f"`{e}`" for e in extra)} (runs named `<variant>+<fragment>`)' if extra else '') + ', '
         'trained on the training split and evaluated with `tools/test.py` (nuScenes devkit '
@@ -286,8 +350,8 @@ def write_report(runs: dict[str, list[dict]], out: str, configs: list[str], seed
     rel = osp.basename(out_dir)
     names = [run_name(c) for c in configs if run_name(c) in runs]
     map_classes = map_classes_of(runs)
-    stats = {name: [conflict_stats(r['scalars']) for r in runs[name]] for name in names}
-    lines = _report_header(configs, seeds, cfg_options, base, extra, map_classes)
+    stats = {name: [_stats(r) for r in runs[name]] for name in names}
+    lines = _report_header(configs, seeds, cfg_options, base, extra, map_classes, _machines({n: runs[n] for n in names}))
     summary = {}
     for name in names:
         summary[name], line = _summary_row(name, runs[name], stats[name], map_classes)

@@ -133,3 +133,37 @@ def test_sensor_conditions_are_checked_seed_by_seed():
     assert rows['3. dropping the camera costs both tasks'] == ['yes', '**no** |']
     assert rows['3. dropping LiDAR costs both tasks'] == ['yes', 'yes |']
     assert modality_conditions({'naive': runs['naive+x']}) == []
+
+
+def test_archive_records_stand_for_runs_whose_folders_are_gone(tmp_path):
+    """A run archived with write_record is collected from the archive when its folder is absent:
+    the same metrics, sensor-dropped metrics, info and gradient diagnostics, and the plotted
+    curves to 4 significant digits; a folder, when present, takes precedence."""
+    import json
+
+    import numpy as np
+
+    from fuller.analysis.study import collect, conflict_stats, record_path, write_record
+
+    scalars = {'det.loss_heatmap': np.linspace(3, 1, 50), 'map.loss_focal': np.linspace(1, 0.2, 50),
+               'calib/cos': np.sin(np.arange(50.0)), 'calib/grad_norm_det': np.full(50, 2.0),
+               'calib/grad_norm_map': np.full(50, 0.5), 'calib/cam_lidar_ratio_after': np.full(50, 0.3),
+               'lr': np.full(50, 1e-3)}
+    run = {'seed': 1, 'metrics': {'det/mAP': 0.25, 'map/mIoU': 0.3}, 'scalars': scalars,
+           'stats': conflict_stats(scalars), 'info': {'train_s': 60.0},
+           'drop': {'camera': {'det/mAP': 0.2, 'map/mIoU': 0.1}}}
+    archive = tmp_path / 'runs'
+    write_record(run, record_path(str(archive), 'naive+demo-450it', 1))
+    got = collect([str(tmp_path / 'naive+demo-450it.py')], [0, 1], str(tmp_path / 'work'), str(archive))
+    (rec,) = got['naive+demo-450it']
+    assert rec['archived'] and rec['seed'] == 1
+    assert (rec['metrics'], rec['drop'], rec['info'], rec['stats']) == (run['metrics'], run['drop'], run['info'],
+                                                                         run['stats'])
+    assert set(rec['scalars']) == {'det.loss_heatmap', 'map.loss_focal', 'calib/cos', 'calib/cam_lidar_ratio_after'}
+    np.testing.assert_allclose(rec['scalars']['calib/cos'], scalars['calib/cos'], rtol=1e-3, atol=1e-4)
+    # a run folder (with its metrics) is preferred to the record
+    folder = tmp_path / 'work' / 'naive+demo-450it' / 'seed1'
+    folder.mkdir(parents=True)
+    (folder / 'metrics.json').write_text(json.dumps({'metrics': {'det/mAP': 0.5}}))
+    fresh = collect([str(tmp_path / 'naive+demo-450it.py')], [1], str(tmp_path / 'work'), str(archive))
+    assert fresh['naive+demo-450it'][0]['metrics'] == {'det/mAP': 0.5} and 'archived' not in fresh['naive+demo-450it'][0]

@@ -55,6 +55,18 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
     reliance = json.loads((tmp_path / 'results' / 'ablation' / 'results.json').read_text())['reliance']
     assert len(reliance['naive']['mIoU_drop_camera']) == 1 and len(reliance['naive']['mAP_drop_lidar']) == 1
     assert '| naive | 1 |' in out.read_text() and 'Modality reliance' in out.read_text()
+    # Every finished run is in the study's archive (next to the report); on a machine without the
+    # run folders (a fresh checkout: another work dir) the study is reported from it, nothing
+    # trained, the same rows.
+    before = out.read_text()
+    assert (tmp_path / 'results' / 'ablation' / 'runs' / 'naive' / 'seed0.json').is_file()
+    cmd[cmd.index('--work-dir') + 1] = str(tmp_path / 'fresh')
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'reused from the archive' in proc.stdout and 'training' not in proc.stdout, proc.stdout
+    row = next(ln for ln in before.splitlines() if ln.startswith('| naive | 1 |'))
+    assert row in out.read_text()
+    assert json.loads((tmp_path / 'results' / 'ablation' / 'results.json').read_text())['reliance'] == reliance
 
 
 @pytest.mark.slow
