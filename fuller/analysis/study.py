@@ -22,6 +22,7 @@ import os.path as osp
 
 import numpy as np
 
+from fuller.utils.io import write_json_atomic
 from fuller.utils.report import cpu_model
 from fuller.visualization.curves import read_scalars
 
@@ -70,10 +71,7 @@ def write_record(run: dict, path: str) -> None:
     record = {'seed': run['seed'], 'metrics': run['metrics'], 'drop': run.get('drop', {}), 'info': run['info'],
               'stats': run['stats'], 'curves': curves}
     os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, separators=(',', ':'))
-    os.replace(tmp, path)
+    write_json_atomic(path, record, separators=(',', ':'))
 
 
 def read_record(path: str) -> dict:

@@ -6,6 +6,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from fuller.registry import METRICS
+from fuller.utils.grid import bound_cells
 
 from .meta import dataset_fact
 
@@ -75,8 +76,8 @@ class BEVMapIoUMetric(BaseMetric):
     def _band_masks(self, shape: tuple, device) -> list[torch.Tensor]:
         """Boolean [ny, nx] masks of the distance bands (cell centres' distance from the origin)."""
         if self._distance is None or self._distance.shape != shape:
-            (x0, x1, dx), (y0, y1, dy) = self.map_bound['xbound'], self.map_bound['ybound']
-            nx, ny = int(round((x1 - x0) / dx)), int(round((y1 - y0) / dy))
+            (x0, _, dx), (y0, _, dy) = xb, yb = self.map_bound['xbound'], self.map_bound['ybound']
+            nx, ny = bound_cells(xb), bound_cells(yb)
             if (ny, nx) != tuple(shape):
                 raise ValueError(f'BEVMapIoUMetric: map_bound gives a {ny}x{nx} grid but the maps are '
                                  f'{shape[0]}x{shape[1]}')
