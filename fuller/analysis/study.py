@@ -16,6 +16,7 @@ adds seeds and variants to the same table without retraining what has finished.
 """
 
 import datetime
+import hashlib
 import json
 import os
 import os.path as osp
@@ -27,9 +28,9 @@ from fuller.utils.report import cpu_model
 from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
-           'comparison_lines', 'conflict_stats', 'fmt_cell', 'map_classes_of', 'modality_conditions',
-           'paired_difference', 'plot_study', 'plot_tradeoff', 'read_record', 'record_path', 'reliance_lines',
-           'run_name', 'split_run', 'tradeoff_points', 'write_record', 'write_report']
+           'comparison_lines', 'config_digest', 'conflict_stats', 'fmt_cell', 'is_stale', 'map_classes_of',
+           'modality_conditions', 'paired_difference', 'plot_study', 'plot_tradeoff', 'read_record', 'record_path',
+           'reliance_lines', 'run_name', 'split_run', 'tradeoff_points', 'write_record', 'write_report']
 
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
@@ -55,6 +56,23 @@ def split_run(name: str) -> tuple[str, str]:
 def record_path(archive: str, name: str, seed: int) -> str:
     """Where the archive keeps run ``name``'s seed ``seed``."""
     return osp.join(archive, name, f'seed{seed}.json')
+
+
+def config_digest(config: str) -> str:
+    """What a run was trained with, as 16 hex digits: the SHA-256 of the composed config's values
+    (``Config.fromfile(config).to_dict()`` as canonical JSON; comments and formatting do not
+    count). Recorded in every run's ``run_info.json`` and archive record, so that a run is reused
+    only by the configuration it was trained with."""
+    from mmengine.config import Config
+
+    values = json.dumps(Config.fromfile(config).to_dict(), sort_keys=True, default=repr)
+    return hashlib.sha256(values.encode()).hexdigest()[:16]
+
+
+def is_stale(info: dict, digest: str) -> bool:
+    """Whether a run with run info ``info`` was trained with another config than the one of
+    ``digest``. Runs recorded before digests were kept (no ``config_digest``) are not stale."""
+    return 'config_digest' in info and info['config_digest'] != digest
 
 
 # The logged scalars a record keeps in full (the plots' curves); every other diagnostic is kept
@@ -90,16 +108,20 @@ def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | 
     """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info,
     ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
     ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
-    ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it."""
+    ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it and it was
+    trained with the config of today (:func:`is_stale`)."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
+        digest = config_digest(config) if archive is not None else None
         for seed in seeds:
             run_dir = osp.join(work_dir, name, f'seed{seed}')
             path = osp.join(run_dir, 'metrics.json')
             if not osp.isfile(path):
                 if archive is not None and osp.isfile(record_path(archive, name, seed)):
-                    runs.setdefault(name, []).append(read_record(record_path(archive, name, seed)))
+                    rec = read_record(record_path(archive, name, seed))
+                    if not is_stale(rec['info'], digest):
+                        runs.setdefault(name, []).append(rec)
                 continue
             with open(path) as f:
                 metrics = json.load(f)['metrics']

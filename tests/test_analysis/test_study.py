@@ -153,6 +153,7 @@ def test_archive_records_stand_for_runs_whose_folders_are_gone(tmp_path):
            'stats': conflict_stats(scalars), 'info': {'train_s': 60.0},
            'drop': {'camera': {'det/mAP': 0.2, 'map/mIoU': 0.1}}}
     archive = tmp_path / 'runs'
+    (tmp_path / 'naive+demo-450it.py').write_text('model = dict(type="FullerNet")\n')
     write_record(run, record_path(str(archive), 'naive+demo-450it', 1))
     got = collect([str(tmp_path / 'naive+demo-450it.py')], [0, 1], str(tmp_path / 'work'), str(archive))
     (rec,) = got['naive+demo-450it']
@@ -167,3 +168,26 @@ def test_archive_records_stand_for_runs_whose_folders_are_gone(tmp_path):
     (folder / 'metrics.json').write_text(json.dumps({'metrics': {'det/mAP': 0.5}}))
     fresh = collect([str(tmp_path / 'naive+demo-450it.py')], [1], str(tmp_path / 'work'), str(archive))
     assert fresh['naive+demo-450it'][0]['metrics'] == {'det/mAP': 0.5} and 'archived' not in fresh['naive+demo-450it'][0]
+
+
+def test_archived_runs_of_another_config_are_not_reused(tmp_path):
+    """A record carries the digest of the config it was trained with: a changed config (a value,
+    not a comment) makes it stale, so collect leaves it out (it is trained again); records
+    without a digest (older ones) stand."""
+    from fuller.analysis.study import collect, config_digest, is_stale, record_path, write_record
+
+    config = tmp_path / 'naive+demo-450it.py'
+    config.write_text('model = dict(type="FullerNet", width=64)\n')
+    digest = config_digest(str(config))
+    config.write_text('# a comment changes nothing\nmodel = dict(width=64, type="FullerNet")\n')
+    assert config_digest(str(config)) == digest and len(digest) == 16
+    archive = str(tmp_path / 'runs')
+    base = {'metrics': {'det/mAP': 0.25}, 'scalars': {}, 'stats': {}, 'drop': {}}
+    write_record({**base, 'seed': 0, 'info': {'config_digest': digest}}, record_path(archive, 'naive+demo-450it', 0))
+    write_record({**base, 'seed': 1, 'info': {}}, record_path(archive, 'naive+demo-450it', 1))
+    got = collect([str(config)], [0, 1], str(tmp_path / 'work'), archive)
+    assert [r['seed'] for r in got['naive+demo-450it']] == [0, 1]
+    config.write_text('model = dict(type="FullerNet", width=32)\n')
+    assert is_stale({'config_digest': digest}, config_digest(str(config))) and not is_stale({}, 'x')
+    got = collect([str(config)], [0, 1], str(tmp_path / 'work'), archive)
+    assert [r['seed'] for r in got['naive+demo-450it']] == [1]

@@ -67,6 +67,16 @@ def test_ablate_runs_trains_evaluates_and_reports(demo_root, tmp_path):
     row = next(ln for ln in before.splitlines() if ln.startswith('| naive | 1 |'))
     assert row in out.read_text()
     assert json.loads((tmp_path / 'results' / 'ablation' / 'results.json').read_text())['reliance'] == reliance
+    # A record says what its run was trained with; one of another config is not reused (here,
+    # reporting only, there is then nothing to report).
+    record_file = tmp_path / 'results' / 'ablation' / 'runs' / 'naive' / 'seed0.json'
+    record = json.loads(record_file.read_text())
+    assert len(record['info']['config_digest']) == 16 and record['info']['pretrained'] == {}
+    record['info']['config_digest'] = '0' * 16
+    record_file.write_text(json.dumps(record))
+    cmd[cmd.index('--work-dir') + 1] = str(tmp_path / 'fresh2')
+    proc = subprocess.run([*cmd, '--report-only'], capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=900)
+    assert proc.returncode != 0 and 'no finished runs' in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
