@@ -143,7 +143,10 @@ def _sample_pose(name: str, world: World, rng: np.random.Generator, focus: np.nd
         if name == 'car' and lots and rng.random() < 0.35:
             cp = lots[rng.integers(len(lots))]
             x0, y0, x1, y1 = cp.bounds
-            xy = np.array([rng.uniform(x0 + 3, x1 - 3), rng.uniform(y0 + 3, y1 - 3)])
+            # 3 m from the lot's edges; a lot narrower than 6 m (one cut by a road or by the
+            # world's edge) gets its middle line (the same draws either way).
+            mx, my = min(3.0, (x1 - x0) / 2), min(3.0, (y1 - y0) / 2)
+            xy = np.array([rng.uniform(x0 + mx, x1 - mx), rng.uniform(y0 + my, y1 - my)])
             heading = np.pi / 2 + (0 if rng.random() < 0.5 else np.pi)
             return Agent(name, np.r_[xy, size[2] / 2], size, float(heading), np.zeros(2), 'vehicle.parked')
         moving = rng.random() < (0.75 if name != 'construction_vehicle' else 0.2)

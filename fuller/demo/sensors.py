@@ -54,6 +54,12 @@ SLAB_JOINT = 0.06
 SKY_RGB = np.array([170, 200, 235], np.float64)
 SUN = np.array([0.4, 0.3, 0.866])
 
+# Per-pixel labels of a rendered image (render_camera(return_labels=True)): the sky, then the
+# ground's 7 label codes (fuller.demo.world: GROUND ... DIVIDER), then the 10 detection classes.
+PIXEL_SKY = 0
+PIXEL_GROUND = 1
+PIXEL_OBJECT = PIXEL_GROUND + len(GROUND_RGB)
+
 # HDL-32E-like beam elevations (degrees).
 LIDAR_ELEVATIONS = np.linspace(-30.67, 10.67, 32)
 
@@ -243,7 +249,8 @@ def ground_texture(xy: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.ndarray, intrinsic: np.ndarray,
-                  width: int, height: int, rng: np.random.Generator, max_range: float = 150.0):
+                  width: int, height: int, rng: np.random.Generator, max_range: float = 150.0,
+                  return_labels: bool = False):
     """Render one camera image by ray casting.
 
     Args:
@@ -255,11 +262,16 @@ def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.nd
         width, height: image size, px.
         rng: noise generator.
         max_range: ground beyond this fades to the horizon colour, m.
+        return_labels: also return what every pixel sees (the image's semantic labels; no
+            random draw depends on it, so the image is the same either way).
 
     Returns:
         ``(image, visible_px, total_px)``: [H, W, 3] uint8 RGB; per agent, the number of
         pixels where it is the nearest surface, and where its box is hit at all (used for
-        the nuScenes visibility level).
+        the nuScenes visibility level). With ``return_labels`` a fourth item: [H, W] uint8,
+        :data:`PIXEL_SKY` for the sky, ``PIXEL_GROUND + code`` for the ground's label code
+        (``fuller.demo.world``: grass, drivable area, walkway, car park, crossing, stop line,
+        divider) and ``PIXEL_OBJECT + i`` for an object of detection class ``i``.
     """
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
@@ -287,4 +299,11 @@ def render_camera(world: World, agents: list[Agent], t: float, cam2global: np.nd
         img[boxes] = base * shade[:, None]
     img = img + rng.normal(0.0, 3.0, img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8).reshape(height, width, 3)
-    return img, visible, total
+    if not return_labels:
+        return img, visible, total
+    labels = np.full(len(dirs), PIXEL_SKY, np.uint8)
+    labels[ground] = PIXEL_GROUND + codes[ground]
+    if boxes.any():
+        class_index = {name: i for i, name in enumerate(CLASSES)}
+        labels[boxes] = PIXEL_OBJECT + np.array([class_index[a.name] for a in agents], np.uint8)[idx[boxes]]
+    return img, visible, total, labels.reshape(height, width)

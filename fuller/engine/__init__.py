@@ -13,9 +13,11 @@ from .config import (
                             apply_variant,
                             base_dataset,
                             check_cfg_options,
+                            drop_pretrained,
                             explain_registry_error,
                             keep_submission_files,
                             load_config,
+                            pretrained_files,
                             read_config,
                             resolve_config,
                             set_data_root,
@@ -26,8 +28,8 @@ from .lock import WorkDirInUseError, work_dir_lock
 from .optim_wrapper import CalibratedOptimWrapper, GuardedOptimWrapper
 from .runner import FullerRunner, reported_as_exit
 
-__all__ = ['apply_variant', 'base_dataset', 'check_cfg_options', 'explain_registry_error', 'keep_submission_files',
-           'load_config', 'read_config', 'resolve_config', 'set_data_root',
+__all__ = ['apply_variant', 'base_dataset', 'check_cfg_options', 'drop_pretrained', 'explain_registry_error',
+           'keep_submission_files', 'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root',
            'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CheckpointSaveError', 'CurvesHook',
            'FullerDistributedDataParallel',

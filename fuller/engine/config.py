@@ -12,8 +12,8 @@ from mmengine.config import Config
 
 from fuller.registry import DATASETS, METRICS, MODELS
 
-__all__ = ['apply_variant', 'check_cfg_options', 'explain_registry_error', 'keep_submission_files', 'load_config',
-           'read_config', 'resolve_config', 'set_data_root']
+__all__ = ['apply_variant', 'check_cfg_options', 'drop_pretrained', 'explain_registry_error', 'keep_submission_files',
+           'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root']
 
 
 def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fuller') -> None:
@@ -67,6 +67,18 @@ def _strip_delete(node):
             _strip_delete(v)
 
 
+def _without_removed_parts(fragment: dict, base: dict) -> dict:
+    """``fragment`` less its settings of parts that ``base`` has removed (set to ``None``, e.g. the
+    camera encoder of LiDAR-only): a fragment that configures the camera applies to every variant
+    that has one and leaves LiDAR-only as it is."""
+    out = {}
+    for k, v in fragment.items():
+        if isinstance(v, dict) and k in base and base[k] is None and not v.get('_delete_'):
+            continue
+        out[k] = _without_removed_parts(v, base[k]) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def apply_variant(base: str, *variants: str) -> Config:
     """The config ``base`` with each of ``variants`` merged over it in turn, as ``_base_`` merges.
 
@@ -74,14 +86,15 @@ def apply_variant(base: str, *variants: str) -> Config:
     optimizer of its own, so one set of variants applies to every base and a schedule change
     in the base reaches every variant. Dicts marked ``_delete_=True`` in a variant replace
     the base's (the calibration rules: one rule's arguments never carry over to another; an
-    optimizer swap such as ``configs/ablation/optimizers/sgd.py``).
+    optimizer swap such as ``configs/ablation/optimizers/sgd.py``). A fragment's settings of a
+    part the config has removed (``None``: the camera of LiDAR-only) are left out.
     """
     for path, what in ((base, 'base config'), *((v, 'variant') for v in variants)):
         if not osp.isfile(path):
             raise SystemExit(f'{what} not found: {path}')
     cfg = Config.fromfile(base)
     for variant in variants:
-        cfg.merge_from_dict(Config.fromfile(variant).to_dict())
+        cfg.merge_from_dict(_without_removed_parts(Config.fromfile(variant).to_dict(), cfg.to_dict()))
         merged = cfg.to_dict()
         _strip_delete(merged)
         cfg = Config(merged, filename=base)
@@ -201,6 +214,45 @@ def set_data_root(dataset_cfg, root: str) -> None:
 
 
 _NOT_REGISTERED = re.compile(r"'?([\w.:]+) is not in the ([\w:]+) registry")
+
+
+def drop_pretrained(node, path: str = 'model') -> list[str]:
+    """Remove every ``Pretrained`` entry from the ``init_cfg``\\s of a model config (in place), so
+    that it builds and initialises without its checkpoint files: for what does not depend on the
+    starting weights (the tests' tiny runs, the speed benchmarks). A module left without an
+    ``init_cfg`` gets its class's default initialisation. Returns the keys it changed."""
+    changed = []
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        entries = [init] if isinstance(init, dict) else init if isinstance(init, list) else []
+        kept = [e for e in entries if not (isinstance(e, dict) and e.get('type') == 'Pretrained')]
+        if len(kept) != len(entries):
+            node['init_cfg'] = (kept or None) if isinstance(init, list) else None
+            changed.append(f'{path}.init_cfg')
+        for k, v in node.items():
+            if k != 'init_cfg':
+                changed += drop_pretrained(v, f'{path}.{k}')
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            changed += drop_pretrained(v, f'{path}[{i}]')
+    return changed
+
+
+def pretrained_files(node) -> list[str]:
+    """The checkpoint files of every ``Pretrained`` ``init_cfg`` entry in a (model) config, in order."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == 'init_cfg':
+                for e in [v] if isinstance(v, dict) else v if isinstance(v, list) else []:
+                    if isinstance(e, dict) and e.get('type') == 'Pretrained' and e.get('checkpoint') not in out:
+                        out.append(e.get('checkpoint'))
+            else:
+                out += [f for f in pretrained_files(v) if f not in out]
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            out += [f for f in pretrained_files(v) if f not in out]
+    return out
 
 
 def _type_paths(node, name: str, path: str = '') -> list[str]:

@@ -11,7 +11,7 @@ from fuller.datasets.gt_database import create_gt_database
 from fuller.demo import DemoConfig, generate_demo_dataset
 from fuller.utils.cli import REPO_ROOT
 
-from .config import base_dataset, resolve_config, set_data_root
+from .config import base_dataset, drop_pretrained, resolve_config, set_data_root
 
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 TINY_IMAGE = (64, 176)
@@ -52,6 +52,9 @@ def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Con
                 m['data_root'] = root
     if cfg.model.encoders.get('camera'):
         cfg.model.encoders.camera.vtransform.dbound = (1.0, 49.0, 2.0)
+    # from scratch: a test's two iterations need no pretraining file (its loading is tested
+    # on its own, tests/test_datasets/test_demo_pretrain.py)
+    drop_pretrained(cfg.model)
     # no validation during training (mmengine would validate at the last iteration otherwise)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_begin=10**9, val_interval=10**9)
     cfg.param_scheduler = []

@@ -28,6 +28,13 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import update_init_info
 from torch import nn
 
+# Where the checkpoint files the project's configs name come from (by file name): the error for
+# a missing one says it.
+CHECKPOINT_SOURCES = {
+    'demo-camera_r18-tiny_seg.pth': 'the demo camera pretraining makes it: python tools/pretrain_demo_camera.py '
+                                    '(tools/run_demo.sh runs it)',
+    'swint-nuimages-pretrained.pth': "BEVFusion's nuImages Swin-T (its tools/download_pretrained.sh; docs/nuscenes.md)",
+}
 _REMOTE = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'mmcls://', 'modelzoo://', 'pavi://', 's3://')
 
 
@@ -60,8 +67,10 @@ def check_pretrained_files(root: nn.Module, prefix: str = 'model') -> None:
             raise ValueError(f'{key}.init_cfg: checkpoint={ckpt!r} is a remote address; FULLER downloads nothing at '
                              f'run time: download the file once and set checkpoint to its local path')
         if not osp.isfile(ckpt):
+            source = CHECKPOINT_SOURCES.get(osp.basename(ckpt))
             raise FileNotFoundError(f'{key}.init_cfg: pretrained checkpoint {ckpt!r} does not exist '
-                                    f'(relative paths are resolved from {osp.abspath(".")})')
+                                    f'(relative paths are resolved from {osp.abspath(".")})'
+                                    + (f'; {source}' if source else ''))
 
 
 def _init_children(module: nn.Module) -> None:

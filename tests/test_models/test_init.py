@@ -161,3 +161,35 @@ def test_pretrained_swin_from_a_detector_checkpoint(tmp_path):
     model = _build(cfg.model)
     model.init_weights()
     _assert_backbone_loaded(model, donor)
+
+
+def test_missing_project_checkpoint_says_where_it_comes_from(tmp_path):
+    """A checkpoint the project's configs name (by file name) is missing: the error says how to get it."""
+    missing = str(tmp_path / 'demo-camera_r18-tiny_seg.pth')
+    model = _build(_camera_backbone_cfg(tmp_path, missing).model)
+    with pytest.raises(FileNotFoundError, match=r'demo-camera_r18-tiny_seg\.pth.*tools/pretrain_demo_camera\.py'):
+        model.init_weights()
+
+
+def test_drop_pretrained_removes_only_pretrained_entries_and_pretrained_files_lists_them():
+    """drop_pretrained (tests' tiny runs, speed benchmarks) removes Pretrained init entries
+    wherever they are and keeps the others."""
+    from fuller.engine import drop_pretrained
+
+    model = {'encoders': {'camera': {'backbone': {'type': 'R', 'init_cfg': {'type': 'Pretrained', 'checkpoint': 'x'}},
+                                     'neck': {'init_cfg': [{'type': 'Xavier'}, {'type': 'Pretrained', 'checkpoint': 'y'}]},
+                                     'vtransform': {'init_cfg': {'type': 'Kaiming'}}}},
+             'heads': [{'init_cfg': [{'type': 'Pretrained', 'checkpoint': 'z'}]}]}
+    changed = drop_pretrained(model)
+    assert changed == ['model.encoders.camera.backbone.init_cfg', 'model.encoders.camera.neck.init_cfg',
+                       'model.heads[0].init_cfg']
+    assert model['encoders']['camera']['backbone']['init_cfg'] is None
+    assert model['encoders']['camera']['neck']['init_cfg'] == [{'type': 'Xavier'}]
+    assert model['encoders']['camera']['vtransform']['init_cfg'] == {'type': 'Kaiming'}
+    assert model['heads'][0]['init_cfg'] is None
+    assert drop_pretrained(model) == []
+    model['encoders']['camera']['neck']['init_cfg'].append({'type': 'Pretrained', 'checkpoint': 'y'})
+    model['heads'][0]['init_cfg'] = {'type': 'Pretrained', 'checkpoint': 'y'}
+    from fuller.engine import pretrained_files
+
+    assert pretrained_files(model) == ['y']

@@ -70,6 +70,25 @@ def test_schedule_fragment_over_a_variant():
         assert cfg.train_cfg.type == base.train_cfg.type and cfg.optim_wrapper.optimizer == base.optim_wrapper.optimizer
 
 
+def test_camera_pretrained_fragment_over_a_variant():
+    """``--with configs/ablation/init/demo-camera-pretrained.py``: the camera backbone and neck
+    start from the demo pretraining file (with the prefixes its tool writes), the rest of their
+    configs stays; over LiDAR-only there is no camera and no file is named."""
+    from fuller.engine import pretrained_files
+
+    frag = osp.join(REPO_ROOT, 'configs', 'ablation', 'init', 'demo-camera-pretrained.py')
+    base = Config.fromfile(DEMO_NAIVE)
+    cfg = apply_variant(DEMO_NAIVE, osp.join(REPO_ROOT, 'configs', 'ablation', 'fuller.py'), frag)
+    cam = cfg.model.encoders.camera
+    assert cam.backbone.init_cfg == dict(type='Pretrained', checkpoint='pretrained/demo-camera_r18-tiny_seg.pth',
+                                         prefix='backbone.')
+    assert cam.neck.init_cfg.prefix == 'neck.'
+    assert {k: v for k, v in cam.backbone.items() if k != 'init_cfg'} == base.model.encoders.camera.backbone
+    assert pretrained_files(cfg.model) == ['pretrained/demo-camera_r18-tiny_seg.pth']
+    lidar = apply_variant(DEMO_NAIVE, osp.join(REPO_ROOT, 'configs', 'ablation', 'lidar_only.py'), frag)
+    assert not lidar.model.encoders.get('camera') and pretrained_files(lidar.model) == []
+
+
 def test_nuscenes_models_build_with_matching_grids():
     import fuller.models  # noqa: F401
     from fuller.registry import MODELS

@@ -114,7 +114,7 @@ def _build_model(args):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import resolve_config
+    from fuller.engine import drop_pretrained, resolve_config
     from fuller.registry import MODELS
 
     cfg = Config.fromfile(args.config)
@@ -126,6 +126,7 @@ def _build_model(args):
     init_default_scope('fuller')
     torch.manual_seed(0)
     batch = load_batch(cfg, args.batch_size)
+    drop_pretrained(cfg.model)  # a step's speed does not depend on its starting weights
     model = MODELS.build(cfg.model).to(torch.device(args.device))
     model.init_weights()
     model.train()

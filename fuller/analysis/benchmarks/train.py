@@ -18,7 +18,7 @@ def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import base_dataset, read_config
+    from fuller.engine import base_dataset, drop_pretrained, read_config
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
@@ -43,6 +43,7 @@ def bench_train(args) -> None:
         model_cfg = resolve_config(per).model
         if args.pool_impls:
             model_cfg.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
+        drop_pretrained(model_cfg)  # a step's speed does not depend on its starting weights
         model = MODELS.build(model_cfg).to(device)
         model.init_weights()
         model.train()
