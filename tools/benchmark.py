@@ -95,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                           'in A B B A order')
     t.add_argument('--data-root', help='take the calibration, boxes and map masks from this nuScenes-format tree '
                                        '(e.g. data/nuscenes-demo/ when nuScenes is not on disk)')
+    t.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
+                   help='override config keys (e.g. geometry.image_size="(64,176)" for a quick run)')
     m = sub.add_parser('modules', help='forward+backward time and peak memory per module, at the config\'s sizes')
     common(m, 1, 3)
     m.add_argument('--config', default=BEVFUSION_DET_CONFIG)

@@ -18,7 +18,7 @@ def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import base_dataset, drop_pretrained, read_config
+    from fuller.engine import base_dataset, drop_pretrained
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
@@ -29,7 +29,9 @@ def bench_train(args) -> None:
     from fuller.engine import resolve_config
 
     raw = Config.fromfile(args.config)  # resolved per precision below (channels_last='bf16' follows it)
-    cfg = read_config(args.config)
+    if getattr(args, 'cfg_options', None):
+        raw.merge_from_dict(args.cfg_options)
+    cfg = resolve_config(copy.deepcopy(raw))
     if args.pool_impls:
         cfg.model.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
     init_default_scope('fuller')
