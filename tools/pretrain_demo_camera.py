@@ -26,7 +26,7 @@ from mmengine.logging import MMLogger  # noqa: E402
 
 from fuller.datasets.transforms import ImageAug3D  # noqa: E402
 from fuller.demo.pretrain import PIXEL_CLASSES, SegmentationProbe, pretrain_camera, render_labelled_images  # noqa: E402
-from fuller.engine import load_config  # noqa: E402
+from fuller.engine import base_dataset, load_config  # noqa: E402
 from fuller.registry import MODELS  # noqa: E402
 from fuller.utils.io import write_json_atomic  # noqa: E402
 
@@ -73,13 +73,6 @@ def _find(pipeline: list, type_name: str) -> dict:
     raise SystemExit(f'pretrain_demo_camera: the config\'s pipeline has no {type_name}')
 
 
-def _pipeline(loader: dict) -> list:
-    ds = loader['dataset']
-    while 'pipeline' not in ds and 'dataset' in ds:  # wrappers (CBGS, repeat)
-        ds = ds['dataset']
-    return ds['pipeline']
-
-
 def main() -> None:
     args = parse_args()
     if args.threads:
@@ -89,8 +82,8 @@ def main() -> None:
     if cam is None:
         raise SystemExit(f'pretrain_demo_camera: {args.config} has no camera encoder (model.encoders.camera)')
     size = tuple(cfg.geometry.image_size)
-    train_aug = _find(_pipeline(cfg.train_dataloader), 'ImageAug3D')
-    test_aug = _find(_pipeline(cfg.test_dataloader), 'ImageAug3D')
+    train_aug = _find(base_dataset(cfg.train_dataloader.dataset).pipeline, 'ImageAug3D')
+    test_aug = _find(base_dataset(cfg.test_dataloader.dataset).pipeline, 'ImageAug3D')
     train_aug = ImageAug3D(**{**{k: v for k, v in train_aug.items() if k != 'type'}, 'final_dim': size})
     test_aug = ImageAug3D(**{**{k: v for k, v in test_aug.items() if k != 'type'}, 'final_dim': size})
     pre = cfg.model.get('data_preprocessor', {})

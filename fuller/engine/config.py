@@ -216,42 +216,50 @@ def set_data_root(dataset_cfg, root: str) -> None:
 _NOT_REGISTERED = re.compile(r"'?([\w.:]+) is not in the ([\w:]+) registry")
 
 
+def _init_cfg_holders(node, path: str = 'model'):
+    """``(path, dict)`` of every dict in a config tree that has an ``init_cfg``, depth first."""
+    if isinstance(node, dict):
+        if 'init_cfg' in node:
+            yield path, node
+        for k, v in node.items():
+            if k != 'init_cfg':
+                yield from _init_cfg_holders(v, f'{path}.{k}')
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _init_cfg_holders(v, f'{path}[{i}]')
+
+
+def _is_pretrained(entry) -> bool:
+    return isinstance(entry, dict) and entry.get('type') == 'Pretrained'
+
+
+def _entries(init) -> list:
+    """An ``init_cfg`` (a dict, a list of dicts or None) as a list of entries."""
+    return [init] if isinstance(init, dict) else list(init) if isinstance(init, list) else []
+
+
 def drop_pretrained(node, path: str = 'model') -> list[str]:
     """Remove every ``Pretrained`` entry from the ``init_cfg``\\s of a model config (in place), so
     that it builds and initialises without its checkpoint files: for what does not depend on the
     starting weights (the tests' tiny runs, the speed benchmarks). A module left without an
     ``init_cfg`` gets its class's default initialisation. Returns the keys it changed."""
     changed = []
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        entries = [init] if isinstance(init, dict) else init if isinstance(init, list) else []
-        kept = [e for e in entries if not (isinstance(e, dict) and e.get('type') == 'Pretrained')]
-        if len(kept) != len(entries):
-            node['init_cfg'] = (kept or None) if isinstance(init, list) else None
-            changed.append(f'{path}.init_cfg')
-        for k, v in node.items():
-            if k != 'init_cfg':
-                changed += drop_pretrained(v, f'{path}.{k}')
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            changed += drop_pretrained(v, f'{path}[{i}]')
+    for key, holder in _init_cfg_holders(node, path):
+        init = holder['init_cfg']
+        kept = [e for e in _entries(init) if not _is_pretrained(e)]
+        if len(kept) != len(_entries(init)):
+            holder['init_cfg'] = (kept or None) if isinstance(init, list) else None
+            changed.append(f'{key}.init_cfg')
     return changed
 
 
 def pretrained_files(node) -> list[str]:
     """The checkpoint files of every ``Pretrained`` ``init_cfg`` entry in a (model) config, in order."""
     out = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == 'init_cfg':
-                for e in [v] if isinstance(v, dict) else v if isinstance(v, list) else []:
-                    if isinstance(e, dict) and e.get('type') == 'Pretrained' and e.get('checkpoint') not in out:
-                        out.append(e.get('checkpoint'))
-            else:
-                out += [f for f in pretrained_files(v) if f not in out]
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            out += [f for f in pretrained_files(v) if f not in out]
+    for _, holder in _init_cfg_holders(node):
+        for e in _entries(holder['init_cfg']):
+            if _is_pretrained(e) and e.get('checkpoint') not in out:
+                out.append(e.get('checkpoint'))
     return out
 
 
