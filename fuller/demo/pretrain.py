@@ -15,6 +15,7 @@ resize, bottom crop and flip) and the model's normalisation. The saved checkpoin
 prefix='backbone.')`` (``'neck.'``). ``tools/pretrain_demo_camera.py`` is the command line.
 """
 
+import contextlib
 import time
 
 import cv2
@@ -88,17 +89,16 @@ def render_labelled_images(frames: int, seed: int, image_scale: float = 0.2, fir
     t0 = time.time()
     jobs = [(seed, f, image_scale) for f in range(first_frame, first_frame + frames)]
     out = []
-    if workers > 1:
-        import multiprocessing as mp
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            import multiprocessing as mp
 
-        with mp.get_context('spawn').Pool(workers) as pool:
-            for i, r in enumerate(pool.imap(_render_star, jobs, chunksize=4)):
-                out.append(r)
-                if verbose and (i + 1) % 50 == 0:
-                    print(f'[pretrain] rendered {i + 1}/{frames} frames ({time.time() - t0:.0f} s)', flush=True)
-    else:
-        for i, job in enumerate(jobs):
-            out.append(_render_frame(*job))
+            pool = stack.enter_context(mp.get_context('spawn').Pool(workers))
+            frames_iter = pool.imap(_render_star, jobs, chunksize=4)
+        else:
+            frames_iter = map(_render_star, jobs)
+        for i, r in enumerate(frames_iter):
+            out.append(r)
             if verbose and (i + 1) % 50 == 0:
                 print(f'[pretrain] rendered {i + 1}/{frames} frames ({time.time() - t0:.0f} s)', flush=True)
     return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
