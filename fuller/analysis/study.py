@@ -35,8 +35,8 @@ __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARI
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
 # inter-task rules and loss-weighting baselines (imtlg, alignedmtl: add them with --variants).
-DEMO_VARIANTS = ['det_only', 'map_only', 'camera_only', 'lidar_only', 'naive', 'inter_only', 'intra_only', 'fuller',
-                 'intra_task_only', 'fuller_task_intra', 'modality_dropout',
+DEMO_VARIANTS = ['det_only', 'map_only', 'camera_only', 'lidar_only', 'camera_map_only', 'lidar_map_only', 'naive',
+                 'inter_only', 'intra_only', 'fuller', 'intra_task_only', 'fuller_task_intra', 'modality_dropout',
                  'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
 DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
@@ -472,13 +472,17 @@ def plot_study(runs: dict[str, list[dict]], names: list[str], out_dir: str) -> N
 
 
 def modality_conditions(runs: dict[str, list[dict]], camera: str = 'camera_only', lidar: str = 'lidar_only',
-                        fused: str = 'naive', learned: float = 0.01) -> list[str]:
+                        fused: str = 'naive', learned: float = 0.01, camera_map: str = 'camera_map_only',
+                        lidar_map: str = 'lidar_map_only') -> list[str]:
     """Markdown lines checking, seed by seed, the three conditions of a world whose sensors
     complement each other as nuScenes' do: (1) each single-modality model learns both tasks
     (mAP and mIoU above ``learned``), camera-only has the higher mIoU and LiDAR-only the higher
     mAP; (2) the fused model beats the better single-modality model on each task; (3) dropping
-    either sensor from the fused model costs both tasks. Runs are matched by variant name (any
-    ``+<fragment>`` suffix); seeds missing a run or a drop evaluation are left out."""
+    either sensor from the fused model costs both tasks. Where the single-task map models
+    ``camera_map`` and ``lidar_map`` ran (BEVFusion's map table compares single-modality models
+    trained on the map alone), a row compares their mIoU too ('–' for a seed without both).
+    Runs are matched by variant name (any ``+<fragment>`` suffix); seeds missing a run or a drop
+    evaluation are left out."""
     by_variant = {split_run(n)[0]: rs for n, rs in runs.items()}
     if not all(v in by_variant for v in (camera, lidar, fused)):
         return []
@@ -512,4 +516,10 @@ def modality_conditions(runs: dict[str, list[dict]], camera: str = 'camera_only'
             f = (fus[s]['metrics'], fus[s]['drop']['camera'], fus[s]['drop']['lidar'])
             cells.append('yes' if check(cam[s]['metrics'], lid[s]['metrics'], f) else '**no**')
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    if camera_map in by_variant and lidar_map in by_variant:
+        cam_map, lid_map = seed_map(by_variant[camera_map]), seed_map(by_variant[lidar_map])
+        cells = [('yes' if cam_map[s]['metrics']['map/mIoU'] > lid_map[s]['metrics']['map/mIoU'] else '**no**')
+                 if s in cam_map and s in lid_map else '–' for s in seeds]
+        lines.append('| 1. map alone (BEVFusion\'s setting): camera map-only mIoU > LiDAR map-only mIoU | '
+                     + ' | '.join(cells) + ' |')
     return lines

@@ -132,7 +132,18 @@ def test_sensor_conditions_are_checked_seed_by_seed():
     assert rows['2. fused mIoU > better single-modality mIoU'] == ['yes', 'yes |']
     assert rows['3. dropping the camera costs both tasks'] == ['yes', '**no** |']
     assert rows['3. dropping LiDAR costs both tasks'] == ['yes', 'yes |']
+    assert not any('map alone' in ln for ln in lines)  # no single-task map runs: no row
     assert modality_conditions({'naive': runs['naive+x']}) == []
+    # The single-task map models (BEVFusion's map table): their own row, '–' for a seed without both.
+    runs['camera_map_only+x'] = [run(0, 0.0, 0.30), run(1, 0.0, 0.25)]
+    runs['lidar_map_only+x'] = [run(0, 0.0, 0.20)]
+    rows = {ln.split(' | ')[0][2:]: ln.split(' | ')[1:] for ln in modality_conditions(runs)
+            if ln.startswith('| ') and 'seed 0' not in ln}
+    assert rows["1. map alone (BEVFusion's setting): camera map-only mIoU > LiDAR map-only mIoU"] == ['yes', '– |']
+    runs['lidar_map_only+x'].append(run(1, 0.0, 0.26))
+    rows = {ln.split(' | ')[0][2:]: ln.split(' | ')[1:] for ln in modality_conditions(runs)
+            if ln.startswith('| ') and 'seed 0' not in ln}
+    assert rows["1. map alone (BEVFusion's setting): camera map-only mIoU > LiDAR map-only mIoU"] == ['yes', '**no** |']
 
 
 def test_archive_records_stand_for_runs_whose_folders_are_gone(tmp_path):

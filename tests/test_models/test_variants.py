@@ -112,7 +112,8 @@ def test_nuscenes_models_build_with_matching_grids():
     ('model = dict(encoders=dict(camera=None))', {'det', 'map'}, {'lidar'}),
     ('model = dict(heads=dict(map=None))', {'det'}, {'camera', 'lidar'}),
     ('model = dict(heads=dict(det=None))', {'map'}, {'camera', 'lidar'}),
-], ids=['camera_only', 'lidar_only', 'det_only', 'map_only'])
+    ('model = dict(encoders=dict(lidar=None), heads=dict(det=None))', {'map'}, {'camera'}),
+], ids=['camera_only', 'lidar_only', 'det_only', 'map_only', 'camera_map_only'])
 def test_one_line_fork_of_fuller_trains_one_calibrated_step(demo_root, tmp_path, override, heads, encoders):
     """A single-modality or single-task variant is one line over the FULLER config: the fuser
     goes, and the decoder and heads take their input channels from what is left."""
