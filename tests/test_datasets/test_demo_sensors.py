@@ -7,23 +7,27 @@ import pytest
 from fuller.datasets.metainfo import CLASSES
 
 
-@pytest.fixture(scope='module')
-def street():
+def _street_sweep(location: str, azimuth_steps: int, **sweep_args):
     """A world, the agents of one scene along a road, and one LiDAR sweep from its centre line."""
     from fuller.demo.objects import DEFAULT_COUNTS, sample_agents
     from fuller.demo.sensors import lidar_sweep
     from fuller.demo.world import build_world
 
     rng = np.random.default_rng(0)
-    world = build_world('boston-seaport', rng)
+    world = build_world(location, rng)
     road = world.roads[0]
     along = np.array([1.0, 0.0]) if road.axis == 0 else np.array([0.0, 1.0])
     ego = np.where(along > 0, 300.0, road.center)
     agents = sample_agents(world, rng, np.stack([ego, ego + 20.0 * along]), DEFAULT_COUNTS)
     pose = np.eye(4)
     pose[:3, 3] = [ego[0], ego[1], 1.84]
-    pts, idx = lidar_sweep(world, agents, 0.0, pose, 900, rng, dropout=0.0)
+    pts, idx = lidar_sweep(world, agents, 0.0, pose, azimuth_steps, rng, **sweep_args)
     return world, agents, ego, pts, idx
+
+
+@pytest.fixture(scope='module')
+def street():
+    return _street_sweep('boston-seaport', 900, dropout=0.0)
 
 
 def _nearest_median_accuracy(values: dict[str, np.ndarray]) -> float:
@@ -188,20 +192,9 @@ def test_lidar_ground_is_no_denser_than_a_real_nuscenes_sweep(real_keyframe):
     import glob
 
     from fuller.demo.generator import DemoConfig
-    from fuller.demo.objects import DEFAULT_COUNTS, sample_agents
-    from fuller.demo.sensors import lidar_sweep
-    from fuller.demo.world import build_world
 
     real = np.fromfile(glob.glob(f'{real_keyframe}/samples/LIDAR_TOP/*.pcd.bin')[0], np.float32).reshape(-1, 5)
-    rng = np.random.default_rng(0)
-    world = build_world('singapore-onenorth', rng)
-    road = world.roads[0]
-    along = np.array([1.0, 0.0]) if road.axis == 0 else np.array([0.0, 1.0])
-    ego = np.where(along > 0, 300.0, road.center)
-    agents = sample_agents(world, rng, np.stack([ego, ego + 20.0 * along]), DEFAULT_COUNTS)
-    pose = np.eye(4)
-    pose[:3, 3] = [ego[0], ego[1], 1.84]
-    demo, _ = lidar_sweep(world, agents, 0.0, pose, DemoConfig().azimuth_steps, rng)
+    demo = _street_sweep('singapore-onenorth', DemoConfig().azimuth_steps)[3]
     bands = [(10, 20), (20, 30), (30, 40)]
     real_density, demo_density = _ground_density(real, bands), _ground_density(demo, bands)
     assert real_density[0] > 0.5 and real_density[2] > 0.01  # the real sweep's ground is found
