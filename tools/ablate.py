@@ -15,7 +15,8 @@ committed study ``docs/results/ablation_demo/runs/``, committed with it): a run 
 not trained again, so the study grows over sessions and machines whose work folders are gone.
 Each run records what it was trained with (``config_digest``: a hash of the composed config's
 values; ``pretrained``: a hash of each pretrained checkpoint it started from): an archived run of
-another config is trained again, and a run folder of another config is refused.
+another config or of other pretrained weights (a pretraining file made again differently) is
+trained again, and such a run folder is refused.
 The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
@@ -51,10 +52,11 @@ from fuller.analysis.study import (  # noqa: E402
     VARIANT_DIR,
     collect,
     config_digest,
-    is_stale,
+    pretrained_digests,
     read_record,
     record_path,
     run_name,
+    stale_reason,
     write_record,
     write_report,
 )
@@ -146,7 +148,7 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options,
             'cpu': cpu_model(), 'cores': os.cpu_count(), 'config_digest': config_digest(config),
-            'pretrained': pretrained_digests(config)}
+            'pretrained': pretrained_digests(config, REPO)}
     _write_info(run_dir, info)
     evaluate(config, run_dir)
     _write_info(run_dir, {**info, 'total_s': time.time() - t0})
@@ -162,35 +164,17 @@ def trained(run_dir: str) -> dict | None:
     return info if 'train_s' in info else None
 
 
-def pretrained_digests(config: str) -> dict[str, str]:
-    """The run's starting weights: each ``Pretrained`` checkpoint of its model -> the first 16 hex
-    digits of its SHA-256 (a pretraining file is made on each machine, so its content is part of
-    what a run was trained with)."""
-    import hashlib
-
-    from mmengine.config import Config
-
-    from fuller.engine.config import pretrained_files
-
-    out = {}
-    for path in pretrained_files(Config.fromfile(config).model):
-        full = path if osp.isabs(path) else osp.join(REPO, path)
-        if osp.isfile(full):
-            with open(full, 'rb') as f:
-                out[path] = hashlib.sha256(f.read()).hexdigest()[:16]
-    return out
-
-
-def check_run_folder(run_dir: str, digest: str) -> None:
-    """Refuse a run folder trained with another config than today's (``config_digest`` in its
-    run info): its checkpoint and metrics would be reported as today's."""
+def check_run_folder(run_dir: str, digest: str, pretrained: dict[str, str]) -> None:
+    """Refuse a run folder trained with another config or other pretrained files than today's
+    (``config_digest`` and ``pretrained`` in its run info): its checkpoint and metrics would be
+    reported as today's."""
     path = osp.join(run_dir, 'run_info.json')
     if osp.isfile(path):
         with open(path) as f:
             info = json.load(f)
-        if is_stale(info, digest):
-            raise SystemExit(f'ablate: {run_dir} was trained with another config (digest {info["config_digest"]}, '
-                             f'today {digest}); move it away or remove it to train the run again')
+        if (why := stale_reason(info, digest, pretrained)) is not None:
+            raise SystemExit(f'ablate: {run_dir} was trained with {why}; move it away or remove it to train the '
+                             'run again')
 
 
 def finish_evaluation(config: str, run_dir: str, info: dict) -> None:
@@ -234,16 +218,17 @@ def main() -> None:
     if not args.report_only:
         fused = {config: not args.no_drop and is_fused(config) for config in args.configs}
         digests = {config: config_digest(config) for config in args.configs}
+        pretrained = {config: pretrained_digests(config, REPO) for config in args.configs}
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
                 record = record_path(args.archive, run_name(config), seed)
-                check_run_folder(run_dir, digests[config])
+                check_run_folder(run_dir, digests[config], pretrained[config])
                 rec = read_record(record) if not osp.isdir(run_dir) and osp.isfile(record) else None
-                if rec is not None and is_stale(rec['info'], digests[config]):
-                    print(f'ablate: {run_name(config)} seed {seed} in the archive ({record}) was trained with another '
-                          f'config (digest {rec["info"]["config_digest"]}, today {digests[config]}): training it '
-                          'again', flush=True)
+                why = rec and stale_reason(rec['info'], digests[config], pretrained[config])
+                if why:
+                    print(f'ablate: {run_name(config)} seed {seed} in the archive ({record}) was trained with {why}: '
+                          'training it again', flush=True)
                     rec = None
                 if rec is not None:
                     missing = [s for s in ('camera', 'lidar') if fused[config] and s not in rec['drop']]
@@ -269,7 +254,7 @@ def main() -> None:
         for seed in args.seeds:
             for config in args.configs:
                 archive_run(config, seed, args.work_dir, args.archive, args.publish)
-    runs = collect(args.configs, args.seeds, args.work_dir, args.archive)
+    runs = collect(args.configs, args.seeds, args.work_dir, args.archive, root=REPO)
     if not runs:
         raise SystemExit(f'ablate: no finished runs under {args.work_dir} or in {args.archive}')
     write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes, args.base, args.extra)

@@ -29,8 +29,9 @@ from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
            'comparison_lines', 'config_digest', 'conflict_stats', 'fmt_cell', 'is_stale', 'map_classes_of',
-           'modality_conditions', 'paired_difference', 'plot_study', 'plot_tradeoff', 'read_record', 'record_path',
-           'reliance_lines', 'run_name', 'split_run', 'tradeoff_points', 'write_record', 'write_report']
+           'modality_conditions', 'paired_difference', 'plot_study', 'plot_tradeoff', 'pretrained_digests',
+           'read_record', 'record_path', 'reliance_lines', 'run_name', 'split_run', 'stale_reason', 'tradeoff_points',
+           'write_record', 'write_report']
 
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
@@ -69,10 +70,41 @@ def config_digest(config: str) -> str:
     return hashlib.sha256(values.encode()).hexdigest()[:16]
 
 
-def is_stale(info: dict, digest: str) -> bool:
-    """Whether a run with run info ``info`` was trained with another config than the one of
-    ``digest``. Runs recorded before digests were kept (no ``config_digest``) are not stale."""
-    return 'config_digest' in info and info['config_digest'] != digest
+def pretrained_digests(config: str, root: str = '.') -> dict[str, str]:
+    """The run's starting weights: each ``Pretrained`` checkpoint of the config's model (paths
+    as the config gives them, relative ones under ``root``) -> the first 16 hex digits of its
+    SHA-256. A pretraining file is made on each machine, so its content is part of what a run
+    was trained with; files absent here are left out."""
+    from mmengine.config import Config
+
+    from fuller.engine.config import pretrained_files
+
+    out = {}
+    for path in pretrained_files(Config.fromfile(config).model):
+        full = path if osp.isabs(path) else osp.join(root, path)
+        if osp.isfile(full):
+            with open(full, 'rb') as f:
+                out[path] = hashlib.sha256(f.read()).hexdigest()[:16]
+    return out
+
+
+def stale_reason(info: dict, digest: str, pretrained: dict[str, str] | None = None) -> str | None:
+    """Why a run with run info ``info`` was trained with something else than today's config
+    (``digest``, :func:`config_digest`) and pretrained files (``pretrained``,
+    :func:`pretrained_digests`), or None when it was not. Only what both sides know is compared:
+    runs recorded before digests were kept, and pretrained files absent here, do not count."""
+    if 'config_digest' in info and info['config_digest'] != digest:
+        return f'another config (digest {info["config_digest"]}, today {digest})'
+    changed = sorted(p for p, h in (pretrained or {}).items() if info.get('pretrained', {}).get(p, h) != h)
+    if changed:
+        return 'other pretrained weights (' + ', '.join(
+            f'{p}: {info["pretrained"][p]}, today {pretrained[p]}' for p in changed) + ')'
+    return None
+
+
+def is_stale(info: dict, digest: str, pretrained: dict[str, str] | None = None) -> bool:
+    """Whether :func:`stale_reason` finds one."""
+    return stale_reason(info, digest, pretrained) is not None
 
 
 # The logged scalars a record keeps in full (the plots' curves); every other diagnostic is kept
@@ -104,23 +136,26 @@ def read_record(path: str) -> dict:
             'stats': rec['stats'], 'scalars': scalars, 'archived': True}
 
 
-def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | None = None) -> dict[str, list[dict]]:
+def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | None = None,
+            root: str = '.') -> dict[str, list[dict]]:
     """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info,
     ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
     ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
     ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it and it was
-    trained with the config of today (:func:`is_stale`)."""
+    trained with the config and pretrained files of today (:func:`is_stale`; relative pretrained
+    paths under ``root``)."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
         digest = config_digest(config) if archive is not None else None
+        pretrained = pretrained_digests(config, root) if archive is not None else None
         for seed in seeds:
             run_dir = osp.join(work_dir, name, f'seed{seed}')
             path = osp.join(run_dir, 'metrics.json')
             if not osp.isfile(path):
                 if archive is not None and osp.isfile(record_path(archive, name, seed)):
                     rec = read_record(record_path(archive, name, seed))
-                    if not is_stale(rec['info'], digest):
+                    if not is_stale(rec['info'], digest, pretrained):
                         runs.setdefault(name, []).append(rec)
                 continue
             with open(path) as f:

@@ -202,3 +202,36 @@ def test_archived_runs_of_another_config_are_not_reused(tmp_path):
     assert is_stale({'config_digest': digest}, config_digest(str(config))) and not is_stale({}, 'x')
     got = collect([str(config)], [0, 1], str(tmp_path / 'work'), archive)
     assert [r['seed'] for r in got['naive+demo-450it']] == [1]
+
+
+def test_archived_runs_of_other_pretrained_weights_are_not_reused(tmp_path):
+    """The same config starting from a pretraining file made again differently: the record's
+    hash of the file differs from today's, so the run is stale; a file absent here (the record
+    cannot be checked) or a record without hashes stands."""
+    from fuller.analysis.study import collect, config_digest, pretrained_digests, record_path, stale_reason, write_record
+
+    weights = tmp_path / 'pretrained' / 'cam.pth'
+    weights.parent.mkdir()
+    weights.write_bytes(b'first pretraining')
+    config = tmp_path / 'camera_only+init.py'
+    config.write_text("model = dict(type='FullerNet', encoders=dict(camera=dict(backbone=dict(\n"
+                      "    init_cfg=dict(type='Pretrained', checkpoint='pretrained/cam.pth')))))\n")
+    digest, first = config_digest(str(config)), pretrained_digests(str(config), str(tmp_path))
+    assert list(first) == ['pretrained/cam.pth'] and len(first['pretrained/cam.pth']) == 16
+    archive = str(tmp_path / 'runs')
+    base = {'metrics': {'map/mIoU': 0.2}, 'scalars': {}, 'stats': {}, 'drop': {}}
+    write_record({**base, 'seed': 0, 'info': {'config_digest': digest, 'pretrained': first}},
+                 record_path(archive, 'camera_only+init', 0))
+    write_record({**base, 'seed': 1, 'info': {'config_digest': digest}}, record_path(archive, 'camera_only+init', 1))
+    work = str(tmp_path / 'work')
+    assert [r['seed'] for r in collect([str(config)], [0, 1], work, archive, root=str(tmp_path))['camera_only+init']] \
+        == [0, 1]
+    weights.write_bytes(b'second pretraining, other settings')
+    today = pretrained_digests(str(config), str(tmp_path))
+    why = stale_reason({'config_digest': digest, 'pretrained': first}, digest, today)
+    assert why is not None and 'pretrained/cam.pth' in why and first['pretrained/cam.pth'] in why
+    assert [r['seed'] for r in collect([str(config)], [0, 1], work, archive, root=str(tmp_path))['camera_only+init']] \
+        == [1]
+    weights.unlink()  # absent here: nothing to compare, the record stands
+    assert pretrained_digests(str(config), str(tmp_path)) == {}
+    assert len(collect([str(config)], [0, 1], work, archive, root=str(tmp_path))['camera_only+init']) == 2
