@@ -109,25 +109,11 @@ def _render_star(job):
 
 
 def augment(image: np.ndarray, label: np.ndarray, image_aug) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its labels through ``image_aug`` (an :class:`ImageAug3D`)'s resize, crop and
-    flip: the image as the transform does it (bilinear), the labels alike with nearest
-    neighbours (255 where the crop leaves the image: ignored)."""
-    fh, fw = image_aug.final_dim
-    h, w = image.shape[:2]
-    (nw, nh), (left, top), flip, angle = image_aug._params(h, w)
-    if angle:
-        raise ValueError('camera pretraining does not rotate images: set the ImageAug3D rot_lim to (0, 0)')
-    img = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    lab = cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST)
-    out_img = np.zeros((fh, fw, 3), np.float32)
-    out_lab = np.full((fh, fw), 255, np.uint8)
-    y0, x0 = max(top, 0), max(left, 0)
-    crop, crop_lab = img[y0: top + fh, x0: left + fw], lab[y0: top + fh, x0: left + fw]
-    out_img[y0 - top: y0 - top + crop.shape[0], x0 - left: x0 - left + crop.shape[1]] = crop
-    out_lab[y0 - top: y0 - top + crop.shape[0], x0 - left: x0 - left + crop.shape[1]] = crop_lab
-    if flip:
-        out_img, out_lab = out_img[:, ::-1].copy(), out_lab[:, ::-1].copy()
-    return out_img, out_lab
+    """One image and its labels through one draw of ``image_aug`` (an :class:`ImageAug3D`)'s
+    resize, crop, flip and rotation: the image as the transform does it (bilinear), the labels
+    alike with nearest neighbours (255 where the crop or rotation leaves the image: ignored)."""
+    params = image_aug._params(*image.shape[:2])
+    return image_aug.warp(image, params), image_aug.warp(label, params, cv2.INTER_NEAREST, 255, np.uint8)
 
 
 class SegmentationProbe(nn.Module):

@@ -68,7 +68,7 @@ def test_object_and_sky_pixels_are_labelled_by_class():
 
 
 def test_augment_keeps_labels_on_their_pixels():
-    """The labels go through the dataset's resize, bottom crop and flip with the image: an image
+    """The labels go through the dataset's resize, bottom crop, flip and rotation with the image: an image
     painted by its labels stays painted by them (bilinear edges aside); the canvas outside the
     resized image is ignored (255)."""
     rng = np.random.default_rng(0)
@@ -83,6 +83,12 @@ def test_augment_keeps_labels_on_their_pixels():
         valid = out_lab != 255
         assert valid.mean() > 0.9
         assert (np.abs(out_img[..., 0][valid] - 10.0 * out_lab[valid]) < 1).mean() > 0.85
+    # BEVFusion's rotation too: the labels turn with the image; the corners it leaves are ignored.
+    rot = ImageAug3D(final_dim=(96, 256), resize_lim=(0.8, 0.8), rot_lim=(5.0, 5.4), is_train=True)
+    out_img, out_lab = augment(img, lab, rot)
+    valid = out_lab != 255
+    assert 0.8 < valid.mean() < 0.99 and not valid[0, 0] and not valid[-1, -1]
+    assert (np.abs(out_img[..., 0][valid] - 10.0 * out_lab[valid]) < 1).mean() > 0.8
     big = ImageAug3D(final_dim=(200, 256), resize_lim=(0.8, 0.8), bot_pct_lim=(0.0, 0.0), is_train=False)
     out_img, out_lab = augment(img, lab, big)  # 144 rows of image in a 200-row canvas
     assert (out_lab[:56] == 255).all() and (out_lab[56:] != 255).all() and (out_img[:56] == 0).all()

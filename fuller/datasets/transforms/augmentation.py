@@ -71,26 +71,38 @@ class ImageAug3D(BaseTransform):
             rot = np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy], [0.0, 0.0, 1.0]])
         return rot @ m, rot
 
-    def transform(self, results: dict) -> dict:
+    def warp(self, image: np.ndarray, params, interpolation: int = cv2.INTER_LINEAR, fill: float = 0,
+             dtype=np.float32) -> np.ndarray:
+        """``image`` ([H, W] or [H, W, C]) through the resize, crop, flip and rotation of ``params``
+        (from :meth:`_params`): what :meth:`transform` does to each camera image, and what any
+        per-pixel map of the image needs to stay on its pixels (labels: nearest neighbours, with
+        ``fill`` where the crop or the rotation leaves the image)."""
         fh, fw = self.final_dim
+        h, w = image.shape[:2]
+        (nw, nh), (left, top), flip, angle = params
+        resized = cv2.resize(image, (nw, nh), interpolation=interpolation)
+        canvas = np.full((fh, fw) + image.shape[2:], fill, dtype)
+        y0, x0 = max(top, 0), max(left, 0)
+        crop = resized[y0: top + fh, x0: left + fw]
+        canvas[y0 - top: y0 - top + crop.shape[0], x0 - left: x0 - left + crop.shape[1]] = crop
+        if flip:
+            canvas = canvas[:, ::-1].copy()
+        if angle:
+            rot = self._matrix(h, w, nw, nh, left, top, flip, angle)[1]
+            canvas = cv2.warpAffine(canvas, rot[:2].astype(np.float64), (fw, fh), flags=interpolation,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+        return canvas
+
+    def transform(self, results: dict) -> dict:
         out, mats = [], []
         for img, prev in zip(results['imgs'], results['img_aug_matrix']):
             h, w = img.shape[:2]
-            (nw, nh), (left, top), flip, angle = self._params(h, w)
-            m3, rot = self._matrix(h, w, nw, nh, left, top, flip, angle)
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-            canvas = np.zeros((fh, fw, 3), np.float32)
-            y0, x0 = max(top, 0), max(left, 0)
-            crop = img[y0: top + fh, x0: left + fw]
-            canvas[y0 - top: y0 - top + crop.shape[0], x0 - left: x0 - left + crop.shape[1]] = crop
-            if flip:
-                canvas = canvas[:, ::-1].copy()
-            if angle:
-                canvas = cv2.warpAffine(canvas, rot[:2].astype(np.float64), (fw, fh), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            params = self._params(h, w)
+            (nw, nh), (left, top), flip, angle = params
+            m3 = self._matrix(h, w, nw, nh, left, top, flip, angle)[0]
             m = np.eye(4)
             m[:2, :2], m[:2, 3] = m3[:2, :2], m3[:2, 2]
-            out.append(canvas)
+            out.append(self.warp(img, params))
             mats.append(m @ prev)
         results['imgs'] = out
         results['img_aug_matrix'] = np.stack(mats).astype(np.float32)
