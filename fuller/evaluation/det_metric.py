@@ -8,6 +8,7 @@ four centre-distance thresholds, the five TP errors, mAP and NDS. The conversion
 vectorised per sample (numpy + scipy rotations); only the JSON records are built in Python.
 """
 
+import json
 import os
 import os.path as osp
 import tempfile
@@ -24,6 +25,10 @@ from fuller.utils.io import write_json_atomic
 from .meta import dataset_fact
 
 EVAL_SETS = {'v1.0-mini': 'mini_val', 'v1.0-trainval': 'val', 'v1.0-test': 'test'}
+# What an empty submission is scored with (NuScenesDetMetric.evaluate_submission): a box far
+# beyond every class's range (the devkit removes it before matching), of the lowest score.
+PLACEHOLDER_BOX = dict(translation=[1.0e6, 1.0e6, 0.0], size=[1.0, 1.0, 1.0], rotation=[1.0, 0.0, 0.0, 0.0],
+                       velocity=[0.0, 0.0], detection_name='car', detection_score=0.0, attribute_name='vehicle.parked')
 
 
 def default_attributes(names: list[str], velocity: np.ndarray, still: dict[str, str] | None = None,
@@ -215,13 +220,34 @@ class NuScenesDetMetric(BaseMetric):
         fork with fewer classes); the devkit's own computation, with its config's
         ``class_names`` narrowed after loading (its boxes are loaded and range-filtered with the
         ten classes as always). ``None``: the devkit's ten.
+
+        A submission without a single box (a model that detects nothing, e.g. with its LiDAR
+        dropped) cannot be loaded by the devkit: its range filter takes the class field from the
+        first box it finds and raises without one. It is scored through a copy holding one
+        placeholder box 1,000 km from every ego pose, which that filter removes before anything
+        is matched, so the devkit computes its own result for no predictions: AP 0 for every
+        class, TP errors 1, NDS 0. The submission file itself is left as it is.
         """
         from nuscenes.eval.common.config import config_factory
         from nuscenes.eval.detection.constants import DETECTION_NAMES
         from nuscenes.eval.detection.evaluate import DetectionEval
 
-        ev = DetectionEval(self.nusc, config=config_factory('detection_cvpr_2019'), result_path=result_path,
-                           eval_set=self.eval_set, output_dir=output_dir, verbose=False)
+        with open(result_path) as f:
+            submission = json.load(f)
+        placeholder = None
+        if not any(submission['results'].values()):
+            token = next(iter(submission['results']), None)
+            if token is not None:
+                submission['results'][token] = [PLACEHOLDER_BOX | {'sample_token': token}]
+                placeholder = osp.join(output_dir, 'results_nusc_placeholder.json')
+                write_json_atomic(placeholder, submission)
+        try:
+            ev = DetectionEval(self.nusc, config=config_factory('detection_cvpr_2019'),
+                               result_path=placeholder or result_path, eval_set=self.eval_set, output_dir=output_dir,
+                               verbose=False)
+        finally:
+            if placeholder is not None:
+                os.remove(placeholder)
         if classes is not None and set(classes) != set(DETECTION_NAMES):
             ev.cfg.class_names = [c for c in DETECTION_NAMES if c in set(classes)]
         metrics, _ = ev.evaluate()

@@ -57,6 +57,28 @@ def test_gt_through_prediction_path_matches_devkit_direct(demo_root, tmp_path):
     assert ours['mAOE'] == pytest.approx(len(absent) / 9, abs=1e-3)  # cones have no orientation error
 
 
+def test_a_model_that_detects_nothing_scores_zero(demo_root, tmp_path):
+    """No box in any sample (a fused model with its LiDAR dropped can do that): the devkit's
+    loader cannot take such a submission, so it is scored through a placeholder box beyond every
+    class range; the result is the devkit's for no predictions (AP 0, TP errors 1, NDS 0), and
+    results_nusc.json stays as the model's (no boxes)."""
+    metric = NuScenesDetMetric(demo_root, version='v1.0-mini', jsonfile_prefix=str(tmp_path / 'pred'),
+                               classes=CLASSES)
+    empty = []
+    for info in _val_infos(demo_root):
+        sample = _gt_as_prediction(info)
+        sample['pred_instances_3d'] = {'bboxes_3d': LiDARInstance3DBoxes(np.zeros((0, 9), np.float32), box_dim=9),
+                                       'scores_3d': torch.zeros(0), 'labels_3d': torch.zeros(0, dtype=torch.long)}
+        empty.append(sample)
+    metric.process({}, empty)
+    out = metric.compute_metrics(metric.results)
+    assert out['mAP'] == 0 and out['NDS'] == 0 and all(out[f'AP_{c}'] == 0 for c in CLASSES)
+    assert out['mATE'] == out['mASE'] == out['mAOE'] == out['mAVE'] == out['mAAE'] == 1
+    with open(tmp_path / 'pred' / 'results_nusc.json') as f:
+        assert not any(json.load(f)['results'].values())
+    assert not (tmp_path / 'pred' / 'results_nusc_placeholder.json').exists()
+
+
 def test_a_class_subset_is_scored_over_its_own_classes(demo_root, tmp_path):
     """A ``metainfo = dict(classes=['car', 'pedestrian'])`` fork: perfect car and pedestrian
     predictions score mAP and NDS 1.0 (the devkit over those two classes), not the ten-class
