@@ -213,13 +213,15 @@ class NuScenesDetMetric(BaseMetric):
             self._nusc = NuScenes(version=self.version, dataroot=self.data_root, verbose=False)
         return self._nusc
 
-    def evaluate_submission(self, result_path: str, output_dir: str, classes: tuple | None = None) -> dict:
+    def evaluate_submission(self, result_path: str, output_dir: str, classes: tuple | None = None,
+                            submission: dict | None = None) -> dict:
         """Score a submission JSON with ``DetectionEval``; returns the devkit's metric dict.
 
         ``classes``: score mAP, the TP errors and NDS over these classes only (a ``metainfo``
         fork with fewer classes); the devkit's own computation, with its config's
         ``class_names`` narrowed after loading (its boxes are loaded and range-filtered with the
-        ten classes as always). ``None``: the devkit's ten.
+        ten classes as always). ``None``: the devkit's ten. ``submission``: the file's content
+        when the caller holds it (it is then not read a second time).
 
         A submission without a single box (a model that detects nothing, e.g. with its LiDAR
         dropped) cannot be loaded by the devkit: its range filter takes the class field from the
@@ -232,15 +234,16 @@ class NuScenesDetMetric(BaseMetric):
         from nuscenes.eval.detection.constants import DETECTION_NAMES
         from nuscenes.eval.detection.evaluate import DetectionEval
 
-        with open(result_path) as f:
-            submission = json.load(f)
+        if submission is None:
+            with open(result_path) as f:
+                submission = json.load(f)
         placeholder = None
         if not any(submission['results'].values()):
             token = next(iter(submission['results']), None)
             if token is not None:
-                submission['results'][token] = [PLACEHOLDER_BOX | {'sample_token': token}]
                 placeholder = osp.join(output_dir, 'results_nusc_placeholder.json')
-                write_json_atomic(placeholder, submission)
+                write_json_atomic(placeholder, {**submission, 'results': {
+                    **submission['results'], token: [PLACEHOLDER_BOX | {'sample_token': token}]}})
         try:
             ev = DetectionEval(self.nusc, config=config_factory('detection_cvpr_2019'),
                                result_path=placeholder or result_path, eval_set=self.eval_set, output_dir=output_dir,
@@ -271,7 +274,7 @@ class NuScenesDetMetric(BaseMetric):
         result_path = osp.join(out_dir, 'results_nusc.json')
         write_json_atomic(result_path, submission)
         try:
-            summary = self.evaluate_submission(result_path, out_dir, self.classes)
+            summary = self.evaluate_submission(result_path, out_dir, self.classes, submission)
         except AssertionError as e:  # the devkit's checks, e.g. missing samples of the split
             raise RuntimeError(f'NuScenesDetMetric: the devkit rejected {result_path} for eval_set='
                                f'{self.eval_set!r}: {e or "samples in split do not match the predictions"}') from e
