@@ -31,17 +31,23 @@ quiet_third_party_warnings()
 from fuller.engine import FullerRunner, keep_submission_files, load_config, reported_as_exit  # noqa: E402
 
 
-def set_map_distance_bands(cfg, edges: list[float]) -> None:
-    """Give the test evaluator's BEVMapIoUMetric the distance bands and the config's map grid."""
+def set_map_regions(cfg, edges: list[float] | None = None, near_boxes: dict | None = None) -> None:
+    """Give the test evaluator's BEVMapIoUMetric distance bands and/or near-box regions, and the
+    config's map grid."""
+    flag = '--map-iou-by-distance' if edges else '--map-iou-near-boxes'
     bound = cfg.get('geometry', {}).get('map_bound')
     if bound is None:
-        raise SystemExit('test: --map-iou-by-distance needs geometry.map_bound in the config')
+        raise SystemExit(f'test: {flag} needs geometry.map_bound in the config')
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
     metrics = [e for e in evaluators if e.get('type') == 'BEVMapIoUMetric']
     if not metrics:
-        raise SystemExit('test: --map-iou-by-distance: the config\'s test_evaluator has no BEVMapIoUMetric')
+        raise SystemExit(f"test: {flag}: the config's test_evaluator has no BEVMapIoUMetric")
     for m in metrics:
-        m.update(distance_bands=list(edges), map_bound=dict(bound))
+        if edges:
+            m.update(distance_bands=list(edges))
+        if near_boxes:
+            m.update(near_boxes=dict(near_boxes))
+        m.update(map_bound=dict(bound))
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--map-iou-by-distance', type=float, nargs='+', metavar='M',
                    help='also score the map in distance bands from the ego with these edges, e.g. 15 30: '
                         'mIoU@0-15m, mIoU@15-30m, mIoU@30m+ (the grid from geometry.map_bound)')
+    p.add_argument('--map-iou-near-boxes', nargs='+', metavar='CLASS',
+                   help='also score the map next to ground-truth boxes of these classes and away from them, '
+                        'e.g. car: mIoU@near-car-5m (cells within --near-radius of a box centre), mIoU@away-car-5m')
+    p.add_argument('--near-radius', type=float, default=5.0,
+                   help='metres from a box centre that count as near it (--map-iou-near-boxes; default 5)')
     add_checkpoint_args(p)
     add_info_file_args(p)
     return parse_launcher_args(p)
@@ -75,8 +86,9 @@ def main() -> None:
     suffix = f'_drop-{args.drop_modality}' if args.drop_modality else ''
     if args.drop_modality:
         cfg.model.drop_modality = args.drop_modality
-    if args.map_iou_by_distance:
-        set_map_distance_bands(cfg, args.map_iou_by_distance)
+    if args.map_iou_by_distance or args.map_iou_near_boxes:
+        set_map_regions(cfg, args.map_iou_by_distance,
+                        args.map_iou_near_boxes and dict(classes=args.map_iou_near_boxes, radius=args.near_radius))
     # Metrics that write a submission (NuScenesDetMetric) keep it in the work dir.
     keep_submission_files(cfg, osp.join(cfg.work_dir, f'nuscenes_det{suffix}'))
     path = osp.join(cfg.work_dir, f'metrics{suffix}.json')

@@ -48,14 +48,23 @@ class BEVMapIoUMetric(BaseMetric):
             origin) in ``[0, 15)``, ``[15, 30)`` and ``[30, inf)`` m, as ``IoU_<class>@0-15m`` and
             ``mIoU@0-15m`` (each class at its best threshold within the band). The overall IoUs
             are unchanged. ``tools/test.py --map-iou-by-distance 15 30`` sets it.
+        near_boxes: optional ``dict(classes=('car',), radius=5.0)``: the IoUs are also computed
+            over the cells whose centre lies within ``radius`` m (in the ground plane) of the centre
+            of a ground-truth box of one of these detection classes, and over the other cells, as
+            ``IoU_<class>@near-car-5m`` / ``@away-car-5m`` (and ``mIoU@...``): how much of a map
+            class a model finds next to objects and away from them (a car park's lot next to its
+            parked cars, say). The boxes are each sample's evaluation annotations
+            (``eval_ann_info['gt_bboxes_3d']``, in the frame of the map grid, the LiDAR's);
+            ``tools/test.py --map-iou-near-boxes car`` sets it.
         map_bound: ``dict(xbound=(min, max, step), ybound=...)`` of the ``[K, ny, nx]`` map grid
-            (the config's ``geometry.map_bound``); needed with ``distance_bands``.
+            (the config's ``geometry.map_bound``); needed with ``distance_bands`` and ``near_boxes``.
     """
 
     default_prefix = 'map'
 
     def __init__(self, classes: tuple | None = None, thresholds: tuple = DEFAULT_THRESHOLDS,
-                 distance_bands: tuple | None = None, map_bound: dict | None = None, **kwargs) -> None:
+                 distance_bands: tuple | None = None, near_boxes: dict | None = None, map_bound: dict | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self._classes = None if classes is None else tuple(classes)
         self.thresholds = tuple(thresholds)
@@ -63,29 +72,77 @@ class BEVMapIoUMetric(BaseMetric):
         if edges and (any(e <= 0 for e in edges) or edges != sorted(set(edges))):
             raise ValueError(f'BEVMapIoUMetric.distance_bands must be increasing positive distances (m), '
                              f'got {distance_bands!r}')
-        if edges and not (map_bound and 'xbound' in map_bound and 'ybound' in map_bound):
-            raise ValueError('BEVMapIoUMetric.distance_bands needs map_bound=dict(xbound=..., ybound=...), the '
-                             "config's geometry.map_bound")
+        if (edges or near_boxes) and not (map_bound and 'xbound' in map_bound and 'ybound' in map_bound):
+            raise ValueError(f'BEVMapIoUMetric.{"distance_bands" if edges else "near_boxes"} needs '
+                             "map_bound=dict(xbound=..., ybound=...), the config's geometry.map_bound")
         self.bands = list(zip([0.0] + edges, edges + [float('inf')])) if edges else []
+        self.near_boxes = None
+        if near_boxes:
+            unknown = set(near_boxes) - {'classes', 'radius'}
+            near_classes = tuple(near_boxes.get('classes') or ())
+            radius = float(near_boxes.get('radius', 5.0))
+            if unknown or not near_classes or radius <= 0:
+                raise ValueError('BEVMapIoUMetric.near_boxes must be dict(classes=(names, ...), radius=metres > 0), '
+                                 f'got {near_boxes!r}')
+            self.near_boxes = dict(classes=near_classes, radius=radius)
         self.map_bound = map_bound
-        self._distance = None
+        self._centres = None
 
     def band_names(self) -> list[str]:
-        return [f'{lo:g}-{hi:g}m' if np.isfinite(hi) else f'{lo:g}m+' for lo, hi in self.bands]
+        """Names of the extra regions, in the order of their counts: distance bands, then near/away."""
+        names = [f'{lo:g}-{hi:g}m' if np.isfinite(hi) else f'{lo:g}m+' for lo, hi in self.bands]
+        if self.near_boxes:
+            what = f'{"+".join(self.near_boxes["classes"])}-{self.near_boxes["radius"]:g}m'
+            names += [f'near-{what}', f'away-{what}']
+        return names
 
-    def _band_masks(self, shape: tuple, device) -> list[torch.Tensor]:
-        """Boolean [ny, nx] masks of the distance bands (cell centres' distance from the origin)."""
-        if self._distance is None or self._distance.shape != shape:
+    def _cell_centres(self, shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [nx] and y [ny] of the map cells' centres (the map grid is [ny, nx])."""
+        if self._centres is None or (len(self._centres[1]), len(self._centres[0])) != tuple(shape):
             (x0, _, dx), (y0, _, dy) = xb, yb = self.map_bound['xbound'], self.map_bound['ybound']
             nx, ny = bound_cells(xb), bound_cells(yb)
             if (ny, nx) != tuple(shape):
                 raise ValueError(f'BEVMapIoUMetric: map_bound gives a {ny}x{nx} grid but the maps are '
                                  f'{shape[0]}x{shape[1]}')
-            x = x0 + (torch.arange(nx, dtype=torch.float64) + 0.5) * dx
-            y = y0 + (torch.arange(ny, dtype=torch.float64) + 0.5) * dy
-            self._distance = torch.hypot(y[:, None], x[None, :])
-        d = self._distance.to(device)
-        return [(d >= lo) & (d < hi) for lo, hi in self.bands]
+            self._centres = (x0 + (torch.arange(nx, dtype=torch.float64) + 0.5) * dx,
+                             y0 + (torch.arange(ny, dtype=torch.float64) + 0.5) * dy)
+        return self._centres
+
+    def _region_masks(self, sample: dict, shape: tuple, device) -> list[torch.Tensor]:
+        """Boolean [ny, nx] masks of the extra regions (:meth:`band_names`) for one sample."""
+        if not self.bands and not self.near_boxes:
+            return []
+        x, y = self._cell_centres(shape)
+        masks = []
+        if self.bands:
+            d = torch.hypot(y[:, None], x[None, :])
+            masks += [(d >= lo) & (d < hi) for lo, hi in self.bands]
+        if self.near_boxes:
+            centres = self._box_centres(sample)
+            near = torch.zeros(shape, dtype=torch.bool)
+            if len(centres):
+                dx = x[None, None, :] - centres[:, 0, None, None]
+                dy = y[None, :, None] - centres[:, 1, None, None]
+                near = (torch.hypot(dx, dy) <= self.near_boxes['radius']).any(0)
+            masks += [near, ~near]
+        return [m.to(device) for m in masks]
+
+    def _box_centres(self, sample: dict) -> torch.Tensor:
+        """[N, 2] ground-plane centres of the sample's ground-truth boxes of the ``near_boxes`` classes."""
+        ann = sample.get('eval_ann_info')
+        if not ann or 'gt_bboxes_3d' not in ann or 'gt_labels_3d' not in ann:
+            raise KeyError('BEVMapIoUMetric.near_boxes: a sample has no eval_ann_info with gt_bboxes_3d and '
+                           'gt_labels_3d (the test pipeline must load the annotations: the dataset in test_mode)')
+        det_classes = list(dataset_fact(self, 'classes'))
+        missing = [c for c in self.near_boxes['classes'] if c not in det_classes]
+        if missing:
+            raise KeyError(f'BEVMapIoUMetric.near_boxes: {missing} not among the dataset\'s classes {det_classes}')
+        wanted = [det_classes.index(c) for c in self.near_boxes['classes']]
+        boxes = ann['gt_bboxes_3d']
+        arr = np.asarray(boxes.tensor if hasattr(boxes, 'tensor') else boxes, np.float64)
+        xy = torch.from_numpy(arr.reshape(len(arr), -1)[:, :2]) if arr.size else torch.zeros(0, 2, dtype=torch.float64)
+        labels = torch.as_tensor(np.asarray(ann['gt_labels_3d'], np.int64)).reshape(-1)
+        return xy[torch.isin(labels, torch.tensor(wanted))]
 
     @property
     def classes(self) -> tuple:
@@ -103,8 +160,8 @@ class BEVMapIoUMetric(BaseMetric):
                                'test pipeline')
             pred, gt = s['pred_map'].float(), s['gt_map'].to(s['pred_map'].device)
             counts = [map_iou_counts(pred, gt, self.thresholds)]
-            for m in self._band_masks(tuple(pred.shape[-2:]), pred.device) if self.bands else []:
-                # outside the band: no prediction (probability below every threshold), no truth
+            for m in self._region_masks(s, tuple(pred.shape[-2:]), pred.device):
+                # outside the region: no prediction (probability below every threshold), no truth
                 counts.append(map_iou_counts(pred * m, gt.bool() & m, self.thresholds))
             self.results.append(np.stack(counts))
 
@@ -131,6 +188,7 @@ class BEVMapIoUMetric(BaseMetric):
             band = (c[..., 0] / np.maximum(c[..., 1], 1)).max(1)
             out.update({f'IoU_{k}@{name}': float(v) for k, v in zip(self.classes, band)})
             out[f'mIoU@{name}'] = float(band.mean())
-            logger.info(f'BEV map IoU at {name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in zip(self.classes, band))
+            where = f'at {name}' if name[0].isdigit() else name
+            logger.info(f'BEV map IoU {where}: ' + ', '.join(f'{k} {v:.4f}' for k, v in zip(self.classes, band))
                         + f'; mIoU {band.mean():.4f}')
         return out

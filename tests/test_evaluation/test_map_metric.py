@@ -89,3 +89,58 @@ def test_distance_bands_need_the_grid_and_increasing_edges():
     m = BEVMapIoUMetric(classes=CLASSES, distance_bands=(15,), map_bound=dict(xbound=(-5, 5, 1), ybound=(-5, 5, 1)))
     with pytest.raises(ValueError, match='10x10 grid'):
         m.process({}, [{'pred_map': torch.zeros(6, 8, 8), 'gt_map': torch.zeros(6, 8, 8)}])
+
+
+def test_iou_near_boxes_matches_numpy_on_the_cells_near_each_samples_boxes():
+    """``near_boxes=dict(classes=('car', 'bus'), radius=3)`` on a 20 x 24 grid of 1 m cells: each
+    sample's "near" cells are those whose centre lies within 3 m of one of its car or bus boxes
+    (not of its pedestrians), found here by hand; "away" is the rest; the overall IoUs do not change."""
+    rng = np.random.default_rng(2)
+    bound = dict(xbound=(-12.0, 12.0, 1.0), ybound=(-10.0, 10.0, 1.0))
+    metric = BEVMapIoUMetric(classes=CLASSES, near_boxes=dict(classes=('car', 'bus'), radius=3.0), map_bound=bound)
+    metric.dataset_meta = {'classes': ('car', 'truck', 'bus', 'pedestrian')}
+    plain = BEVMapIoUMetric(classes=CLASSES)
+    x, y = np.arange(24) - 11.5, np.arange(20) - 9.5
+    samples = []
+    for k in range(3):
+        g = (rng.random((6, 20, 24)) < 0.3).astype(np.uint8)
+        p = np.clip(g * 0.5 + rng.random(g.shape) * 0.6, 0, 1).astype(np.float32)
+        boxes = np.zeros((3, 9))
+        boxes[:, :2] = rng.uniform([-12, -10], [12, 10], (3, 2))
+        labels = np.array([0, 3, 2]) if k else np.array([3, 3, 3])  # the first sample: no car or bus
+        near = np.zeros((20, 24), bool)
+        for (bx, by), lab in zip(boxes[:, :2], labels):
+            if lab in (0, 2):
+                near |= np.hypot(y[:, None] - by, x[None, :] - bx) <= 3.0
+        samples.append((p, g, near))
+        s = {'pred_map': torch.from_numpy(p), 'gt_map': torch.from_numpy(g),
+             'eval_ann_info': {'gt_bboxes_3d': boxes, 'gt_labels_3d': labels}}
+        metric.process({}, [s])
+        plain.process({}, [s])
+    out = metric.compute_metrics(metric.results)
+    base = plain.compute_metrics(plain.results)
+    assert {k: out[k] for k in base} == base
+    assert metric.band_names() == ['near-car+bus-3m', 'away-car+bus-3m']
+    for name, region in (('near-car+bus-3m', lambda n: n), ('away-car+bus-3m', lambda n: ~n)):
+        # over the dataset: the cells of every sample in the region, concatenated
+        want = _numpy_reference([np.concatenate([p[:, region(n)] for p, _, n in samples], 1)],
+                                [np.concatenate([g[:, region(n)] for _, g, n in samples], 1)], metric.thresholds)
+        np.testing.assert_allclose([out[f'IoU_{c}@{name}'] for c in CLASSES], want, rtol=1e-6)
+        assert out[f'mIoU@{name}'] == pytest.approx(want.mean())
+
+
+def test_near_boxes_needs_annotations_known_classes_and_a_radius():
+    bound = dict(xbound=(-5, 5, 1), ybound=(-5, 5, 1))
+    with pytest.raises(ValueError, match='map_bound'):
+        BEVMapIoUMetric(classes=CLASSES, near_boxes=dict(classes=('car',)))
+    with pytest.raises(ValueError, match='radius'):
+        BEVMapIoUMetric(classes=CLASSES, near_boxes=dict(classes=('car',), radius=0), map_bound=bound)
+    with pytest.raises(ValueError, match='classes'):
+        BEVMapIoUMetric(classes=CLASSES, near_boxes=dict(class_names=('car',)), map_bound=bound)
+    m = BEVMapIoUMetric(classes=CLASSES, near_boxes=dict(classes=('lorry',)), map_bound=bound)
+    m.dataset_meta = {'classes': ('car', 'truck')}
+    sample = {'pred_map': torch.zeros(6, 10, 10), 'gt_map': torch.zeros(6, 10, 10)}
+    with pytest.raises(KeyError, match='eval_ann_info'):
+        m.process({}, [sample])
+    with pytest.raises(KeyError, match="'lorry'"):
+        m.process({}, [dict(sample, eval_ann_info={'gt_bboxes_3d': np.zeros((0, 9)), 'gt_labels_3d': np.zeros(0)})])

@@ -61,13 +61,17 @@ def test_drop_modality_writes_its_own_metrics_and_a_failed_run_leaves_no_stale_o
     work.mkdir(exist_ok=True)
     (work / 'metrics.json').write_text('{"metrics": {"det/mAP": 0.5}}')  # the run's full-sensor evaluation
     # (with the map also scored by distance from the ego: --map-iou-by-distance)
-    proc = _test_tool(cfg_path, ckpt, '--drop-modality', 'lidar', '--map-iou-by-distance', '15', '30')
+    proc = _test_tool(cfg_path, ckpt, '--drop-modality', 'lidar', '--map-iou-by-distance', '15', '30',
+                      '--map-iou-near-boxes', 'car', 'pedestrian')
     assert proc.returncode == 0, proc.stderr[-3000:]
     dropped = json.loads((work / 'metrics_drop-lidar.json').read_text())
     assert dropped['drop_modality'] == 'lidar' and 'map/mIoU' in dropped['metrics']
     for band in ('0-15m', '15-30m', '30m+'):
         assert 0.0 <= dropped['metrics'][f'map/mIoU@{band}'] <= 1.0, band
         assert f'map/IoU_drivable_area@{band}' in dropped['metrics']
+    # (and next to the cars and pedestrians of each sample's annotations and away from them)
+    for region in ('near-car+pedestrian-5m', 'away-car+pedestrian-5m'):
+        assert 0.0 <= dropped['metrics'][f'map/mIoU@{region}'] <= 1.0, region
     assert osp.isfile(work / 'nuscenes_det_drop-lidar' / 'results_nusc.json')
     assert json.loads((work / 'metrics.json').read_text())['metrics'] == {'det/mAP': 0.5}  # untouched
     assert not [p.name for p in work.rglob('.*.tmp-*')]  # no temporary files left
