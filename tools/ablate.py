@@ -14,9 +14,10 @@ recorded in the study's archive (``--archive``, default ``<out without .md>/runs
 committed study ``docs/results/ablation_demo/runs/``, committed with it): a run found there is
 not trained again, so the study grows over sessions and machines whose work folders are gone.
 Each run records what it was trained with (``config_digest``: a hash of the composed config's
-values; ``pretrained``: a hash of each pretrained checkpoint it started from): an archived run of
-another config or of other pretrained weights (a pretraining file made again differently) is
-trained again, and such a run folder is refused.
+values; ``pretrained``: a hash of each pretrained checkpoint it started from; ``worlds``: the
+world version of the demo data it read, ``fuller.demo.WORLD_VERSION`` when the data was made):
+an archived run of another config, of other pretrained weights (a pretraining file made again
+differently) or of another demo world is trained again, and such a run folder is refused.
 The report is a markdown table of
 mean ± std over seeds (mAP, NDS, mIoU, per-class IoU, gradient-conflict statistics), a JSON
 of every run, and PNG plots of the per-task losses, the cosine between the two task
@@ -52,6 +53,7 @@ from fuller.analysis.study import (  # noqa: E402
     VARIANT_DIR,
     collect,
     config_digest,
+    demo_worlds,
     pretrained_digests,
     read_record,
     record_path,
@@ -148,7 +150,7 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options,
             'cpu': cpu_model(), 'cores': os.cpu_count(), 'config_digest': config_digest(config),
-            'pretrained': pretrained_digests(config, REPO)}
+            'pretrained': pretrained_digests(config, REPO), 'worlds': demo_worlds(config, REPO)}
     _write_info(run_dir, info)
     evaluate(config, run_dir)
     _write_info(run_dir, {**info, 'total_s': time.time() - t0})
@@ -164,15 +166,15 @@ def trained(run_dir: str) -> dict | None:
     return info if 'train_s' in info else None
 
 
-def check_run_folder(run_dir: str, digest: str, pretrained: dict[str, str]) -> None:
-    """Refuse a run folder trained with another config or other pretrained files than today's
-    (``config_digest`` and ``pretrained`` in its run info): its checkpoint and metrics would be
-    reported as today's."""
+def check_run_folder(run_dir: str, digest: str, pretrained: dict[str, str], worlds: dict[str, str]) -> None:
+    """Refuse a run folder trained with another config, other pretrained files or another demo
+    world than today's (``config_digest``, ``pretrained`` and ``worlds`` in its run info): its
+    checkpoint and metrics would be reported as today's."""
     path = osp.join(run_dir, 'run_info.json')
     if osp.isfile(path):
         with open(path) as f:
             info = json.load(f)
-        if (why := stale_reason(info, digest, pretrained)) is not None:
+        if (why := stale_reason(info, digest, pretrained, worlds)) is not None:
             raise SystemExit(f'ablate: {run_dir} was trained with {why}; move it away or remove it to train the '
                              'run again')
 
@@ -219,13 +221,14 @@ def main() -> None:
         fused = {config: not args.no_drop and is_fused(config) for config in args.configs}
         digests = {config: config_digest(config) for config in args.configs}
         pretrained = {config: pretrained_digests(config, REPO) for config in args.configs}
+        worlds = {config: demo_worlds(config, REPO) for config in args.configs}
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
                 record = record_path(args.archive, run_name(config), seed)
-                check_run_folder(run_dir, digests[config], pretrained[config])
+                check_run_folder(run_dir, digests[config], pretrained[config], worlds[config])
                 rec = read_record(record) if not osp.isdir(run_dir) and osp.isfile(record) else None
-                why = rec and stale_reason(rec['info'], digests[config], pretrained[config])
+                why = rec and stale_reason(rec['info'], digests[config], pretrained[config], worlds[config])
                 if why:
                     print(f'ablate: {run_name(config)} seed {seed} in the archive ({record}) was trained with {why}: '
                           'training it again', flush=True)

@@ -9,9 +9,8 @@ bash tools/setup_env.sh
 PY="$ROOT/.venv/bin/python"
 CONFIG="${CONFIG:-configs/fuller/fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py}"
 WORK_DIR="${WORK_DIR:-work_dirs/$(basename "${CONFIG%.py}")}"
-if [[ ! -f data/nuscenes-demo/v1.0-mini/scene.json ]]; then
-  "$PY" tools/create_demo_data.py --out data/nuscenes-demo
-fi
+# The demo data, made again when it is not the world this code generates (fuller.demo.WORLD_VERSION)
+"$PY" tools/create_demo_data.py --out data/nuscenes-demo --only-if-stale
 # infos and the GT-paste database (a data folder from before the database gets it added)
 if [[ ! -f data/nuscenes-demo/nuscenes_infos_val.pkl || ! -f data/nuscenes-demo/nuscenes_dbinfos_train.pkl ]]; then
   "$PY" tools/create_data.py nuscenes --root-path data/nuscenes-demo --version v1.0-mini --max-sweeps 4

@@ -28,7 +28,7 @@ from fuller.utils.report import cpu_model
 from fuller.visualization.curves import read_scalars
 
 __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARIANT_DIR', 'collect',
-           'comparison_lines', 'config_digest', 'conflict_stats', 'fmt_cell', 'is_stale', 'map_classes_of',
+           'comparison_lines', 'config_digest', 'conflict_stats', 'demo_worlds', 'fmt_cell', 'is_stale', 'map_classes_of',
            'modality_conditions', 'paired_difference', 'plot_study', 'plot_tradeoff', 'pretrained_digests',
            'read_record', 'record_path', 'reliance_lines', 'run_name', 'split_run', 'stale_reason', 'tradeoff_points',
            'write_record', 'write_report']
@@ -88,23 +88,46 @@ def pretrained_digests(config: str, root: str = '.') -> dict[str, str]:
     return out
 
 
-def stale_reason(info: dict, digest: str, pretrained: dict[str, str] | None = None) -> str | None:
+def demo_worlds(config: str, root: str = '.') -> dict[str, str]:
+    """The run's data, where it is the demo world: each data root of the config (train, val,
+    test; relative ones under ``root``) that holds a demo manifest -> its world version
+    (``fuller.demo.WORLD_VERSION`` when it was made). The config digest does not see a change of
+    the world (the configs stay the same), so it is recorded beside it; real nuScenes has none."""
+    from mmengine.config import Config
+
+    from fuller.demo import demo_world_version
+    from fuller.engine.config import data_roots
+
+    out = {}
+    for path in data_roots(Config.fromfile(config)):
+        version = demo_world_version(path if osp.isabs(path) else osp.join(root, path))
+        if version is not None:
+            out[path] = version
+    return out
+
+
+def stale_reason(info: dict, digest: str, pretrained: dict[str, str] | None = None,
+                 worlds: dict[str, str] | None = None) -> str | None:
     """Why a run with run info ``info`` was trained with something else than today's config
-    (``digest``, :func:`config_digest`) and pretrained files (``pretrained``,
-    :func:`pretrained_digests`), or None when it was not. Only what both sides know is compared:
-    runs recorded before digests were kept, and pretrained files absent here, do not count."""
+    (``digest``, :func:`config_digest`), pretrained files (``pretrained``,
+    :func:`pretrained_digests`) or demo world (``worlds``, :func:`demo_worlds`), or None when it
+    was not. Only what both sides know is compared: runs recorded before digests or world
+    versions were kept, and files or data absent here, do not count."""
     if 'config_digest' in info and info['config_digest'] != digest:
         return f'another config (digest {info["config_digest"]}, today {digest})'
-    changed = sorted(p for p, h in (pretrained or {}).items() if info.get('pretrained', {}).get(p, h) != h)
-    if changed:
-        return 'other pretrained weights (' + ', '.join(
-            f'{p}: {info["pretrained"][p]}, today {pretrained[p]}' for p in changed) + ')'
+    for key, what, today in (('pretrained', 'other pretrained weights', pretrained),
+                             ('worlds', 'another demo world', worlds)):
+        recorded = info.get(key) or {}
+        changed = sorted(p for p, v in (today or {}).items() if recorded.get(p, v) != v)
+        if changed:
+            return f'{what} (' + ', '.join(f'{p}: {recorded[p]}, today {today[p]}' for p in changed) + ')'
     return None
 
 
-def is_stale(info: dict, digest: str, pretrained: dict[str, str] | None = None) -> bool:
+def is_stale(info: dict, digest: str, pretrained: dict[str, str] | None = None,
+             worlds: dict[str, str] | None = None) -> bool:
     """Whether :func:`stale_reason` finds one."""
-    return stale_reason(info, digest, pretrained) is not None
+    return stale_reason(info, digest, pretrained, worlds) is not None
 
 
 # The logged scalars a record keeps in full (the plots' curves); every other diagnostic is kept
@@ -142,20 +165,21 @@ def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | 
     ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
     ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
     ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it and it was
-    trained with the config and pretrained files of today (:func:`is_stale`; relative pretrained
-    paths under ``root``)."""
+    trained with the config, pretrained files and demo world of today (:func:`is_stale`; relative
+    pretrained paths and data roots under ``root``)."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
         digest = config_digest(config) if archive is not None else None
         pretrained = pretrained_digests(config, root) if archive is not None else None
+        worlds = demo_worlds(config, root) if archive is not None else None
         for seed in seeds:
             run_dir = osp.join(work_dir, name, f'seed{seed}')
             path = osp.join(run_dir, 'metrics.json')
             if not osp.isfile(path):
                 if archive is not None and osp.isfile(record_path(archive, name, seed)):
                     rec = read_record(record_path(archive, name, seed))
-                    if not is_stale(rec['info'], digest, pretrained):
+                    if not is_stale(rec['info'], digest, pretrained, worlds):
                         runs.setdefault(name, []).append(rec)
                 continue
             with open(path) as f:

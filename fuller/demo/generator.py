@@ -9,7 +9,7 @@ and ``expansion/*.json``) and the 13 ``v1.0-mini/*.json`` tables.
 import json
 import os
 import os.path as osp
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -60,6 +60,15 @@ ATTRIBUTE_NAMES = [
 ]
 VISIBILITY = [('1', 'v0-40'), ('2', 'v40-60'), ('3', 'v60-80'), ('4', 'v80-100')]
 CAMERA_FULL_SIZE = (1600, 900)
+
+# The demo world's version: the date of the last change to what the generator writes (its maps,
+# objects, sensors, tables). Any such change must set a new one: tools/run_demo.sh then makes
+# its data again, a dataset on data of another version warns, and tools/ablate.py trains its
+# runs again instead of reusing ones of the old world. tests/test_datasets/test_demo_world_version.py
+# pins the generator's output to it, so a change that forgets it fails there.
+WORLD_VERSION = '2026-12-03'
+# Written into the dataset root, last (a generation cut short leaves none).
+MANIFEST = 'demo_world.json'
 
 
 @dataclass
@@ -338,8 +347,11 @@ class _DemoWriter:
         for name, rows in self.T.items():
             with open(osp.join(self.version_dir, f'{name}.json'), 'w') as f:
                 json.dump(rows, f, indent=0)
+        stats = {'scenes': len(SCENES), 'samples': len(self.T['sample']), 'annotations': self.n_ann}
+        with open(osp.join(self.out_dir, MANIFEST), 'w') as f:
+            json.dump({'world_version': WORLD_VERSION, 'config': asdict(self.cfg), **stats}, f, indent=1)
         size = sum(osp.getsize(osp.join(r, f)) for r, _, fs in os.walk(self.out_dir) for f in fs)
-        return {'scenes': len(SCENES), 'samples': len(self.T['sample']), 'annotations': self.n_ann, 'bytes': size}
+        return {**stats, 'bytes': size}
 
 
 def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: bool = True) -> dict:
@@ -362,3 +374,28 @@ def generate_demo_dataset(out_dir: str, cfg: DemoConfig | None = None, verbose: 
         if verbose:
             print(f'[create_demo_data] {name} ({loc}): {writer.cfg.keyframes} keyframes, {len(scene.agents)} objects')
     return writer.finish()
+
+
+def demo_world_version(data_root: str) -> str | None:
+    """The world version of the demo data under ``data_root`` (its :data:`MANIFEST`), or None
+    when it has none (other data, or demo data made before versions were recorded)."""
+    path = osp.join(data_root, MANIFEST)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get('world_version')
+
+
+def demo_data_problem(data_root: str) -> str | None:
+    """Why the demo data under ``data_root`` is not what this code generates, or None when it is.
+
+    Used by ``tools/run_demo.sh`` (which then makes the data again) on the demo's own folder."""
+    version = demo_world_version(data_root)
+    if version == WORLD_VERSION:
+        return None
+    if version is not None:
+        return f'{data_root} holds the demo world of {version}; this code makes the world of {WORLD_VERSION}'
+    if osp.isfile(osp.join(data_root, 'v1.0-mini', 'scene.json')):
+        return (f'{data_root} holds demo data without {MANIFEST} (made before the world version was recorded); '
+                f'this code makes the world of {WORLD_VERSION}')
+    return f'{data_root} holds no demo data'

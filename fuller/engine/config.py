@@ -7,13 +7,15 @@ import inspect
 import os
 import os.path as osp
 import re
+import sys
 
 from mmengine.config import Config
 
 from fuller.registry import DATASETS, METRICS, MODELS
 
-__all__ = ['apply_variant', 'check_cfg_options', 'drop_pretrained', 'explain_registry_error', 'keep_submission_files',
-           'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root']
+__all__ = ['apply_variant', 'check_cfg_options', 'data_roots', 'drop_pretrained', 'explain_registry_error',
+           'keep_submission_files', 'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root',
+           'stale_demo_data']
 
 
 def check_cfg_options(cfg: Config, cfg_options: dict, path: str, tool: str = 'fuller') -> None:
@@ -46,7 +48,33 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
     if edit is not None:
         edit(cfg)
-    return resolve_config(cfg)
+    cfg = resolve_config(cfg)
+    for problem in stale_demo_data(cfg):
+        print(f'{tool}: warning: {problem}; its numbers are not those of this version (make it again: '
+              '`bash tools/run_demo.sh` does for data/nuscenes-demo, or `python tools/create_demo_data.py --out '
+              'ROOT` then `python tools/create_data.py nuscenes --root-path ROOT --version v1.0-mini`)',
+              file=sys.stderr, flush=True)
+    return cfg
+
+
+def data_roots(cfg: Config) -> list[str]:
+    """The distinct ``data_root`` of the train, val and test datasets (wrapped or not), in that order."""
+    roots = []
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if isinstance(loader, dict) and isinstance(loader.get('dataset'), dict):
+            root = base_dataset(loader['dataset']).get('data_root')
+            if root and root not in roots:
+                roots.append(root)
+    return roots
+
+
+def stale_demo_data(cfg: Config) -> list[str]:
+    """Why each demo dataset the config reads is of another world version than this code makes
+    (``fuller.demo.WORLD_VERSION``); data without a demo manifest (real nuScenes) is not checked."""
+    from fuller.demo import WORLD_VERSION, demo_data_problem, demo_world_version
+    return [demo_data_problem(root) for root in data_roots(cfg)
+            if demo_world_version(root) not in (None, WORLD_VERSION)]
 
 
 def read_config(path: str) -> Config:
