@@ -63,7 +63,7 @@ def main() -> None:
         if why is None:
             print(f'[create_demo_data] {args.out} is up to date', flush=True)
             return
-        print(f'[create_demo_data] {why}: making it again', flush=True)
+        print(f'[create_demo_data] {why}: making it', flush=True)
         for name in GENERATED:
             path = osp.join(args.out, name)
             if osp.isdir(path):
