@@ -268,7 +268,10 @@ def plot_curves(out_path: str, series: dict[str, dict[str, tuple[np.ndarray, np.
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2 if len(lines) > 8 else 1)
+    if lines:
+        ax.legend(fontsize=7, ncol=2 if len(lines) > 8 else 1)
+    else:  # e.g. the task-gradient cosine of a study of single-task runs
+        ax.text(0.5, 0.5, 'no run logged this curve', ha='center', va='center', transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)

@@ -67,3 +67,22 @@ def test_draw_sample_paints_boxes_maps_and_cameras(tmp_path):
     assert red[img.shape[0] // 2:, :img.shape[1] // 3].sum() > 50  # the predicted box drawn in the camera panel
     with pytest.raises(ValueError, match='1 map masks but map_classes'):
         draw_sample(str(out), view, map_classes=())
+
+
+def test_plot_curves_draws_its_lines_and_says_so_when_there_are_none(tmp_path):
+    """A study of single-task runs has no task-gradient cosine: its plot says so instead of
+    drawing an empty legend (matplotlib's 'No artists with labels' warning)."""
+    import warnings
+
+    from PIL import Image
+
+    from fuller.visualization import plot_curves
+
+    x = np.arange(1, 51)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='No artists with labels')
+        plot_curves(str(tmp_path / 'one.png'), {'naive': {'': (x, np.exp(-x / 20))}}, 'loss', logy=True, smooth=5)
+        plot_curves(str(tmp_path / 'none.png'), {}, 'cos', hline=0.0, smooth=10)
+    one, none = (np.asarray(Image.open(tmp_path / f'{n}.png').convert('L')) for n in ('one', 'none'))
+    assert one.shape == none.shape == (400, 700)
+    assert (one < 128).sum() > (none < 128).sum() > 0  # a curve and its legend against the note alone
