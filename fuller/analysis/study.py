@@ -254,7 +254,9 @@ def conflict_stats(scalars: dict[str, np.ndarray]) -> dict[str, float]:
 # without an inter rule, against inter-only with FULLER's rule.
 COMPARISONS = [('fuller', 'naive'), ('inter_only', 'naive'), ('intra_only', 'naive'), ('intra_task_only', 'naive'),
                ('fuller', 'inter_only'), ('fuller_task_intra', 'inter_only'), ('fuller_task_intra', 'naive'),
-               ('modality_dropout', 'naive'), ('intra_only', 'modality_dropout'), ('fuller', 'modality_dropout')]
+               ('modality_dropout', 'naive'), ('intra_only', 'modality_dropout'), ('fuller', 'modality_dropout'),
+               # multi-task against single-task (each on the task both have)
+               ('naive', 'det_only'), ('fuller', 'det_only'), ('naive', 'map_only'), ('fuller', 'map_only')]
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], n_boot: int = 10000, seed: int = 0) -> dict | None:
