@@ -87,6 +87,7 @@ class BEVMapIoUMetric(BaseMetric):
             self.near_boxes = dict(classes=near_classes, radius=radius)
         self.map_bound = map_bound
         self._centres = None
+        self._band_cells = None
 
     def band_names(self) -> list[str]:
         """Names of the extra regions, in the order of their counts: distance bands, then near/away."""
@@ -115,8 +116,10 @@ class BEVMapIoUMetric(BaseMetric):
         x, y = self._cell_centres(shape)
         masks = []
         if self.bands:
-            d = torch.hypot(y[:, None], x[None, :])
-            masks += [(d >= lo) & (d < hi) for lo, hi in self.bands]
+            if self._band_cells is None or self._band_cells[0].shape != tuple(shape):  # the same for every sample
+                d = torch.hypot(y[:, None], x[None, :])
+                self._band_cells = [(d >= lo) & (d < hi) for lo, hi in self.bands]
+            masks += self._band_cells
         if self.near_boxes:
             centres = self._box_centres(sample)
             near = torch.zeros(shape, dtype=torch.bool)
