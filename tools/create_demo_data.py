@@ -37,6 +37,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--sweeps', type=int, default=DemoConfig.sweeps, help='LiDAR sweeps before each keyframe')
     p.add_argument('--image-scale', type=float, default=DemoConfig.image_scale, help='of 1600x900')
     p.add_argument('--azimuth-steps', type=int, default=DemoConfig.azimuth_steps, help='LiDAR firings/rev')
+    p.add_argument('--lot-scenes', nargs='*', default=list(DemoConfig.lot_scenes), metavar='SCENE',
+                   help='scenes whose ego drives through a large car park (e.g. scene-0655 scene-0916)')
     p.add_argument('--only-if-stale', action='store_true',
                    help='do nothing when --out already holds this world version made with these knobs')
     return p.parse_args()
@@ -50,14 +52,17 @@ def stale_reason(out: str, cfg: DemoConfig) -> str | None:
     with open(osp.join(out, MANIFEST)) as f:
         made = json.load(f).get('config', {})
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    diff = sorted(k for k in want if made.get(k) != want[k])
-    return f'{out} was made with other knobs ({", ".join(f"{k}={made.get(k)}" for k in diff)})' if diff else None
+    # A knob newer than the data's manifest was made at its default (which keeps the old output).
+    default = json.loads(json.dumps(dataclasses.asdict(DemoConfig())))
+    diff = sorted(k for k in want if made.get(k, default[k]) != want[k])
+    return (f'{out} was made with other knobs ({", ".join(f"{k}={made.get(k, default[k])}" for k in diff)})'
+            if diff else None)
 
 
 def main() -> None:
     args = parse_args()
     cfg = DemoConfig(seed=args.seed, keyframes=args.keyframes, sweeps=args.sweeps, image_scale=args.image_scale,
-                     azimuth_steps=args.azimuth_steps)
+                     azimuth_steps=args.azimuth_steps, lot_scenes=tuple(args.lot_scenes))
     if args.only_if_stale:
         why = stale_reason(args.out, cfg)
         if why is None:

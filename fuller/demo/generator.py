@@ -21,7 +21,7 @@ from fuller.datasets.metainfo import CAMERAS
 from .objects import CLASSES, DEFAULT_COUNTS, sample_agents
 from .sensors import lidar_sweep, render_camera
 from .tokens import TokenFactory
-from .world import DRIVABLE, LANE_WIDTH, build_world, map_expansion_json
+from .world import DRIVABLE, LANE_WIDTH, add_parking_lot, build_world, map_expansion_json
 
 # Real v1.0-mini scene names and their locations.
 SCENES = [
@@ -86,6 +86,9 @@ class DemoConfig:
         keyframe_interval: s between keyframes (nuScenes: 0.5).
         sweep_interval: s between LiDAR sweeps: a 10 Hz spinning LiDAR, so the 4 sweeps before a
             keyframe hold 0.4 s of motion, as nuScenes' 9 sweeps at 20 Hz (0.05 s) do.
+        lot_scenes: scenes whose ego drives through a large car park at walking pace instead of
+            along a road (v1.0-mini's scene-0655 and scene-0916 are "Parking lot" scenes); their
+            locations get one such lot (:func:`fuller.demo.world.add_parking_lot`).
     """
 
     seed: int = 0
@@ -96,6 +99,7 @@ class DemoConfig:
     object_counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     keyframe_interval: float = 0.5
     sweep_interval: float = 0.1
+    lot_scenes: tuple = ()
 
 
 def _pose(translation, yaw_deg: float) -> tuple[list, list]:
@@ -128,6 +132,21 @@ def _ego_route(world, rng, n: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
     xy = np.stack([s, np.full(n, road.center + off)], 1) if road.axis == 0 else np.stack(
         [np.full(n, road.center + off), s], 1)
     yaw = (0.0 if road.axis == 0 else np.pi / 2) + (0.0 if direction > 0 else np.pi)
+    return xy, np.full(n, yaw)
+
+
+def _lot_route(lot, rng, n: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ego positions [n, 2] and yaws [n] driving along the middle of a car park's long side at
+    2-3 m/s (a parking lot's walking pace), starting 6 m inside one end."""
+    x0, y0, x1, y1 = lot.bounds
+    axis = 0 if x1 - x0 >= y1 - y0 else 1
+    lo, hi = (x0, x1) if axis == 0 else (y0, y1)
+    mid = (y0 + y1) / 2 if axis == 0 else (x0 + x1) / 2
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    speed = min(float(rng.uniform(2.0, 3.0)), max(hi - lo - 12.0, 0.0) / max(dt * (n - 1), 1e-6))
+    s = (lo + 6.0 if direction > 0 else hi - 6.0) + direction * speed * dt * np.arange(n)
+    xy = np.stack([s, np.full(n, mid)], 1) if axis == 0 else np.stack([np.full(n, mid), s], 1)
+    yaw = (0.0 if axis == 0 else np.pi / 2) + (0.0 if direction > 0 else np.pi)
     return xy, np.full(n, yaw)
 
 
@@ -213,9 +232,12 @@ class _DemoWriter:
 
     def write_maps(self) -> None:
         """A world per location: its map-expansion JSON, its basemap PNG and its ``map`` row."""
-        self.worlds, self.map_tok = {}, {}
+        self.worlds, self.map_tok, self.lots = {}, {}, {}
+        lot_locations = {loc for name, loc in SCENES if name in self.cfg.lot_scenes}
         for loc in LOCATIONS:
             self.worlds[loc] = build_world(loc, self.rng)
+            if loc in lot_locations:
+                self.lots[loc] = add_parking_lot(self.worlds[loc], self.rng)
             with open(osp.join(self.out_dir, 'maps', 'expansion', f'{loc}.json'), 'w') as f:
                 json.dump(map_expansion_json(self.worlds[loc], self.tok), f)
             self.map_tok[loc] = self.tok()
@@ -234,7 +256,9 @@ class _DemoWriter:
                               'date_captured': '2018-08-01', 'location': loc})
         next(m for m in self.T['map'] if m['token'] == self.map_tok[loc])['log_tokens'].append(log_token)
         world = self.worlds[loc]
-        ego_xy, ego_yaw = _ego_route(world, self.rng, cfg.keyframes, cfg.keyframe_interval)
+        in_lot = name in cfg.lot_scenes
+        route = _lot_route if in_lot else _ego_route
+        ego_xy, ego_yaw = route(self.lots[loc] if in_lot else world, self.rng, cfg.keyframes, cfg.keyframe_interval)
         speed = np.linalg.norm(ego_xy[-1] - ego_xy[0]) / max(cfg.keyframe_interval * (cfg.keyframes - 1), 1e-6)
         agents = sample_agents(world, self.rng, ego_xy, cfg.object_counts)
         scene = _Scene(index=index, name=name, location=loc, world=world, logfile=logfile,
@@ -254,7 +278,7 @@ class _DemoWriter:
         self.T['scene'].append({'token': scene.token, 'log_token': log_token, 'nbr_samples': cfg.keyframes,
                                 'first_sample_token': scene.sample_tokens[0],
                                 'last_sample_token': scene.sample_tokens[-1], 'name': name,
-                                'description': f'Synthetic demo scene at {loc}'})
+                                'description': f'Synthetic demo scene at {loc}' + (', parking lot' if in_lot else '')})
         return scene
 
     def _ego_at(self, scene: _Scene, t: float) -> np.ndarray:

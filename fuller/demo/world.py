@@ -197,6 +197,41 @@ def build_world(name: str, rng: np.random.Generator, size: float = 600.0) -> Wor
     return world
 
 
+def add_parking_lot(world: World, rng: np.random.Generator, length: float = 70.0, depth: float = 40.0) -> Polygon:
+    """Add one large car park (a supermarket's or a housing estate's, where nuScenes' "Parking lot"
+    scenes drive) to ``world``: a ``length`` x ``depth`` m rectangle in a block, behind the walkway
+    of one of its roads, clipped to the block. The lot joins ``carpark_area`` (merged with any
+    roadside car park it overlaps) and the drivable area, and the raster is painted again.
+
+    Returns:
+        The lot's rectangle (before merging), for routes through it.
+    """
+    road = world.roads[rng.integers(len(world.roads))]
+    cross = sorted(world.roads_along(1 - road.axis), key=lambda r: r.center)
+    # A block between two consecutive crossing roads (not the canvas' edge strips).
+    j = int(rng.integers(len(cross) - 1))
+    lo_road, hi_road = cross[j], cross[j + 1]
+    s_lo = lo_road.center + lo_road.half_width + WALKWAY_WIDTH + 2.0
+    s_hi = hi_road.center - hi_road.half_width - WALKWAY_WIDTH - 2.0
+    length = min(length, s_hi - s_lo)
+    s0 = float(rng.uniform(s_lo, s_hi - length))
+    side = 1 if rng.random() < 0.5 else -1
+    edge = road.center + side * (road.half_width + WALKWAY_WIDTH)
+    parallel = [r.center for r in world.roads_along(road.axis) if (r.center - road.center) * side > 0]
+    room = (min(abs(c - road.center) for c in parallel) - 2 * (road.half_width + WALKWAY_WIDTH) - 4.0
+            if parallel else world.size)
+    depth = min(depth, room, (world.size - edge) if side > 0 else edge)
+    a, b = sorted((edge, edge + side * depth))
+    lot = box(s0, a, s0 + length, b) if road.axis == 0 else box(a, s0, b, s0 + length)
+    roads_union = unary_union([_strip(r, -r.half_width, r.half_width, world.size) for r in world.roads])
+    lot = lot.difference(roads_union.buffer(WALKWAY_WIDTH))
+    L = world.layers
+    L['carpark_area'] = _parts(unary_union(L['carpark_area'] + [lot]))
+    L['drivable_area'] = _parts(unary_union(L['drivable_area'] + [lot]))
+    world.raster = rasterize_labels(world)
+    return lot
+
+
 def reflectivity_patches(size: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian-smoothed white noise over the canvas, normalised to std REFLECTIVITY_PATCH_SIGMA."""
     n = int(np.ceil(size / REFLECTIVITY_PATCH_CELL))

@@ -338,3 +338,34 @@ def test_create_infos_on_a_partial_root_writes_the_split_it_has(demo_root, tmp_p
     with pytest.raises(ValueError, match=r'v1.0-mini: none of the scenes of the mini_train and mini_val split'):
         with pytest.warns(UserWarning):
             ci.create_nuscenes_infos(demo_root, 'v1.0-mini', str(tmp_path / 'none'), max_sweeps=1)
+
+
+def test_a_parking_lot_scene_drives_through_a_large_car_park():
+    """``DemoConfig.lot_scenes``: the location gets one large car park in a block, behind a road's
+    walkway, in the map layers and the sensors' raster; the ego crosses it at walking pace."""
+    from shapely.geometry import Point
+    from shapely.ops import unary_union
+
+    from fuller.demo.generator import _lot_route
+    from fuller.demo.world import CARPARK, WALKWAY_WIDTH, _strip, add_parking_lot, build_world
+
+    rng = np.random.default_rng(3)
+    world = build_world('singapore-queenstown', rng)
+    lots_before = len(world.layers['carpark_area'])
+    lot = add_parking_lot(world, rng)
+    assert lot.geom_type == 'Polygon' and lot.area >= 60 * 30
+    roads = unary_union([_strip(r, -r.half_width, r.half_width, world.size) for r in world.roads])
+    assert lot.intersection(roads.buffer(WALKWAY_WIDTH - 0.01)).area < 1e-6  # neither on a road nor its walkways
+    assert any(cp.contains(lot) for cp in world.layers['carpark_area'])
+    assert any(d.contains(lot) for d in world.layers['drivable_area'])
+    assert len(world.layers['carpark_area']) <= lots_before + 1
+    x0, y0, x1, y1 = lot.bounds
+    grid = np.stack(np.meshgrid(np.linspace(x0 + 0.5, x1 - 0.5, 20), np.linspace(y0 + 0.5, y1 - 0.5, 20)), -1)
+    assert (world.label_at(grid.reshape(-1, 2)) == CARPARK).all()
+    xy, yaw = _lot_route(lot, rng, 24, 0.5)
+    assert all(lot.buffer(-5.0).contains(Point(p)) for p in xy)
+    speed = np.linalg.norm(np.diff(xy, axis=0), axis=1) / 0.5
+    np.testing.assert_allclose(speed, speed[0])
+    assert 2.0 <= speed[0] <= 3.0
+    heading = np.array([np.cos(yaw[0]), np.sin(yaw[0])])
+    np.testing.assert_allclose((xy[1] - xy[0]) / np.linalg.norm(xy[1] - xy[0]), heading, atol=1e-9)

@@ -157,4 +157,14 @@ def test_create_demo_data_only_if_stale_makes_old_data_again(tmp_path):
     assert demo_world_version(out) == WORLD_VERSION and not osp.exists(osp.join(out, 'nuscenes_infos_val.pkl'))
     assert 'other knobs (keyframes=1)' in run('--keyframes', '2')
     with open(osp.join(out, MANIFEST)) as f:
-        assert json.load(f)['config']['keyframes'] == 2
+        manifest = json.load(f)
+    assert manifest['config']['keyframes'] == 2
+    # A knob newer than the manifest counts at its default (which writes what the older code did).
+    del manifest['config']['lot_scenes']
+    with open(osp.join(out, MANIFEST), 'w') as f:
+        json.dump(manifest, f)
+    assert 'is up to date' in run('--keyframes', '2')
+    assert 'other knobs (lot_scenes=[])' in run('--keyframes', '2', '--lot-scenes', 'scene-0655')
+    with open(scene) as f:
+        descriptions = {s['name']: s['description'] for s in json.load(f)}
+    assert descriptions['scene-0655'].endswith('parking lot') and 'parking' not in descriptions['scene-0061']
