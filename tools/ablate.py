@@ -52,13 +52,11 @@ from fuller.analysis.study import (  # noqa: E402
     DEMO_VARIANTS,
     VARIANT_DIR,
     collect,
-    config_digest,
-    demo_worlds,
-    pretrained_digests,
     read_record,
     record_path,
     run_name,
-    stale_reason,
+    stale_against,
+    trained_with,
     write_record,
     write_report,
 )
@@ -149,8 +147,7 @@ def run_one(config: str, seed: int, run_dir: str, cfg_options: list[str]) -> Non
     with open(osp.join(run_dir, 'train.out'), 'w') as log:
         subprocess.run(train, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     info = {'config': config, 'seed': seed, 'train_s': time.time() - t0, 'cfg_options': cfg_options,
-            'cpu': cpu_model(), 'cores': os.cpu_count(), 'config_digest': config_digest(config),
-            'pretrained': pretrained_digests(config, REPO), 'worlds': demo_worlds(config, REPO)}
+            'cpu': cpu_model(), 'cores': os.cpu_count(), **trained_with(config, REPO)}
     _write_info(run_dir, info)
     evaluate(config, run_dir)
     _write_info(run_dir, {**info, 'total_s': time.time() - t0})
@@ -166,15 +163,15 @@ def trained(run_dir: str) -> dict | None:
     return info if 'train_s' in info else None
 
 
-def check_run_folder(run_dir: str, digest: str, pretrained: dict[str, str], worlds: dict[str, str]) -> None:
+def check_run_folder(run_dir: str, today: dict) -> None:
     """Refuse a run folder trained with another config, other pretrained files or another demo
-    world than today's (``config_digest``, ``pretrained`` and ``worlds`` in its run info): its
-    checkpoint and metrics would be reported as today's."""
+    world than today's (``config_digest``, ``pretrained`` and ``worlds`` in its run info, against
+    ``today``, a :func:`trained_with` dict): its checkpoint and metrics would be reported as today's."""
     path = osp.join(run_dir, 'run_info.json')
     if osp.isfile(path):
         with open(path) as f:
             info = json.load(f)
-        if (why := stale_reason(info, digest, pretrained, worlds)) is not None:
+        if (why := stale_against(info, today)) is not None:
             raise SystemExit(f'ablate: {run_dir} was trained with {why}; move it away or remove it to train the '
                              'run again')
 
@@ -217,18 +214,16 @@ def main() -> None:
         if not osp.isfile(e):
             raise SystemExit(f'ablate: fragment not found: {e}')
     args.configs = compose(args.base, args.variants, args.work_dir, args.extra)
+    today = {config: trained_with(config, REPO) for config in args.configs}
     if not args.report_only:
         fused = {config: not args.no_drop and is_fused(config) for config in args.configs}
-        digests = {config: config_digest(config) for config in args.configs}
-        pretrained = {config: pretrained_digests(config, REPO) for config in args.configs}
-        worlds = {config: demo_worlds(config, REPO) for config in args.configs}
         for seed in args.seeds:  # seed-major: a cut-short study still has whole seeds
             for config in args.configs:
                 run_dir = osp.join(args.work_dir, run_name(config), f'seed{seed}')
                 record = record_path(args.archive, run_name(config), seed)
-                check_run_folder(run_dir, digests[config], pretrained[config], worlds[config])
+                check_run_folder(run_dir, today[config])
                 rec = read_record(record) if not osp.isdir(run_dir) and osp.isfile(record) else None
-                why = rec and stale_reason(rec['info'], digests[config], pretrained[config], worlds[config])
+                why = rec and stale_against(rec['info'], today[config])
                 if why:
                     print(f'ablate: {run_name(config)} seed {seed} in the archive ({record}) was trained with {why}: '
                           'training it again', flush=True)
@@ -257,7 +252,7 @@ def main() -> None:
         for seed in args.seeds:
             for config in args.configs:
                 archive_run(config, seed, args.work_dir, args.archive, args.publish)
-    runs = collect(args.configs, args.seeds, args.work_dir, args.archive, root=REPO)
+    runs = collect(args.configs, args.seeds, args.work_dir, args.archive, root=REPO, today=today)
     if not runs:
         raise SystemExit(f'ablate: no finished runs under {args.work_dir} or in {args.archive}')
     write_report(runs, args.out, args.configs, args.seeds, args.cfg_options, args.notes, args.base, args.extra)

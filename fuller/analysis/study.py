@@ -59,28 +59,31 @@ def record_path(archive: str, name: str, seed: int) -> str:
     return osp.join(archive, name, f'seed{seed}.json')
 
 
-def config_digest(config: str) -> str:
+def _config(config):
+    """A config path read (``Config.fromfile``), or a Config given as such."""
+    from mmengine.config import Config
+
+    return Config.fromfile(config) if isinstance(config, str) else config
+
+
+def config_digest(config) -> str:
     """What a run was trained with, as 16 hex digits: the SHA-256 of the composed config's values
     (``Config.fromfile(config).to_dict()`` as canonical JSON; comments and formatting do not
     count). Recorded in every run's ``run_info.json`` and archive record, so that a run is reused
-    only by the configuration it was trained with."""
-    from mmengine.config import Config
-
-    values = json.dumps(Config.fromfile(config).to_dict(), sort_keys=True, default=repr)
+    only by the configuration it was trained with. ``config``: a path or a read Config."""
+    values = json.dumps(_config(config).to_dict(), sort_keys=True, default=repr)
     return hashlib.sha256(values.encode()).hexdigest()[:16]
 
 
-def pretrained_digests(config: str, root: str = '.') -> dict[str, str]:
+def pretrained_digests(config, root: str = '.') -> dict[str, str]:
     """The run's starting weights: each ``Pretrained`` checkpoint of the config's model (paths
     as the config gives them, relative ones under ``root``) -> the first 16 hex digits of its
     SHA-256. A pretraining file is made on each machine, so its content is part of what a run
     was trained with; files absent here are left out."""
-    from mmengine.config import Config
-
     from fuller.engine.config import pretrained_files
 
     out = {}
-    for path in pretrained_files(Config.fromfile(config).model):
+    for path in pretrained_files(_config(config).model):
         full = path if osp.isabs(path) else osp.join(root, path)
         if osp.isfile(full):
             with open(full, 'rb') as f:
@@ -88,22 +91,29 @@ def pretrained_digests(config: str, root: str = '.') -> dict[str, str]:
     return out
 
 
-def demo_worlds(config: str, root: str = '.') -> dict[str, str]:
+def demo_worlds(config, root: str = '.') -> dict[str, str]:
     """The run's data, where it is the demo world: each data root of the config (train, val,
     test; relative ones under ``root``) that holds a demo manifest -> its world version
     (``fuller.demo.WORLD_VERSION`` when it was made). The config digest does not see a change of
     the world (the configs stay the same), so it is recorded beside it; real nuScenes has none."""
-    from mmengine.config import Config
-
     from fuller.demo import demo_world_version
     from fuller.engine.config import data_roots
 
     out = {}
-    for path in data_roots(Config.fromfile(config)):
+    for path in data_roots(_config(config)):
         version = demo_world_version(path if osp.isabs(path) else osp.join(root, path))
         if version is not None:
             out[path] = version
     return out
+
+
+def trained_with(config: str, root: str = '.') -> dict:
+    """What a run of ``config`` trains with today, as its run info records it: ``config_digest``
+    (:func:`config_digest`), ``pretrained`` (:func:`pretrained_digests`) and ``worlds``
+    (:func:`demo_worlds`), from one reading of the config."""
+    cfg = _config(config)
+    return {'config_digest': config_digest(cfg), 'pretrained': pretrained_digests(cfg, root),
+            'worlds': demo_worlds(cfg, root)}
 
 
 def stale_reason(info: dict, digest: str, pretrained: dict[str, str] | None = None,
@@ -128,6 +138,11 @@ def is_stale(info: dict, digest: str, pretrained: dict[str, str] | None = None,
              worlds: dict[str, str] | None = None) -> bool:
     """Whether :func:`stale_reason` finds one."""
     return stale_reason(info, digest, pretrained, worlds) is not None
+
+
+def stale_against(info: dict, today: dict) -> str | None:
+    """:func:`stale_reason` against ``today``, a :func:`trained_with` dict."""
+    return stale_reason(info, today['config_digest'], today['pretrained'], today['worlds'])
 
 
 # The logged scalars a record keeps in full (the plots' curves); every other diagnostic is kept
@@ -160,26 +175,26 @@ def read_record(path: str) -> dict:
 
 
 def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | None = None,
-            root: str = '.') -> dict[str, list[dict]]:
+            root: str = '.', today: dict[str, dict] | None = None) -> dict[str, list[dict]]:
     """run name -> its finished seeds (``metrics.json`` present): metrics, logged scalars, run info,
     ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
     ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
     ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it and it was
     trained with the config, pretrained files and demo world of today (:func:`is_stale`; relative
-    pretrained paths and data roots under ``root``)."""
+    pretrained paths and data roots under ``root``; ``today``: config -> its :func:`trained_with`
+    where the caller has it already)."""
     runs: dict[str, list[dict]] = {}
     for config in configs:
         name = run_name(config)
-        digest = config_digest(config) if archive is not None else None
-        pretrained = pretrained_digests(config, root) if archive is not None else None
-        worlds = demo_worlds(config, root) if archive is not None else None
+        if archive is not None:
+            now = (today or {}).get(config) or trained_with(config, root)
         for seed in seeds:
             run_dir = osp.join(work_dir, name, f'seed{seed}')
             path = osp.join(run_dir, 'metrics.json')
             if not osp.isfile(path):
                 if archive is not None and osp.isfile(record_path(archive, name, seed)):
                     rec = read_record(record_path(archive, name, seed))
-                    if not is_stale(rec['info'], digest, pretrained, worlds):
+                    if stale_against(rec['info'], now) is None:
                         runs.setdefault(name, []).append(rec)
                 continue
             with open(path) as f:

@@ -208,7 +208,16 @@ def test_archived_runs_of_other_pretrained_weights_are_not_reused(tmp_path):
     """The same config starting from a pretraining file made again differently: the record's
     hash of the file differs from today's, so the run is stale; a file absent here (the record
     cannot be checked) or a record without hashes stands."""
-    from fuller.analysis.study import collect, config_digest, pretrained_digests, record_path, stale_reason, write_record
+    from fuller.analysis.study import (
+        collect,
+        config_digest,
+        pretrained_digests,
+        record_path,
+        stale_against,
+        stale_reason,
+        trained_with,
+        write_record,
+    )
 
     weights = tmp_path / 'pretrained' / 'cam.pth'
     weights.parent.mkdir()
@@ -232,6 +241,13 @@ def test_archived_runs_of_other_pretrained_weights_are_not_reused(tmp_path):
     assert why is not None and 'pretrained/cam.pth' in why and first['pretrained/cam.pth'] in why
     assert [r['seed'] for r in collect([str(config)], [0, 1], work, archive, root=str(tmp_path))['camera_only+init']] \
         == [1]
+    # What ablate records and compares: the three at once, from one reading of the config.
+    now = trained_with(str(config), str(tmp_path))
+    assert now == {'config_digest': digest, 'pretrained': today, 'worlds': {}}
+    assert stale_against({'config_digest': digest, 'pretrained': first}, now) == why
+    stale_today = {str(config): {**now, 'pretrained': first}}  # a caller's own reading is used as given
+    assert len(collect([str(config)], [0, 1], work, archive, root=str(tmp_path), today=stale_today)[
+        'camera_only+init']) == 2
     weights.unlink()  # absent here: nothing to compare, the record stands
     assert pretrained_digests(str(config), str(tmp_path)) == {}
     assert len(collect([str(config)], [0, 1], work, archive, root=str(tmp_path))['camera_only+init']) == 2
