@@ -156,3 +156,52 @@ def test_depth_supervision_is_an_auxiliary_loss_of_the_camera(setup):
         batch = model.data_preprocessor(copy.deepcopy(test_data), False)
         model.extract_feat(batch['inputs'], batch['data_samples'], aux=aux)
     assert aux == {}
+
+
+def test_camera_and_lidar_bevs_share_the_heads_layout(setup):
+    """A place (x, y) of the augmented LiDAR frame lands in BEV row y, column x in both encoders'
+    maps, the layout of the heads' targets (test_transfusion_head: a box at (x, y) peaks at row
+    y, column x), so the fuser adds up features of one place. On a training sample (its resize,
+    crop, flip and BEV rotation): the camera splats one lit frustum point, the LiDAR encodes a
+    small cluster of points through voxelization and its sparse encoder (weights made positive,
+    so features stay where the points are)."""
+    from fuller.models.camera.rig import CameraRig
+
+    cfg, model, data, _ = setup
+    model = copy.deepcopy(model).eval()
+    batch = model.data_preprocessor(copy.deepcopy(data), False)
+    cams = CameraRig.from_metainfo([s.metainfo for s in batch['data_samples']])
+    vt = model.encoders['camera'].vtransform
+    vt.downsample = torch.nn.Identity()  # the pooled grid itself (the convs after it keep the layout)
+    lo, step = vt.bounds[:, 0], vt.bounds[:, 2]
+
+    geom = vt.frustum_points(cams)[0]  # [N, D, fH, fW, 3]
+    # the frustum point nearest to an asymmetric place, away from the axes and diagonals
+    target = torch.tensor([17.3, -9.1, 0.0])
+    dist = (geom[..., :2] - target[:2]).norm(dim=-1) + 10.0 * ((geom[..., 2] - lo[2]) / step[2] < 0.5)
+    n, d, v, u = [int(i) for i in torch.unravel_index(dist.argmin(), dist.shape)]
+    p = geom[n, d, v, u]
+    assert (p[:2] - target[:2]).norm() < 1.5
+    col, row = [int(c) for c in ((p[:2] - lo[:2]) / step[:2]).floor()]
+    fh, fw = vt.feature_size
+    x = torch.full((len(cams.img_aug[0]), vt.num_depth + vt.out_channels, fh, fw), -30.0)
+    x[:, d] = 30.0  # every pixel's depth: bin d
+    x[:, vt.num_depth:] = 0.0
+    x[n, vt.num_depth:, v, u] = 1.0  # one lit pixel
+    cam_bev = vt.splat(x, cams, 1, x.shape[0])[0].sum(0)  # [ny, nx]
+    assert cam_bev.shape == (vt.ny, vt.nx)
+    assert cam_bev.flatten().argmax() == row * vt.nx + col and cam_bev[row, col] > 0.9 * cam_bev.sum()
+
+    lidar = model.encoders['lidar']
+    with torch.no_grad():
+        for m in lidar.backbone.modules():
+            if hasattr(m, 'weight') and m.weight is not None and m.weight.dim() > 1:
+                m.weight.abs_()
+    gen = torch.Generator().manual_seed(0)
+    cluster = torch.cat([p[:2] + 0.2 * torch.randn(60, 2, generator=gen), torch.rand(60, 1, generator=gen) * 2 - 1,
+                         torch.zeros(60, 2)], 1)
+    lidar_bev = lidar([cluster])[0].sum(0)  # [ny', nx']
+    stride = vt.nx // lidar_bev.shape[1]
+    assert lidar_bev.shape == (vt.ny // stride, vt.nx // stride)
+    r, c = divmod(int(lidar_bev.flatten().argmax()), lidar_bev.shape[1])
+    assert abs(r - row // stride) <= 1 and abs(c - col // stride) <= 1, ((r, c), (row // stride, col // stride))
