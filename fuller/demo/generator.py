@@ -181,6 +181,10 @@ class _DemoWriter:
     T_START = 1_533_000_000_000_000  # µs; scene i starts 100 s after scene i - 1
 
     def __init__(self, out_dir: str, cfg: DemoConfig) -> None:
+        unknown = sorted(set(cfg.lot_scenes) - {name for name, _ in SCENES})
+        if unknown:
+            raise ValueError(f'DemoConfig.lot_scenes: {unknown} are not demo scenes (those are '
+                             f'{", ".join(name for name, _ in SCENES)})')
         self.out_dir, self.cfg = out_dir, cfg
         self.rng = np.random.default_rng(cfg.seed)
         self.tok = TokenFactory(cfg.seed + 1)

@@ -369,3 +369,11 @@ def test_a_parking_lot_scene_drives_through_a_large_car_park():
     assert 2.0 <= speed[0] <= 3.0
     heading = np.array([np.cos(yaw[0]), np.sin(yaw[0])])
     np.testing.assert_allclose((xy[1] - xy[0]) / np.linalg.norm(xy[1] - xy[0]), heading, atol=1e-9)
+
+
+def test_lot_scenes_must_be_demo_scenes(tmp_path):
+    from fuller.demo import DemoConfig, generate_demo_dataset
+
+    with pytest.raises(ValueError, match=r"\['scene-065'\] are not demo scenes.*scene-0655"):
+        generate_demo_dataset(str(tmp_path), DemoConfig(lot_scenes=('scene-065',)), verbose=False)
+    assert not any(tmp_path.iterdir())
