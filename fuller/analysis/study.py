@@ -180,7 +180,7 @@ def collect(configs: list[str], seeds: list[int], work_dir: str, archive: str | 
     ``drop``: sensor -> the metrics with that sensor dropped (``metrics_drop-<sensor>.json``), and
     ``stats``: the gradient diagnostics (:func:`conflict_stats`). A run without a folder under
     ``work_dir`` is taken from ``archive`` (:func:`read_record`) when it holds it and it was
-    trained with the config, pretrained files and demo world of today (:func:`is_stale`; relative
+    trained with the config, pretrained files and demo world of today (:func:`stale_against`; relative
     pretrained paths and data roots under ``root``; ``today``: config -> its :func:`trained_with`
     where the caller has it already)."""
     runs: dict[str, list[dict]] = {}
