@@ -49,14 +49,15 @@ def stale_reason(out: str, cfg: DemoConfig) -> str | None:
     problem = demo_data_problem(out)
     if problem is not None:
         return problem
+    def as_json(c: DemoConfig) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(c)))
+
     with open(osp.join(out, MANIFEST)) as f:
-        made = json.load(f).get('config', {})
-    want = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    # A knob newer than the data's manifest was made at its default (which keeps the old output).
-    default = json.loads(json.dumps(dataclasses.asdict(DemoConfig())))
-    diff = sorted(k for k in want if made.get(k, default[k]) != want[k])
-    return (f'{out} was made with other knobs ({", ".join(f"{k}={made.get(k, default[k])}" for k in diff)})'
-            if diff else None)
+        # A knob newer than the data's manifest was made at its default (which keeps the old output).
+        made = {**as_json(DemoConfig()), **json.load(f).get('config', {})}
+    want = as_json(cfg)
+    diff = sorted(k for k in want if made[k] != want[k])
+    return f'{out} was made with other knobs ({", ".join(f"{k}={made[k]}" for k in diff)})' if diff else None
 
 
 def main() -> None:
