@@ -205,3 +205,54 @@ def test_camera_and_lidar_bevs_share_the_heads_layout(setup):
     assert lidar_bev.shape == (vt.ny // stride, vt.nx // stride)
     r, c = divmod(int(lidar_bev.flatten().argmax()), lidar_bev.shape[1])
     assert abs(r - row // stride) <= 1 and abs(c - col // stride) <= 1, ((r, c), (row // stride, col // stride))
+
+
+def test_detection_losses_and_decoding_run_in_fp32_under_autocast(setup):
+    """The CenterPoint head's convolutions autocast; its losses and box decoding run in fp32 (as
+    BEVFusion's force_fp32 on CenterHead.loss and get_bboxes). With the heatmap saturated (bias
+    +12, every cell's probability 1 - 6e-6), fp32 clamps negatives to 1 - 1e-4 and the focal loss
+    stays finite; bf16 would round that clamp to 1. Under bf16 the losses equal fp32's to the
+    convolutions' rounding, and the boxes decode in fp32 through circle NMS."""
+    _, model, data, _ = setup
+    model.eval()
+    head = model.heads.det
+    batch = model.data_preprocessor(copy.deepcopy(data), True)
+    with torch.no_grad():
+        feats = model(**batch, mode='tensor')['shared']
+        samples = batch['data_samples']
+        assert len(samples[0].gt_instances_3d) > 0
+        fp32 = head.loss(feats, samples)
+        # Unchanged in fp32: the same numbers as mmdet3d's CenterHead.loss and predict.
+        ref = head.head.loss([feats], samples)
+        assert torch.equal(fp32['loss_heatmap'], ref['task0.loss_heatmap'])
+        assert torch.equal(fp32['loss_bbox'], ref['task0.loss_bbox'])
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            bf16 = head.loss(feats, samples)
+        for k in ('loss_heatmap', 'loss_bbox'):
+            assert bf16[k].dtype == torch.float32, k
+            assert torch.isclose(bf16[k], fp32[k], rtol=2e-2), (k, bf16[k], fp32[k])
+
+        last = head.head.task_heads[0].heatmap[-1]
+        bias = last.bias.clone()
+        last.bias.fill_(12.0)
+        try:
+            saturated = head.loss(feats, samples)['loss_heatmap']
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                saturated_bf16 = head.loss(feats, samples)['loss_heatmap']
+            assert torch.isfinite(saturated) and torch.isclose(saturated_bf16, saturated, rtol=2e-2)
+        finally:
+            last.bias.copy_(bias)
+
+        last.bias.fill_(0.0)  # scores around 0.5: boxes to decode
+        try:
+            pred = head.predict(feats, samples)[0]
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                pred_bf16 = head.predict(feats, samples)[0]
+        finally:
+            last.bias.copy_(bias)
+    assert len(pred.bboxes_3d) > 0
+    assert pred_bf16.scores_3d.dtype == torch.float32 and pred_bf16.bboxes_3d.tensor.dtype == torch.float32
+    # Circle NMS takes the boxes to numpy, which has no bf16 (mmdet3d's path fails there under
+    # bf16 autocast); scores near 0.5 tie, so the kept sets may differ by a few boxes.
+    assert abs(len(pred_bf16.bboxes_3d) - len(pred.bboxes_3d)) <= 0.1 * len(pred.bboxes_3d)
+    assert torch.isclose(pred_bf16.scores_3d.max(), pred.scores_3d.max(), atol=1e-2)

@@ -1,5 +1,6 @@
 """3D detection head: CenterPoint-style, on mmdet3d's :class:`CenterHead`."""
 
+import torch
 from mmdet3d.structures import Det3DDataSample
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import normal_init, update_init_info
@@ -23,6 +24,13 @@ class CenterPointDetHead(BaseModule):
     conv of every branch therefore gets the prior initialisation of RetinaNet/CenterNet
     instead: weights ``N(0, last_conv_init_std)``, bias ``init_bias`` for the heatmap (every
     cell starts at ``sigmoid(init_bias)``, 0.1 for -2.19) and 0 for the regression branches.
+
+    Precision: under mixed precision the convolutions run in the autocast dtype, and the losses and
+    the box decoding in fp32 on fp32 copies of the predictions, as BEVFusion's ``CenterHead``
+    (``@force_fp32(apply_to=("preds_dicts"))`` on ``loss`` and ``get_bboxes``,
+    ``mmdet3d/models/heads/bbox/centerpoint.py``). mmdet3d 1.x's ``CenterHead`` dropped those
+    decorators; in bf16 its ``clip_sigmoid`` clamps to ``1 - 1e-4``, which bf16 rounds to 1, and
+    the Gaussian focal loss and the scores ranked for detection carry bf16's 8 mantissa bits.
 
     Args:
         last_conv_init_std: standard deviation of the weights of each branch's last conv.
@@ -55,8 +63,15 @@ class CenterPointDetHead(BaseModule):
         f = cfg['out_size_factor']
         return (gy // f, gx // f), 'model.heads.det.train_cfg.grid_size / out_size_factor'
 
+    def _preds_fp32(self, feats: Tensor) -> tuple[list[dict[str, Tensor]], ...]:
+        """The head's convolutions on ``feats`` (autocast as set), every prediction as fp32."""
+        preds = self.head([feats])
+        return tuple([{k: v.float() for k, v in level.items()} for level in task] for task in preds)
+
     def loss(self, feats: Tensor, samples: list[Det3DDataSample]) -> dict[str, Tensor]:
-        losses = self.head.loss([feats], samples)
+        preds = self._preds_fp32(feats)
+        with torch.autocast(feats.device.type, enabled=False):
+            losses = self.head.loss_by_feat(preds, [s.gt_instances_3d for s in samples])
         # Sum per-task-group terms into heatmap and box losses.
         out: dict[str, Tensor] = {}
         for k, v in losses.items():
@@ -65,4 +80,6 @@ class CenterPointDetHead(BaseModule):
         return out
 
     def predict(self, feats: Tensor, samples: list[Det3DDataSample]) -> list:
-        return self.head.predict([feats], samples)
+        preds = self._preds_fp32(feats)
+        with torch.autocast(feats.device.type, enabled=False):
+            return self.head.predict_by_feat(preds, [s.metainfo for s in samples])
