@@ -38,6 +38,7 @@ from fuller.analysis.benchmarks import (  # noqa: E402
     bench_vtransform,
 )
 from fuller.analysis.benchmarks.common import DEMO_FULLER_CONFIG  # noqa: E402
+from fuller.engine import reported_as_exit  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,8 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     refuse_docs_without_publish(args.out, args.publish, 'benchmark')
-    {'step': bench_step, 'bevpool': bench_bevpool, 'vtransform': bench_vtransform, 'data': bench_data,
-     'train': bench_train, 'modules': bench_modules}[args.cmd](args)
+    with reported_as_exit(None, 'benchmark'):  # a bad argument or config: one line, FULLER_DEBUG=1 for more
+        {'step': bench_step, 'bevpool': bench_bevpool, 'vtransform': bench_vtransform, 'data': bench_data,
+         'train': bench_train, 'modules': bench_modules}[args.cmd](args)
 
 
 if __name__ == '__main__':

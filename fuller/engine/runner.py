@@ -280,7 +280,7 @@ def reported_as_exit(cfg, tool: str):
     except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
         if debug:
             raise
-        msg = explain_registry_error(cfg, e) if isinstance(e, KeyError) else None
+        msg = explain_registry_error(cfg, e) if isinstance(e, KeyError) and cfg is not None else None
         if msg is None:
             if not _raised_by_fuller(e):
                 raise

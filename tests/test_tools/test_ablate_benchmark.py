@@ -130,6 +130,18 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     assert mods['rows'][0][-4] > 0
 
 
+def test_modules_benchmark_names_a_part_it_cannot_time(demo_root, tmp_path):
+    """A container (the decoder's ModuleDict) or a name not in the model stops before any timing,
+    with one line naming it and the model's parts (decoder.backbone, ...)."""
+    cfg = _tiny_base(demo_root, tmp_path)
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'benchmark.py'), 'modules', '--config', cfg,
+                           '--modules', 'decoder', 'heads.det', '--out', str(tmp_path / 'bench')],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=ENV, timeout=300)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert "['decoder'] of --modules" in proc.stderr and "'decoder.backbone'" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / 'bench').exists()
+
+
 def test_trial_runs_do_not_rewrite_the_published_tables(tmp_path):
     """--out defaults to work_dirs/; a path in docs/ is refused without --publish (before any work)."""
     for tool, args in (('ablate.py', ['--report-only', '--variants', 'naive']), ('benchmark.py', ['bevpool'])):

@@ -69,6 +69,9 @@ def capture(model, data: dict, names: tuple[str, ...]) -> dict:
     for name in names:
         if name.startswith('heads.'):
             got[name] = ((_leaf(feats), data['data_samples']), {})
+    missing = [n for n in names if n not in got]
+    if missing:
+        raise ValueError(f'{missing}: not called in the forward pass of the model, nothing to time')
     return got
 
 
@@ -138,6 +141,11 @@ def bench_modules(args) -> None:
     init_default_scope('fuller')
     model = MODELS.build(cfg.model)
     mods = dict(model.named_modules())
+    units = model.load_units() if hasattr(model, 'load_units') else sorted(n for n in mods if n)
+    wrong = [n for n in args.modules if n not in mods or (isinstance(mods[n], torch.nn.ModuleDict))]
+    if wrong:
+        raise ValueError(f'benchmark modules: {wrong} of --modules are not modules the forward pass calls in '
+                         f'{args.config}; its parts: {units}')
     rows = []
     for name in args.modules:
         argv = [sys.executable, BENCHMARK_SCRIPT, 'modules', '--config', args.config, '--only', name,
