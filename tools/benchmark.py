@@ -37,7 +37,7 @@ from fuller.analysis.benchmarks import (  # noqa: E402
     bench_train,
     bench_vtransform,
 )
-from fuller.analysis.benchmarks.common import DEMO_FULLER_CONFIG  # noqa: E402
+from fuller.analysis.benchmarks.common import DEMO_FULLER_CONFIG, points_arg  # noqa: E402
 from fuller.engine import reported_as_exit  # noqa: E402
 
 
@@ -88,7 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     common(t, 3, 10)
     t.add_argument('--config', default=DEMO_FULLER_CONFIG)
     t.add_argument('--batch-size', type=int, default=2)
-    t.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
+    t.add_argument('--points', type=points_arg, default=250_000,
+                   help="random points per sample (nuScenes, 10 sweeps: ~250k), or 'real': the samples' own points "
+                        'and images')
     t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     t.add_argument('--pool-impls', nargs='+', help='view-transform pooling paths to compare, e.g. csr indexed '
                                                    '(each in its own process)')
@@ -102,7 +104,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     common(m, 1, 3)
     m.add_argument('--config', default=BEVFUSION_DET_CONFIG)
     m.add_argument('--modules', nargs='+', default=list(DEFAULT_MODULES), help='module names in the model')
-    m.add_argument('--points', type=int, default=250_000, help='points per sample (nuScenes, 10 sweeps: ~250k)')
+    m.add_argument('--points', type=points_arg, default=250_000,
+                   help="random points per sample (nuScenes, 10 sweeps: ~250k), or 'real': the sample's own points "
+                        'and images')
     m.add_argument('--data-root', help='calibration and boxes from this nuScenes-format tree (e.g. data/nuscenes-demo/)')
     m.add_argument('--only', help=argparse.SUPPRESS)
     return p.parse_args(argv)

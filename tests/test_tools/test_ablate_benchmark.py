@@ -91,7 +91,7 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
         'vtransform': ['vtransform', '--depth-bins', '8', '--feat-h', '8', '--feat-w', '22', '--channels', '8',
                        '--warmup', '0', '--iters', '1'],
         'data': ['data', '--config', cfg, '--warmup', '0', '--iters', '2'],
-        'train': ['train', '--config', cfg, '--batch-size', '1', '--points', '2000', '--warmup', '0', '--iters', '1',
+        'train': ['train', '--config', cfg, '--batch-size', '1', '--points', 'real', '--warmup', '0', '--iters', '1',
                   '--dtypes', 'fp32'],
         'modules': ['modules', '--config', cfg, '--modules', 'encoders.lidar.backbone', 'heads.det', '--points', '2000',
                     '--warmup', '0', '--iters', '1'],
@@ -112,6 +112,9 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     vt = json.loads((tmp_path / 'bench' / 'vtransform.json').read_text())
     assert vt['params']['max_abs_diff'] < 1e-3 and len(vt['rows']) == 4
     assert all(r[5] > 0 for r in vt['rows'])  # a peak memory for every path
+    train = json.loads((tmp_path / 'bench' / 'train.json').read_text())  # the samples' own points
+    assert train['params']['points_per_sample'] == 'real' and train['params']['voxels_per_sample'] > 100
+    assert 'Training throughput on real samples' in (tmp_path / 'bench' / 'train.md').read_text()
     mods = json.loads((tmp_path / 'bench' / 'modules.json').read_text())
     assert [r[:2] for r in mods['rows']] == [['encoders.lidar.backbone', 'SparseBEVEncoder'],
                                              ['heads.det', 'CenterPointDetHead']]
@@ -128,6 +131,17 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
         assert 'Peak:' in (tmp_path / 'bench' / f'{name}.md').read_text(), name
     # the LiDAR backbone is sparse convolutions: counted from their active sites, not by torch
     assert mods['rows'][0][-4] > 0
+
+
+def test_points_argument_is_a_count_or_real():
+    import argparse
+
+    from fuller.analysis.benchmarks.common import points_arg
+
+    assert points_arg('35000') == 35000 and points_arg('real') == 'real'
+    for bad in ('0', '-5', 'many'):
+        with pytest.raises(argparse.ArgumentTypeError, match='positive number of points or'):
+            points_arg(bad)
 
 
 def test_modules_benchmark_names_a_part_it_cannot_time(demo_root, tmp_path):

@@ -3,7 +3,8 @@ its config's sizes (by default BEVFusion's nuScenes detector: GeneralizedLSSFPN,
 residual sparse encoder and the TransFusion head).
 
 Each module's inputs are those it receives in one forward pass of the whole model on a synthetic
-batch (:func:`synthetic_batch`: random points and images, real calibration and boxes); each
+batch (:func:`synthetic_batch`: random points and images, real calibration and boxes, or with
+``--points real`` a real sample); each
 module is then timed alone, in a process of its own, so that the peak memory of one does not
 hide another's."""
 
@@ -168,8 +169,12 @@ def bench_modules(args) -> None:
                   ['module', 'type', 'M params', 'mean ms', 'median ms', mem, *UTIL_HEADER], rows,
                   "Each module is timed alone (forward, then backward of the mean of its outputs; the detection "
                   "head through its training loss, target assignment included) on the inputs it receives in one "
-                  "forward pass of the whole model on a synthetic batch of one sample (random points and images "
-                  "at the config's sizes, calibration and boxes of a real sample of the data root), in a process "
-                  "of its own. Input tensors require grad, as inside a training step. CPU memory: the process's "
-                  "peak resident set above what it held before the first repetition (VmHWM reset through "
+                  "forward pass of the whole model on a batch of one sample ("
+                  + ("the first training sample of the data root, its own points and images"
+                     if args.points == 'real' else
+                     "random points and images at the config's sizes, calibration and boxes of a real sample of the "
+                     "data root; random points fill the volume and make more voxels than a scan of as many points, "
+                     "so the sparse encoder costs more than on a scan: --points real times the sample's own")
+                  + "), in a process of its own. Input tensors require grad, as inside a training step. CPU memory: "
+                  "the process's peak resident set above what it held before the first repetition (VmHWM reset through "
                   "/proc/self/clear_refs). fp32. " + peak_note(device_peak(torch.device(args.device))))

@@ -1,4 +1,4 @@
-"""``benchmark.py train``: training throughput and peak memory on synthetic inputs."""
+"""``benchmark.py train``: training throughput and peak memory on synthetic inputs or real samples."""
 
 import copy
 import json
@@ -11,7 +11,7 @@ import time
 import torch
 
 from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, precision_peak, utilisation
-from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, write_results
+from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, voxels_per_sample, write_results
 
 
 def bench_train(args) -> None:
@@ -36,7 +36,7 @@ def bench_train(args) -> None:
         cfg.model.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
     init_default_scope('fuller')
     batch = synthetic_batch(cfg, args.batch_size, args.points, args.data_root)
-    rows = []
+    rows, voxels = [], None
     for dtype in args.dtypes:
         torch.manual_seed(0)
         per = copy.deepcopy(raw)
@@ -58,6 +58,8 @@ def bench_train(args) -> None:
         elif 'amp' in ow_cfg:  # fp32 whatever the config's amp (the demo schedule's is 'auto')
             ow_cfg['amp'] = None
         ow = build_optim_wrapper(model, ow_cfg)
+        if voxels is None:
+            voxels = voxels_per_sample(model, model.data_preprocessor(copy.deepcopy(batch), True))
         ts = []
         for i in range(args.warmup + args.iters):
             if device.type == 'cuda' and i == args.warmup:
@@ -78,14 +80,23 @@ def bench_train(args) -> None:
             model.train_step(copy.deepcopy(batch), ow)
         rows.append([dtype, 1000 * med, args.batch_size / med, peak,
                      *utilisation(c['total'], med, precision_peak(device_peak(device), dtype))])
-    write_results(args.out, args.name or 'train', 'Training throughput on synthetic inputs', machine_info(device),
+    real = args.points == 'real'
+    write_results(args.out, args.name or 'train', 'Training throughput on ' + ('real samples' if real else
+                                                                               'synthetic inputs'),
+                  machine_info(device),
                   {'config': args.config,
                    'data_root': args.data_root or base_dataset(cfg.train_dataloader.dataset).data_root,
                    'batch_size': args.batch_size, 'points_per_sample': args.points,
+                   'voxels_per_sample': None if voxels is None else round(voxels),
                    'warmup': args.warmup, 'iters': args.iters, 'optim_wrapper': cfg.optim_wrapper.get('type')},
                   ['precision', 'median ms/step', 'samples/s/device', 'peak MiB', *UTIL_HEADER], rows,
-                  'Random points in the point-cloud range and random images at the config\'s sizes; boxes, map '
-                  'masks and calibration from real samples of the data root, so every loss is computed for real. '
+                  ('The first training samples of the data root as the pipeline makes them (their own points and '
+                   'images), the same batch at every step. ' if real else
+                   'Random points in the point-cloud range and random images at the config\'s sizes (random points '
+                   'fill the volume, where a scan\'s lie on surfaces: they make more voxels than a scan of as many '
+                   'points, see voxels_per_sample, and the sparse encoder costs more; --points real times the '
+                   'samples\' own); boxes, map masks and calibration from real samples of the data root, so every '
+                   'loss is computed for real. ') +
                   'Peak memory: CUDA allocator peak on GPU; on CPU the process\'s peak resident set so far (it '
                   'only grows, so a later row includes the earlier ones). ' + peak_note(device_peak(device)))
 
