@@ -122,6 +122,26 @@ def _sparse_conv_classes() -> tuple:
     return (SparseConvolution,)
 
 
+def _sparse_product_flops(func_packet, args) -> int | None:
+    """FLOPs of a product with a sparse (CSR/COO) operand, counted from its stored entries: torch's
+    counter takes such an operand's dense shape (the view transform's pooling matrix, [BEV cells x
+    lifted points], would count as dense). ``mm``/``addmm``: 2 x nnz x the dense operand's other
+    side; ``sparse_sampled_addmm``: 2 x nnz of the pattern x the inner size. None: not such a product."""
+    aten = torch.ops.aten
+    ts = [a for a in args if isinstance(a, torch.Tensor)]
+    if not any(t.layout != torch.strided for t in ts):
+        return None
+    if func_packet is aten.sparse_sampled_addmm:
+        pattern, mat1 = args[0], args[1]
+        return 2 * int(pattern._nnz()) * int(mat1.shape[-1])
+    if func_packet in (aten.mm, aten.addmm):
+        a, b = args[-2], args[-1]
+        if a.layout != torch.strided:
+            return 2 * int(a._nnz()) * int(b.shape[-1])
+        return 2 * int(b._nnz()) * int(a.shape[0])
+    return None
+
+
 def _global_flop_counter():
     """``FlopCounterMode`` without its per-module tracking: that tracking puts backward hooks on
     modules, which ``torch.autograd.grad`` on a leaf (the calibrated step's task gradients at the
@@ -140,6 +160,10 @@ def _global_flop_counter():
             return out
 
         def _count_flops(self, func_packet, out, args, kwargs):
+            n = _sparse_product_flops(func_packet, args)
+            if n is not None:
+                self.flop_counts['Global'][func_packet] += n
+                return out
             if func_packet in self.flop_registry:
                 self.flop_counts['Global'][func_packet] += self.flop_registry[func_packet](*args, **kwargs,
                                                                                           out_val=out)

@@ -43,6 +43,30 @@ def test_sparse_convolutions_counted_from_active_sites():
     assert c['sparse'] == 3 * (2 * 3 * 27 * 4 * 8)
 
 
+def test_sparse_matrix_products_counted_from_stored_entries():
+    """A CSR operand (the view transform's pooling matrix) costs 2 x nnz x the other side, not its
+    dense shape: torch's counter alone counts this 1000 x 4000 matrix with 300 entries as dense."""
+    gen = torch.Generator().manual_seed(0)
+    rows, cols = torch.randint(0, 1000, (300,), generator=gen), torch.randint(0, 4000, (300,), generator=gen)
+    idx = torch.unique(rows * 4000 + cols)
+    nnz = idx.numel()
+    a = torch.sparse_coo_tensor(torch.stack([idx // 4000, idx % 4000]), torch.ones(nnz), (1000, 4000)).to_sparse_csr()
+    b = torch.randn(4000, 32)
+    with count_flops() as c:
+        a @ b
+    assert c['dense'] == 2 * nnz * 32
+    d = torch.randn(8, 1000)
+    with count_flops() as c:
+        d @ a
+    assert c['dense'] == 2 * nnz * 8
+    with count_flops() as c:  # the pooling's depth gradient: one dot product of length 32 per entry
+        torch.sparse.sampled_addmm(a, torch.randn(1000, 32), torch.randn(32, 4000), beta=0.0)
+    assert c['dense'] == 2 * nnz * 32
+    with count_flops() as c:  # dense products as before
+        torch.randn(10, 20) @ torch.randn(20, 30)
+    assert c['dense'] == 2 * 10 * 20 * 30
+
+
 def test_cpu_peak_formula():
     # Intel Xeon with AVX-512 and AMX: 64 fp32 FLOPs/cycle/core, 1024 bf16 on the tiles
     assert cpu_flops_per_cycle({'avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16'}, 'GenuineIntel', 6)[:2] == \
