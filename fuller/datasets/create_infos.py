@@ -97,8 +97,10 @@ def sample_info(nusc: NuScenes, sample: dict, max_sweeps: int) -> dict:
     for box, ann_token in zip(boxes, sample['anns']):
         ann = nusc.get('sample_annotation', ann_token)
         name = CATEGORY_TO_CLASS.get(ann['category_name'])
-        velo = nusc.box_velocity(ann_token)
-        velo = np.nan_to_num(velo, nan=0.0) @ rot_g2l.T
+        # mmdet3d's and BEVFusion's converters: the global (vx, vy) with vz dropped, rotated into the LiDAR
+        # frame; an unknown velocity (an annotation without neighbours) is NaN there and zero after loading.
+        vx, vy = np.nan_to_num(nusc.box_velocity(ann_token)[:2], nan=0.0)
+        velo = np.array([vx, vy, 0.0]) @ rot_g2l.T
         w, l, h = box.wlh
         info['instances'].append({
             'bbox_3d': [*map(float, box.center), float(l), float(w), float(h), float(box.orientation.yaw_pitch_roll[0])],
