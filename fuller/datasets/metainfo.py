@@ -13,9 +13,27 @@ This module imports nothing heavy, so the info writer and the demo generator use
 CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle', 'motorcycle', 'pedestrian',
            'traffic_cone', 'barrier')
 
-# BEV map classes (BEVFusion's protocol); the map-expansion layers of each are in
-# fuller.datasets.transforms.map_raster.CLASS_LAYERS.
+# BEV map classes (BEVFusion's protocol).
 MAP_CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line', 'carpark_area', 'divider')
+
+# Map-expansion layers, as the devkit's NuScenesMap names them.
+MAP_POLYGON_LAYERS = ('drivable_area', 'road_segment', 'road_block', 'lane', 'ped_crossing', 'walkway', 'stop_line',
+                      'carpark_area')
+MAP_LINE_LAYERS = ('road_divider', 'lane_divider')
+
+
+def map_class_layers(name: str) -> tuple[str, ...]:
+    """The map-expansion layers a map class is rasterized from, by BEVFusion's rule
+    (``LoadBEVSegmentation`` in mit-han-lab/bevfusion ``mmdet3d/datasets/pipelines/loading.py``):
+    ``divider`` is the road and lane dividers, ``drivable_area*`` the road segments and lanes,
+    every other class the layer of its own name (``drivable_area`` is the ``drivable_area``
+    layer, which also covers car parks and other drivable surface off the roads)."""
+    return {'divider': MAP_LINE_LAYERS, 'drivable_area*': ('road_segment', 'lane')}.get(name, (name,))
+
+
+# Map class -> layers of each map class (the metainfo's ``map_layers``); a dataset that
+# defines a class otherwise overrides it there (the demo: ``configs/_base_/datasets/nuscenes-demo_det-map.py``).
+MAP_LAYERS = {c: map_class_layers(c) for c in MAP_CLASSES}
 
 # Camera channels in the order the info files store them and the model sees them.
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
@@ -50,6 +68,7 @@ MOVING_SPEED = 0.2
 NUSCENES_METAINFO = dict(
     classes=CLASSES,
     map_classes=MAP_CLASSES,
+    map_layers=MAP_LAYERS,
     cameras=CAMERAS,
     category_to_class=CATEGORY_TO_CLASS,
     still_attributes=STILL_ATTRIBUTES,

@@ -21,7 +21,7 @@ PIPELINE_FACTS = {
     'LoadMultiViewImages': {'cameras': 'cameras'},
     'ImageAug3D': {'final_dim': 'image_size'},
     'LoadBEVMapMask': {'dataroot': 'data_root', 'xbound': 'map_bound.xbound', 'ybound': 'map_bound.ybound',
-                       'classes': 'map_classes'},
+                       'classes': 'map_classes', 'layers': 'map_layers'},
     'ObjectRangeFilter': {'point_cloud_range': 'point_cloud_range'},
     'PointsRangeFilter': {'point_cloud_range': 'point_cloud_range'},
     'ObjectNameFilter': {'classes': 'classes'},

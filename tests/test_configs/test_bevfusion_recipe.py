@@ -144,6 +144,13 @@ def test_inputs_are_bevfusions(cfg):
     assert _step('LoadMultiSweepPoints', cfg)['sweeps'] == 9
     # default.yaml LoadBEVSegmentation xbound/ybound [-50.0, 50.0, 0.5].
     assert cfg.geometry.map_bound == dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
+    # default.yaml map_classes: drivable_area (its '# - drivable_area*' left out); loading.py
+    # LoadBEVSegmentation draws a class from the map layer of its name, except 'drivable_area*'
+    # (road_segment + lane) and 'divider' (road_divider + lane_divider).
+    from fuller.datasets import NuScenesMultiTaskDataset
+    layers = {**NuScenesMultiTaskDataset.METAINFO['map_layers'], **cfg.get('metainfo', {}).get('map_layers', {})}
+    assert layers['drivable_area'] == ('drivable_area',) and layers['divider'] == ('road_divider', 'lane_divider')
+    assert all(layers[c] == (c,) for c in ('ped_crossing', 'walkway', 'stop_line', 'carpark_area'))
     # default.yaml data.samples_per_gpu 4 (8 GPUs: 32, the schedule's base batch).
     assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.base_batch_size == 32
     # mmdet3d/models/vtransforms/base.py BaseTransform.bev_pool: ((geom - (bx - dx / 2)) / dx).long(),

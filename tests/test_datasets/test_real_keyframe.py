@@ -3,6 +3,7 @@
 import pickle
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
@@ -135,3 +136,62 @@ def test_mmdet3d_info_boxes_score_perfectly_under_the_devkit_on_a_real_pose(real
     assert out['mATE'] == pytest.approx(0.5, abs=1e-3)
     assert out['mASE'] == pytest.approx(0.5, abs=1e-3)
     assert out['mAOE'] == pytest.approx(5 / 9, abs=1e-3)
+
+
+def test_drivable_area_is_bevfusion_s_on_the_real_map(real_keyframe, tmp_path):
+    """The map ground truth of BEVFusion's protocol on real map geometry (singapore-onenorth's
+    ``drivable_area`` layer around the keyframe). BEVFusion's ``LoadBEVSegmentation``
+    (mit-han-lab/bevfusion ``mmdet3d/datasets/pipelines/loading.py``) takes the class
+    ``drivable_area`` from the map's ``drivable_area`` layer (``road_segment`` + ``lane`` is its
+    ``drivable_area*``), rasterizes it with the devkit's ``get_map_mask`` on a patch centred on
+    the LiDAR and turned by its yaw, and transposes it to ``[X, Y]``; FULLER keeps ``[Y, X]``.
+    The devkit fills every pixel a polygon touches, with pixel centres at multiples of the cell
+    size; FULLER fills the cells whose centre lies inside. So, on a grid shifted by half a cell
+    to put FULLER's cell centres on BEVFusion's, FULLER's mask lies inside BEVFusion's and holds
+    its interior; on the standard grid the two agree at IoU > 0.93 (they differ by the boundary
+    cells). A flipped or transposed raster would not pass (IoU 0.10-0.71)."""
+    from nuscenes.map_expansion.map_api import NuScenesMap
+
+    from fuller.datasets.transforms import LoadBEVMapMask
+
+    info = _infos_of_keyframe(real_keyframe, str(tmp_path / 'kf'))['data_list'][0]
+    assert info['location'] == 'singapore-onenorth'
+    lidar2global = np.asarray(info['ego2global']) @ np.asarray(info['lidar_points']['lidar2ego'])
+    heading = lidar2global[:3, :3] @ np.array([1.0, 0.0, 0.0])
+    masks = NuScenesMap(real_keyframe, info['location']).get_map_mask(
+        (lidar2global[0, 3], lidar2global[1, 3], 100.0, 100.0), np.degrees(np.arctan2(heading[1], heading[0])),
+        ['drivable_area'], canvas_size=(200, 200))
+    bevfusion = masks.transpose(0, 2, 1)[0].astype(bool)  # [X, Y], as BEVFusion's gt_masks_bev
+    assert 0.1 < bevfusion.mean() < 0.3
+
+    def ours(lo, hi):
+        t = LoadBEVMapMask(real_keyframe, xbound=(lo, hi, 0.5), ybound=(lo, hi, 0.5), classes=('drivable_area',))
+        assert t.layers == {'drivable_area': ('drivable_area',)}
+        return t.transform(dict(info))['gt_map'][0].T.astype(bool)  # [Y, X] -> [X, Y]
+
+    aligned = ours(-50.25, 49.75)
+    assert not (aligned & ~bevfusion).any()
+    interior = cv2.erode(bevfusion.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert (interior & ~aligned).sum() <= 0.001 * interior.size
+    standard = ours(-50.0, 50.0)
+    assert (standard & bevfusion).sum() / (standard | bevfusion).sum() > 0.93
+
+
+def test_map_class_layers_are_bevfusion_s_rule():
+    """BEVFusion's ``LoadBEVSegmentation`` (mit-han-lab/bevfusion
+    ``mmdet3d/datasets/pipelines/loading.py``): ``drivable_area*`` -> road_segment + lane,
+    ``divider`` -> road_divider + lane_divider, any other class -> the layer of its name. The
+    dataset's metainfo states it for the six classes; a config overrides a class with
+    ``metainfo.map_layers`` (the demo's road surface); a layer the map lacks is refused naming
+    the class."""
+    from fuller.datasets.metainfo import MAP_LAYERS, map_class_layers
+    from fuller.datasets.transforms.map_raster import class_layers
+
+    assert MAP_LAYERS == {'drivable_area': ('drivable_area',), 'ped_crossing': ('ped_crossing',),
+                          'walkway': ('walkway',), 'stop_line': ('stop_line',), 'carpark_area': ('carpark_area',),
+                          'divider': ('road_divider', 'lane_divider')}
+    assert map_class_layers('drivable_area*') == ('road_segment', 'lane')
+    assert class_layers(['drivable_area', 'divider'], {'drivable_area': ('road_segment', 'lane')}) == \
+        {'drivable_area': ('road_segment', 'lane'), 'divider': ('road_divider', 'lane_divider')}
+    with pytest.raises(KeyError, match="map class 'walkway': unknown map-expansion layers \\['sidewalk'\\]"):
+        class_layers(['walkway'], {'walkway': ('sidewalk',)})

@@ -12,7 +12,11 @@ geometry = dict(
     image_size=(96, 256),  # from the demo's 320 x 180 cameras: resized by 0.73-0.87 (test 0.8), bottom crop
     map_bound=dict(xbound=(-50.0, 50.0, 1.0), ybound=(-50.0, 50.0, 1.0)),  # 100 x 100 map grid
 )
-metainfo = dict()
+# The demo's drivable area is its road surface, the map's road segments and lanes (BEVFusion's
+# 'drivable_area*'), without the car parks its `drivable_area` layer also covers (BEVFusion's
+# rule for 'drivable_area', which the nuScenes configs follow): the definition every demo result
+# so far was measured with (docs/results/demo_world.md).
+metainfo = dict(map_layers=dict(drivable_area=('road_segment', 'lane')))
 sweeps = 4
 
 train_pipeline = [

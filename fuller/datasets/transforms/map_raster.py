@@ -17,35 +17,49 @@ from nuscenes.map_expansion.map_api import NuScenesMap
 from fuller.registry import TRANSFORMS
 from fuller.utils.grid import bound_cells
 
-from ..metainfo import MAP_CLASSES
+from ..metainfo import MAP_CLASSES, MAP_LINE_LAYERS, MAP_POLYGON_LAYERS, map_class_layers
 
-# Map-expansion layers that make up each map class of fuller.datasets.metainfo (the BEVFusion protocol).
-CLASS_LAYERS = {
-    'drivable_area': ('road_segment', 'lane'),
-    'ped_crossing': ('ped_crossing',),
-    'walkway': ('walkway',),
-    'stop_line': ('stop_line',),
-    'carpark_area': ('carpark_area',),
-    'divider': ('road_divider', 'lane_divider'),
-}
-LINE_LAYERS = {'road_divider', 'lane_divider'}
+
+def class_layers(classes, layers: dict | None = None) -> dict[str, tuple[str, ...]]:
+    """Map class -> the map-expansion layers it is drawn from: ``layers`` where it names the
+    class, BEVFusion's rule (:func:`~fuller.datasets.metainfo.map_class_layers`) otherwise.
+
+    Raises:
+        KeyError: a layer the map expansion does not have, naming the class.
+    """
+    out = {}
+    for cls in classes:
+        names = tuple((layers or {}).get(cls) or map_class_layers(cls))
+        unknown = [n for n in names if n not in MAP_POLYGON_LAYERS + MAP_LINE_LAYERS]
+        if unknown:
+            raise KeyError(f'map class {cls!r}: unknown map-expansion layers {unknown}; known: '
+                           f'{list(MAP_POLYGON_LAYERS + MAP_LINE_LAYERS)} (metainfo.map_layers)')
+        out[cls] = names
+    return out
 
 
 class LocationMapLayers:
-    """All polygons (exterior + holes) and lines of one map location, per class, in metres."""
+    """All polygons (exterior + holes) and lines of one map location, per map class, in metres.
 
-    def __init__(self, dataroot: str, location: str) -> None:
+    Args:
+        dataroot: dataset root holding ``maps/expansion/{location}.json``.
+        location: the map location.
+        layers: map class -> map-expansion layers (:func:`class_layers`); default: the six
+            classes of :data:`~fuller.datasets.metainfo.MAP_CLASSES` by BEVFusion's rule.
+    """
+
+    def __init__(self, dataroot: str, location: str, layers: dict | None = None) -> None:
         path = osp.join(dataroot, 'maps', 'expansion', f'{location}.json')
         if not osp.isfile(path):
             raise FileNotFoundError(f'map expansion file not found: {path} (needed for map segmentation)')
         nmap = NuScenesMap(dataroot=dataroot, map_name=location)
         self.polygons: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
         self.lines: dict[str, list[np.ndarray]] = {}
-        for cls, layers in CLASS_LAYERS.items():
+        for cls, names in (layers or class_layers(MAP_CLASSES)).items():
             polys, lines = [], []
-            for layer in layers:
+            for layer in names:
                 for rec in getattr(nmap, layer):
-                    if layer in LINE_LAYERS:
+                    if layer in MAP_LINE_LAYERS:
                         line = nmap.extract_line(rec['line_token'])
                         if not line.is_empty:
                             lines.append(np.asarray(line.coords))
@@ -70,7 +84,7 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
         xbound: (min, max, step) of the grid along x, m.
         ybound: (min, max, step) along y, m.
         line_width: drawn width of dividers, m.
-        classes: the map classes, in output order (keys of :data:`CLASS_LAYERS`).
+        classes: the map classes, in output order (keys of ``geom``'s polygons and lines).
 
     Returns:
         uint8 [len(classes), ny, nx] masks; row i is y = ymin + (i + 0.5) * step, column
@@ -135,13 +149,18 @@ class LoadBEVMapMask(BaseTransform):
         ybound: (min, max, step) along y, m.
         line_width: divider width, m.
         classes: map classes in output order (the dataset fills its ``metainfo['map_classes']``).
+        layers: map class -> map-expansion layers it is drawn from, for classes defined otherwise
+            than by BEVFusion's rule (``drivable_area``: the ``drivable_area`` layer; ``divider``:
+            road and lane dividers; others: their own layer); the dataset fills its
+            ``metainfo['map_layers']``.
     """
 
     def __init__(self, dataroot: str, xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5),
-                 line_width: float = 1.0, classes: tuple = MAP_CLASSES) -> None:
-        unknown = [c for c in classes if c not in CLASS_LAYERS]
-        if unknown:
-            raise KeyError(f'LoadBEVMapMask: unknown map classes {unknown}; known: {list(CLASS_LAYERS)}')
+                 line_width: float = 1.0, classes: tuple = MAP_CLASSES, layers: dict | None = None) -> None:
+        try:
+            self.layers = class_layers(classes, layers)
+        except KeyError as e:
+            raise KeyError(f'LoadBEVMapMask: {e.args[0]}') from None
         self.classes = tuple(classes)
         self.dataroot = dataroot
         self.xbound = tuple(xbound)
@@ -151,7 +170,7 @@ class LoadBEVMapMask(BaseTransform):
 
     def map_layers(self, location: str) -> LocationMapLayers:
         if location not in self._cache:
-            self._cache[location] = LocationMapLayers(self.dataroot, location)
+            self._cache[location] = LocationMapLayers(self.dataroot, location, self.layers)
         return self._cache[location]
 
     def transform(self, results: dict) -> dict:
