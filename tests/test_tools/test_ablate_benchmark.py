@@ -119,6 +119,7 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
     assert [r[:2] for r in mods['rows']] == [['encoders.lidar.backbone', 'SparseBEVEncoder'],
                                              ['heads.det', 'CenterPointDetHead']]
     assert all(r[2] > 0 and r[4] > 0 and r[5] >= 0 for r in mods['rows'])
+    assert mods['params']['points_per_sample'] == 2000 and 100 < mods['params']['voxels_per_sample'] <= 2000
     # every compute table says how far it is from the device's limit (issue 28, item 3)
     for name in ('step', 'bevpool', 'vtransform', 'train', 'modules'):
         res = json.loads((tmp_path / 'bench' / f'{name}.json').read_text())

@@ -10,6 +10,7 @@ hide another's."""
 
 import dataclasses
 import gc
+import math
 import statistics
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 import torch
 
 from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, utilisation
-from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, write_results
+from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, voxels_per_sample, write_results
 
 BEVFUSION_DET_CONFIG = 'configs/bevfusion/bevfusion-det_lc_swint_8x4-6e_nuscenes.py'
 DEFAULT_MODULES = ('encoders.camera.neck', 'encoders.camera.vtransform', 'encoders.lidar.backbone', 'heads.det')
@@ -102,6 +103,7 @@ def _run_one(args) -> None:
     model = MODELS.build(cfg.model).to(device).train()
     batch = synthetic_batch(cfg, 1, args.points, args.data_root)
     data = model.data_preprocessor(batch, True)
+    voxels = voxels_per_sample(model, data)
     inputs = capture(model, data, (args.only,))[args.only]
     step = _step_fn(model, args.only, *inputs)
     del batch
@@ -127,7 +129,7 @@ def _run_one(args) -> None:
     with count_flops(model) as c:
         step()
     print(f'MODULE {1000 * statistics.median(times):.3f} {1000 * statistics.mean(times):.3f} {peak / 2**20:.1f} '
-          f'{c["total"]}')
+          f'{c["total"]} {"nan" if voxels is None else voxels}')
 
 
 def bench_modules(args) -> None:
@@ -147,7 +149,7 @@ def bench_modules(args) -> None:
     if wrong:
         raise ValueError(f'benchmark modules: {wrong} of --modules are not modules the forward pass calls in '
                          f'{args.config}; its parts: {units}')
-    rows = []
+    rows, voxels = [], float('nan')
     for name in args.modules:
         argv = [sys.executable, BENCHMARK_SCRIPT, 'modules', '--config', args.config, '--only', name,
                 '--points', str(args.points), '--warmup', str(args.warmup), '--iters', str(args.iters),
@@ -156,7 +158,8 @@ def bench_modules(args) -> None:
         line = next((x for x in r.stdout.splitlines() if x.startswith('MODULE ')), None)
         if r.returncode or line is None:
             raise RuntimeError(f'benchmark modules --only {name} failed:\n{r.stderr[-3000:]}')
-        med, mean, peak, flops = (float(v) for v in line.split()[1:])
+        med, mean, peak, flops, vox = (float(v) for v in line.split()[1:])
+        voxels = vox if math.isnan(voxels) else voxels
         params = sum(p.numel() for p in mods[name].parameters()) / 1e6
         rows.append([name, type(mods[name]).__name__, round(params, 3), mean, med, peak,
                      *utilisation(flops, med / 1000, device_peak(torch.device(args.device))['fp32'])])
@@ -165,6 +168,7 @@ def bench_modules(args) -> None:
     write_results(args.out, args.name or 'modules', 'Forward+backward cost per module',
                   machine_info(torch.device(args.device)),
                   {'config': args.config, 'data_root': args.data_root, 'points_per_sample': args.points,
+                   'voxels_per_sample': None if math.isnan(voxels) else round(voxels),
                    'batch_size': 1, 'warmup': args.warmup, 'iters': args.iters},
                   ['module', 'type', 'M params', 'mean ms', 'median ms', mem, *UTIL_HEADER], rows,
                   "Each module is timed alone (forward, then backward of the mean of its outputs; the detection "
