@@ -15,7 +15,10 @@ sweeps = 9
 _sample_groups = dict(car=2, truck=3, construction_vehicle=7, bus=4, trailer=6, barrier=2, motorcycle=6, bicycle=6,
                       pedestrian=2, traffic_cone=2)
 train_pipeline = [
-    dict(type='LoadMultiSweepPoints', sweeps=sweeps),
+    # BEVFusion's LoadPointsFromMultiSweeps (default.yaml: sweeps_num 9, pad_empty_sweeps, remove_close):
+    # 9 of the info's 10 previous sweeps drawn at random, the keyframe repeated where a scene starts,
+    # the car body's points removed in a 2 m square.
+    dict(type='LoadMultiSweepPoints', sweeps=sweeps, test_mode=False, pad_empty_sweeps=True, close_region='square'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
     dict(type='ObjectPaste', stop_epoch=15,
          db_sampler=dict(info_path='nuscenes_dbinfos_train.pkl', rate=1.0,
@@ -30,7 +33,8 @@ train_pipeline = [
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadMultiSweepPoints', sweeps=sweeps),
+    # the nearest 9 sweeps (BEVFusion's test pipeline draws them at random as in training; docs/nuscenes.md)
+    dict(type='LoadMultiSweepPoints', sweeps=sweeps, pad_empty_sweeps=True, close_region='square'),
     dict(type='BEVAugmentation', is_train=False),
     dict(type='PointsRangeFilter'),
     dict(type='PackMultiTaskInputs'),

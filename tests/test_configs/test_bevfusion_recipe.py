@@ -142,6 +142,15 @@ def test_inputs_are_bevfusions(cfg):
     assert list(cfg.geometry.voxel_size) == [0.075, 0.075, 0.2]
     assert list(cfg.geometry.point_cloud_range) == [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
     assert _step('LoadMultiSweepPoints', cfg)['sweeps'] == 9
+    # default.yaml LoadPointsFromMultiSweeps: pad_empty_sweeps true, remove_close true (loading.py
+    # _remove_close: radius 1.0, |x| < r and |y| < r), no test_mode (a random 9 of the info's 10 sweeps
+    # in training; FULLER's test pipeline takes the nearest 9, docs/nuscenes.md).
+    for pipeline in ('train_pipeline', 'test_pipeline'):
+        sweeps = _step('LoadMultiSweepPoints', cfg, pipeline)
+        assert sweeps['pad_empty_sweeps'] and sweeps['close_region'] == 'square'
+        assert sweeps.get('remove_close', 1.0) == 1.0 and sweeps['sweeps'] == 9
+    assert _step('LoadMultiSweepPoints', cfg)['test_mode'] is False
+    assert _step('LoadMultiSweepPoints', cfg, 'test_pipeline').get('test_mode', True) is True
     # default.yaml LoadBEVSegmentation xbound/ybound [-50.0, 50.0, 0.5].
     assert cfg.geometry.map_bound == dict(xbound=(-50.0, 50.0, 0.5), ybound=(-50.0, 50.0, 0.5))
     # default.yaml map_classes: drivable_area (its '# - drivable_area*' left out); loading.py

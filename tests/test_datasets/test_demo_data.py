@@ -377,3 +377,46 @@ def test_lot_scenes_must_be_demo_scenes(tmp_path):
     with pytest.raises(ValueError, match=r"\['scene-065'\] are not demo scenes.*scene-0655"):
         generate_demo_dataset(str(tmp_path), DemoConfig(lot_scenes=('scene-065',)), verbose=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_sweep_loading_follows_mmdet3d_s_options(tmp_path):
+    """``LoadMultiSweepPoints``' options of mmdet3d's and BEVFusion's ``LoadPointsFromMultiSweeps``
+    (mit-han-lab/bevfusion ``mmdet3d/datasets/pipelines/loading.py``): ``_remove_close`` drops the
+    points with |x| < r and |y| < r (``close_region='square'``); with more sweeps than asked,
+    training draws them at random without replacement (``test_mode=False``) and testing takes the
+    nearest; ``pad_empty_sweeps`` repeats the keyframe (close points removed, time lag 0) where
+    there are no sweeps."""
+    from fuller.datasets.transforms import LoadMultiSweepPoints
+
+    def cloud(name, xy):
+        pts = np.zeros((len(xy), 5), np.float32)
+        pts[:, :2] = xy
+        pts[:, 3] = 7.0
+        pts.tofile(tmp_path / name)
+        return str(tmp_path / name)
+
+    # (0.9, 0.9) is 1.27 m away: inside the 2 m square, outside the 1 m disc
+    xy = [[0.5, 0.0], [0.9, 0.9], [1.5, 0.0], [10.0, 5.0]]
+    key = cloud('key.bin', xy)
+    sweeps = [{'lidar_points': {'lidar_path': cloud(f's{i}.bin', xy), 'lidar2sensor': np.eye(4).tolist()},
+               'timestamp': 10.0 - 0.05 * (i + 1)} for i in range(3)]
+    base = {'lidar_points': {'lidar_path': key}, 'timestamp': 10.0}
+
+    def lags(t, swps):
+        p = t.transform(dict(base, lidar_sweeps=swps))['points'].tensor.numpy()
+        return p, np.round(np.unique(p[:, 4]).astype(np.float64), 3)
+
+    p, lag = lags(LoadMultiSweepPoints(sweeps=1, close_region='square'), sweeps)
+    assert len(p) == 4 + 2 and set(lag) == {0.0, 0.05}  # the nearest sweep; (0.5, 0) and (0.9, 0.9) gone
+    p, _ = lags(LoadMultiSweepPoints(sweeps=1), sweeps)
+    assert len(p) == 4 + 3  # FULLER's default: the 1 m disc keeps (0.9, 0.9)
+    np.random.seed(0)
+    drawn = {tuple(lags(LoadMultiSweepPoints(sweeps=2, test_mode=False), sweeps)[1]) for _ in range(30)}
+    assert drawn == {(0.0, 0.05, 0.1), (0.0, 0.05, 0.15), (0.0, 0.1, 0.15)}  # two distinct sweeps each time
+    p, lag = lags(LoadMultiSweepPoints(sweeps=3, test_mode=False), sweeps[:2])  # fewer than asked: all
+    assert set(lag) == {0.0, 0.05, 0.1}
+    p, lag = lags(LoadMultiSweepPoints(sweeps=9, pad_empty_sweeps=True, close_region='square'), [])
+    assert len(p) == 4 + 9 * 2 and set(lag) == {0.0} and (p[:, 3] == 7.0).all()
+    assert len(lags(LoadMultiSweepPoints(sweeps=9), [])[0]) == 4
+    with pytest.raises(ValueError, match="close_region must be 'disc' or 'square'"):
+        LoadMultiSweepPoints(close_region='circle')

@@ -18,7 +18,10 @@ metainfo = dict()
 sweeps = 9  # + the keyframe = 10 sweeps
 
 train_pipeline = [
-    dict(type='LoadMultiSweepPoints', sweeps=sweeps),
+    # BEVFusion's LoadPointsFromMultiSweeps (default.yaml: sweeps_num 9, pad_empty_sweeps, remove_close):
+    # 9 of the info's 10 previous sweeps drawn at random, the keyframe repeated where a scene starts,
+    # the car body's points removed in a 2 m square.
+    dict(type='LoadMultiSweepPoints', sweeps=sweeps, test_mode=False, pad_empty_sweeps=True, close_region='square'),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
     dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rot_lim=(-5.4, 5.4), rand_flip=True,
@@ -34,7 +37,8 @@ train_pipeline = [
     dict(type='PackMultiTaskInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadMultiSweepPoints', sweeps=sweeps),
+    # the nearest 9 sweeps (BEVFusion's test pipeline draws them at random as in training; docs/nuscenes.md)
+    dict(type='LoadMultiSweepPoints', sweeps=sweeps, pad_empty_sweeps=True, close_region='square'),
     dict(type='LoadMultiViewImages'),
     dict(type='ImageAug3D', resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False),
     dict(type='BEVAugmentation', is_train=False),

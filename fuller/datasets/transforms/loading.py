@@ -82,25 +82,51 @@ class LoadMultiSweepPoints(BaseTransform):
         sweeps: number of previous sweeps to add (0: keyframe only).
         load_dim: floats per point in the files.
         use_dim: channels kept, e.g. ``[0, 1, 2, 3, 4]``.
-        remove_close: drop sweep points within this radius of the sensor (the car body), m.
+        remove_close: drop sweep points within this distance of the sensor (the car body), m.
+        close_region: ``'disc'`` (within ``remove_close`` in the ground plane) or ``'square'``
+            (|x| and |y| both below it: mmdet3d's and BEVFusion's ``_remove_close``).
+        test_mode: with more sweeps in the info than ``sweeps``: ``False`` draws ``sweeps`` of
+            them at random without replacement, ``True`` takes the nearest (mmdet3d's and
+            BEVFusion's ``LoadPointsFromMultiSweeps``; fewer are all taken either way).
+        pad_empty_sweeps: a keyframe without sweeps (a scene's first) gets ``sweeps`` copies of
+            its own points (close points removed, time lag 0), as mmdet3d's and BEVFusion's
+            ``pad_empty_sweeps``.
     """
 
     def __init__(self, sweeps: int = 9, load_dim: int = 5, use_dim: tuple = (0, 1, 2, 3, 4),
-                 remove_close: float = 1.0) -> None:
+                 remove_close: float = 1.0, close_region: str = 'disc', test_mode: bool = True,
+                 pad_empty_sweeps: bool = False) -> None:
+        if close_region not in ('disc', 'square'):
+            raise ValueError(f"LoadMultiSweepPoints: close_region must be 'disc' or 'square', not {close_region!r}")
         self.sweeps = sweeps
         self.load_dim = load_dim
         self.use_dim = list(use_dim)
         self.remove_close = remove_close
+        self.close_region = close_region
+        self.test_mode = test_mode
+        self.pad_empty_sweeps = pad_empty_sweeps
+
+    def _far(self, pts: np.ndarray) -> np.ndarray:
+        if self.remove_close <= 0:
+            return pts
+        if self.close_region == 'square':
+            return pts[~((np.abs(pts[:, 0]) < self.remove_close) & (np.abs(pts[:, 1]) < self.remove_close))]
+        return pts[np.linalg.norm(pts[:, :2], axis=1) >= self.remove_close]
 
     def transform(self, results: dict) -> dict:
         pts = load_points_file(results['lidar_points']['lidar_path'], self.load_dim).copy()
         pts[:, 4] = 0.0
         clouds = [pts]
         ts = results['timestamp']
-        for sweep in results.get('lidar_sweeps', [])[: self.sweeps]:
-            sp = load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim).copy()
-            if self.remove_close > 0:
-                sp = sp[np.linalg.norm(sp[:, :2], axis=1) >= self.remove_close]
+        sweeps = results.get('lidar_sweeps', [])
+        if len(sweeps) > self.sweeps and not self.test_mode:
+            sweeps = [sweeps[i] for i in np.random.choice(len(sweeps), self.sweeps, replace=False)]
+        else:
+            sweeps = sweeps[: self.sweeps]
+        if self.pad_empty_sweeps and not sweeps:
+            clouds += [self._far(pts)] * self.sweeps
+        for sweep in sweeps:
+            sp = self._far(load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim).copy())
             l2s = np.asarray(sweep['lidar_points']['lidar2sensor'], dtype=np.float32)
             sp[:, :3] = sp[:, :3] @ l2s[:3, :3] - l2s[:3, 3]
             sp[:, 4] = ts - sweep['timestamp']
