@@ -109,3 +109,20 @@ def test_metainfo_with_a_foreign_name_is_refused(fork):
     cfg = dict(fork.train_dataloader.dataset, metainfo=dict(classes=['car', 'tram']))
     with pytest.raises(KeyError, match=r"metainfo\.classes has names \['tram'\]"):
         DATASETS.build(cfg)
+
+
+def test_metainfo_from_a_config_saves_in_a_checkpoint_the_safe_loader_reads(fork):
+    """A config's metainfo (the demo's ``map_layers``, a nested dict) reaches the dataset as plain
+    Python, not as ConfigDicts: the runner writes the dataset's metainfo into every checkpoint's
+    ``meta.dataset_meta``, and the safe loader (``weights_only``) refuses a ConfigDict there."""
+    import io
+
+    from fuller.registry import DATASETS
+
+    init_default_scope('fuller')
+    meta = DATASETS.build(fork.train_dataloader.dataset).metainfo
+    assert type(meta['map_layers']) is dict and tuple(meta['map_layers']['drivable_area']) == ('road_segment', 'lane')
+    buf = io.BytesIO()
+    torch.save({'meta': {'dataset_meta': meta}, 'state_dict': {'w': torch.zeros(1)}}, buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True)['meta']['dataset_meta']['map_layers'] == meta['map_layers']
