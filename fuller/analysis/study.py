@@ -35,10 +35,11 @@ __all__ = ['COMPARISONS', 'DEMO_BASE', 'DEMO_VARIANTS', 'SINGLE_MODALITY', 'VARI
 
 # The committed demo study: the single-task and single-modality models, the six variants of the
 # paper's ablation, modality dropout (the simple baseline for modality balance), then other
-# inter-task rules and loss-weighting baselines (imtlg, alignedmtl: add them with --variants).
+# inter-task rules (torchjd's and the others the configs have) and loss-weighting baselines.
 DEMO_VARIANTS = ['det_only', 'map_only', 'camera_only', 'lidar_only', 'camera_map_only', 'lidar_map_only', 'naive',
                  'inter_only', 'intra_only', 'fuller', 'intra_task_only', 'fuller_task_intra', 'modality_dropout',
-                 'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'uncertainty', 'gradnorm', 'dwa']
+                 'pcgrad', 'mgda', 'upgrad', 'cagrad', 'nashmtl', 'imtlg', 'alignedmtl', 'uncertainty', 'gradnorm',
+                 'dwa']
 DEMO_BASE = osp.join('configs', 'fuller', 'naive_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py')
 VARIANT_DIR = osp.join('configs', 'ablation')
 
