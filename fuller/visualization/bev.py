@@ -290,7 +290,7 @@ def plot_task_tradeoff(out_path: str, points: dict[str, dict[str, list[tuple[flo
         single_task: ``name -> ('mAP' | 'mIoU', values per seed)``: a single-task variant as a
             horizontal (mAP) or vertical (mIoU) dashed line at its mean.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
     cmap = plt.get_cmap('tab10' if len(points) <= 10 else 'tab20')
     styles = {'both': dict(marker='o', mfc=None), '-camera': dict(marker='s', mfc='none'),
               '-LiDAR': dict(marker='^', mfc='none')}
@@ -329,7 +329,7 @@ def plot_task_tradeoff(out_path: str, points: dict[str, dict[str, list[tuple[flo
     ax.set_ylabel('mAP (%)')
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc='best')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the axes: the points stay visible
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
