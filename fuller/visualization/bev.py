@@ -329,7 +329,8 @@ def plot_task_tradeoff(out_path: str, points: dict[str, dict[str, list[tuple[flo
     ax.set_ylabel('mAP (%)')
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the axes: the points stay visible
+    # beside the axes, so that the points stay visible
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
