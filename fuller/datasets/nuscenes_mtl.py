@@ -29,18 +29,6 @@ PIPELINE_FACTS = {
 }
 
 
-def plain(value):
-    """``value`` with every dict, list and tuple inside made a plain one (a config's nested dicts are
-    ConfigDicts, which the safe checkpoint loader refuses to read back)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(plain(v) for v in value)
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 def _same_path(a, b) -> bool:
     """Two spellings of one directory (``/x`` and ``/x/``, ``a/../x``) are the same path."""
     return isinstance(a, str) and isinstance(b, str) and osp.normpath(a) == osp.normpath(b)
@@ -133,13 +121,6 @@ class NuScenesMultiTaskDataset(NuScenesDataset):
         self.map_classes = tuple(self.metainfo['map_classes'])
         if self.check_files and getattr(self, '_fully_initialized', True):
             self.check_input_files(self.check_files)
-
-    @classmethod
-    def _load_metainfo(cls, metainfo=None) -> dict:
-        """mmengine's, in plain Python types: the metainfo goes into every checkpoint's ``meta``
-        (``dataset_meta``), and a ConfigDict there (a config's ``metainfo.map_layers``, say) would make
-        the checkpoint unreadable by the safe loader."""
-        return plain(super()._load_metainfo(metainfo))
 
     def check_input_files(self, first: int = 4) -> None:
         """The cheap checks of ``check_files``: map-expansion files of every location in the split

@@ -9,6 +9,7 @@ back after loading. Every checkpoint is then loaded with the safe unpickler, so 
 file from an untrusted source can never execute code.
 """
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ def to_plain(obj: Any) -> Any:
 
     Returns:
         The same structure with :class:`HistoryBuffer` and numpy arrays replaced by tagged
-        dicts and numpy scalars by Python scalars.
+        dicts, numpy scalars by Python scalars and dict subclasses other than ``OrderedDict``
+        by dicts.
     """
     if isinstance(obj, HistoryBuffer):
         return {
@@ -46,7 +48,10 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
-        return type(obj)((k, to_plain(v)) for k, v in obj.items())
+        # a dict subclass the safe loader does not know (a ConfigDict: a config's nested metainfo in
+        # the dataset_meta) is saved as a dict
+        kind = type(obj) if type(obj) in (dict, OrderedDict) else dict
+        return kind((k, to_plain(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
         return type(obj)(to_plain(v) for v in obj)
     return obj

@@ -112,17 +112,19 @@ def test_metainfo_with_a_foreign_name_is_refused(fork):
 
 
 def test_metainfo_from_a_config_saves_in_a_checkpoint_the_safe_loader_reads(fork):
-    """A config's metainfo (the demo's ``map_layers``, a nested dict) reaches the dataset as plain
-    Python, not as ConfigDicts: the runner writes the dataset's metainfo into every checkpoint's
-    ``meta.dataset_meta``, and the safe loader (``weights_only``) refuses a ConfigDict there."""
+    """A config's nested metainfo (the demo's ``map_layers``) reaches the dataset as ConfigDicts; the
+    runner writes the dataset's metainfo into every checkpoint's ``meta.dataset_meta``, and
+    ``SafeCheckpointHook`` saves it as plain dicts, which the safe loader (``weights_only``) reads."""
     import io
 
+    from fuller.engine.checkpoint_hook import from_plain, to_plain
     from fuller.registry import DATASETS
 
     init_default_scope('fuller')
     meta = DATASETS.build(fork.train_dataloader.dataset).metainfo
-    assert type(meta['map_layers']) is dict and tuple(meta['map_layers']['drivable_area']) == ('road_segment', 'lane')
     buf = io.BytesIO()
-    torch.save({'meta': {'dataset_meta': meta}, 'state_dict': {'w': torch.zeros(1)}}, buf)
+    torch.save({'meta': to_plain({'dataset_meta': meta}), 'state_dict': {'w': torch.zeros(1)}}, buf)
     buf.seek(0)
-    assert torch.load(buf, weights_only=True)['meta']['dataset_meta']['map_layers'] == meta['map_layers']
+    loaded = from_plain(torch.load(buf, weights_only=True)['meta'])['dataset_meta']
+    assert type(loaded['map_layers']) is dict and tuple(loaded['map_layers']['drivable_area']) == ('road_segment', 'lane')
+    assert loaded['map_layers'] == meta['map_layers']
