@@ -17,7 +17,7 @@ from nuscenes.map_expansion.map_api import NuScenesMap
 from fuller.registry import TRANSFORMS
 from fuller.utils.grid import bound_cells
 
-from ..metainfo import MAP_CLASSES, MAP_LINE_LAYERS, MAP_POLYGON_LAYERS, map_class_layers
+from ..metainfo import MAP_CLASSES, MAP_LAYERS, MAP_LINE_LAYERS, MAP_POLYGON_LAYERS, map_class_layers
 
 
 def class_layers(classes, layers: dict | None = None) -> dict[str, tuple[str, ...]]:
@@ -27,13 +27,13 @@ def class_layers(classes, layers: dict | None = None) -> dict[str, tuple[str, ..
     Raises:
         KeyError: a layer the map expansion does not have, naming the class.
     """
-    out = {}
+    out, known = {}, MAP_POLYGON_LAYERS + MAP_LINE_LAYERS
     for cls in classes:
         names = tuple((layers or {}).get(cls) or map_class_layers(cls))
-        unknown = [n for n in names if n not in MAP_POLYGON_LAYERS + MAP_LINE_LAYERS]
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise KeyError(f'map class {cls!r}: unknown map-expansion layers {unknown}; known: '
-                           f'{list(MAP_POLYGON_LAYERS + MAP_LINE_LAYERS)} (metainfo.map_layers)')
+                           f'{list(known)} (metainfo.map_layers)')
         out[cls] = names
     return out
 
@@ -45,7 +45,7 @@ class LocationMapLayers:
         dataroot: dataset root holding ``maps/expansion/{location}.json``.
         location: the map location.
         layers: map class -> map-expansion layers (:func:`class_layers`); default: the six
-            classes of :data:`~fuller.datasets.metainfo.MAP_CLASSES` by BEVFusion's rule.
+            classes by BEVFusion's rule (:data:`~fuller.datasets.metainfo.MAP_LAYERS`).
     """
 
     def __init__(self, dataroot: str, location: str, layers: dict | None = None) -> None:
@@ -55,7 +55,7 @@ class LocationMapLayers:
         nmap = NuScenesMap(dataroot=dataroot, map_name=location)
         self.polygons: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
         self.lines: dict[str, list[np.ndarray]] = {}
-        for cls, names in (layers or class_layers(MAP_CLASSES)).items():
+        for cls, names in (layers or MAP_LAYERS).items():
             polys, lines = [], []
             for layer in names:
                 for rec in getattr(nmap, layer):
