@@ -122,6 +122,9 @@ def test_augmentation_is_bevfusions(cfg):
     assert tuple(img['bot_pct_lim']) == (0.0, 0.0) and img['rand_flip'] and img['is_train']
     test_img = _step('ImageAug3D', cfg, 'test_pipeline')
     assert tuple(test_img['resize_lim']) == (0.48, 0.48) and not test_img['is_train']
+    # mmdet3d/datasets/pipelines/transforms_3d.py ImageAug3D.img_transform: PIL's img.resize (bicubic,
+    # its default) and img.rotate (nearest); tests/test_datasets/test_augmentation.py checks the pixels.
+    assert img['backend'] == 'pillow' and test_img['backend'] == 'pillow'
     bev = _step('BEVAugmentation', cfg)
     # augment3d: scale [0.9, 1.1], rotate [-0.78539816, 0.78539816], translate 0.5 (one sigma for
     # all three axes, applied before the scale: GlobalRotScaleTrans); RandomFlip3D flips both axes

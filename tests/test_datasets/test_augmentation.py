@@ -7,6 +7,7 @@ intensity centroid; ``img_aug_matrix`` applied to the original position must lan
 centres was off by up to 0.97 px, its flip by 1.25 px).
 """
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -106,6 +107,57 @@ def test_image_rotation_turns_counter_clockwise_on_screen():
     centre = np.linalg.solve(mat[:2, :2], np.array([351.5, 127.5]) - mat[:2, 3])  # original pixel
     right = mat[:2, :2] @ (centre + [200.0, 0.0]) + mat[:2, 3]
     assert right[1] < 127.5 - 15
+
+
+def bevfusion_img_transform(img: np.ndarray, resize_dims: tuple, crop: tuple, flip: bool, rotate: float) -> np.ndarray:
+    """The pixel operations of BEVFusion's ImageAug3D.img_transform (mit-han-lab/bevfusion,
+    mmdet3d/datasets/pipelines/transforms_3d.py) on a PIL image, as it loads them (uint8 RGB):
+    ``img.resize(resize_dims)``, ``img.crop(crop)``, ``img.transpose(FLIP_LEFT_RIGHT)`` if flipped,
+    ``img.rotate(rotate)``; each with PIL's default filter."""
+    from PIL import Image
+
+    im = Image.fromarray(img).resize(resize_dims).crop(crop)
+    if flip:
+        im = im.transpose(method=Image.FLIP_LEFT_RIGHT)
+    return np.asarray(im.rotate(rotate), dtype=np.float32)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_pillow_backend_resamples_as_bevfusion(seed):
+    """``backend='pillow'``: the pixels BEVFusion's img_transform makes from the same parameters
+    (resize, bottom crop, flip, rotation), to the last bit. The OpenCV path differs: bilinear
+    without antialiasing when it shrinks."""
+    rng = np.random.default_rng(seed)
+    # noise smoothed to a camera-like spectrum (raw noise would differ only by aliasing)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3)).astype(np.uint8), (0, 0), 1.5)
+    aug = ImageAug3D(final_dim=(256, 704), resize_lim=(0.38, 0.55), rot_lim=(-5.4, 5.4), rand_flip=True,
+                     is_train=True, backend='pillow')
+    np.random.seed(seed)
+    (nw, nh), (left, top), flip, angle = params = aug._params(H, W)
+    want = bevfusion_img_transform(img, (nw, nh), (left, top, left + 704, top + 256), flip, angle)
+    np.testing.assert_array_equal(aug.warp_pillow(img.astype(np.float32), params), want)
+    np.random.seed(seed)
+    out = aug.transform({'imgs': [img.astype(np.float32)], 'img_aug_matrix': np.eye(4, dtype=np.float32)[None]})
+    np.testing.assert_array_equal(out['imgs'][0], want)
+    cv = ImageAug3D(final_dim=(256, 704), resize_lim=(0.38, 0.55), is_train=True).warp(img.astype(np.float32), params)
+    assert np.abs(cv - want).mean() > 1.0
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_image_matrix_holds_for_the_pillow_backend(seed):
+    """The same matrix moves BEVFusion's pixels: exactly (< 0.05 px) through the bicubic resize,
+    crop and flip; within nearest-neighbour sampling (< 0.75 px) through PIL's nearest rotation."""
+    pts, img = _dots(np.random.default_rng(seed))
+    for rot_lim, bound in (((0.0, 0.0), 0.05), ((-5.4, 5.4), 0.75)):
+        aug = ImageAug3D(final_dim=(256, 704), resize_lim=(0.38, 0.55), rot_lim=rot_lim, rand_flip=True,
+                         is_train=True, backend='pillow')
+        out, mat, cover = _augment(aug, img, seed)
+        assert _max_error(pts, out, mat, cover) < bound
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="backend must be one of .*'pillow'.* got 'pil'"):
+        ImageAug3D(final_dim=(256, 704), resize_lim=(0.48, 0.48), backend='pil')
 
 
 def test_test_time_resize_is_bevfusions_integer_size():

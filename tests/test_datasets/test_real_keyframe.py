@@ -35,6 +35,30 @@ def test_real_keyframe_loads_and_boxes_project(real_keyframe):
     assert np.isfinite(res['gt_bboxes_3d'].tensor.numpy()).all()
 
 
+def test_camera_images_are_bevfusions_pixels(real_keyframe):
+    """The six images as BEVFusion loads them (LoadMultiViewImageFromFiles: PIL's Image.open, RGB)
+    and, through the nuScenes test pipeline's ImageAug3D, as its img_transform makes them (resize
+    0.48 to 768 x 432, bottom crop 256 x 704 centred): equal to the last bit."""
+    from PIL import Image
+
+    from fuller.datasets.transforms import ImageAug3D, LoadMultiViewImages
+
+    from .test_augmentation import bevfusion_img_transform
+
+    with open(f'{real_keyframe}/mmdet3d_info.pkl', 'rb') as f:
+        info = pickle.load(f)['data_list'][0]
+    cams = list(info['images'])
+    paths = [f'{real_keyframe}/samples/{c}/{info["images"][c]["img_path"]}' for c in cams]
+    results = LoadMultiViewImages(cameras=cams).transform(
+        {'images': {c: {**info['images'][c], 'img_path': p} for c, p in zip(cams, paths)}})
+    aug = ImageAug3D(final_dim=(256, 704), resize_lim=(0.48, 0.48), is_train=False, backend='pillow')
+    out = aug.transform({'imgs': list(results['imgs']), 'img_aug_matrix': np.eye(4, dtype=np.float32)[None].repeat(6, 0)})
+    for path, loaded, augmented in zip(paths, results['imgs'], out['imgs']):
+        pil = np.asarray(Image.open(path).convert('RGB'))
+        np.testing.assert_array_equal(loaded, pil.astype(np.float32))
+        np.testing.assert_array_equal(augmented, bevfusion_img_transform(pil, (768, 432), (32, 176, 736, 432), False, 0.0))
+
+
 def _infos_of_keyframe(root, out_prefix):
     """Our converter on the keyframe's real devkit tables (scene-0061 is in ``mini_train``)."""
     from fuller.datasets.create_infos import create_nuscenes_infos

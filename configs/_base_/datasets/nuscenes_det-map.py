@@ -24,8 +24,9 @@ train_pipeline = [
     dict(type='LoadMultiSweepPoints', sweeps=sweeps, test_mode=False, pad_empty_sweeps=True, close_region='square'),
     dict(type='LoadMultiViewImages'),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
+    # BEVFusion's ImageAug3D, resampled as it does (PIL: bicubic resize, nearest rotation)
     dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rot_lim=(-5.4, 5.4), rand_flip=True,
-         is_train=True),
+         is_train=True, backend='pillow'),
     dict(type='BEVAugmentation', rot_range=(-0.78539816, 0.78539816), scale_range=(0.9, 1.1),
          trans_std=(0.5, 0.5, 0.5), is_train=True),
     dict(type='LoadBEVMapMask'),
@@ -40,7 +41,7 @@ test_pipeline = [
     # the nearest 9 sweeps (BEVFusion's test pipeline draws them at random as in training; docs/nuscenes.md)
     dict(type='LoadMultiSweepPoints', sweeps=sweeps, pad_empty_sweeps=True, close_region='square'),
     dict(type='LoadMultiViewImages'),
-    dict(type='ImageAug3D', resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False),
+    dict(type='ImageAug3D', resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False, backend='pillow'),
     dict(type='BEVAugmentation', is_train=False),
     dict(type='LoadBEVMapMask'),
     dict(type='PointsRangeFilter'),

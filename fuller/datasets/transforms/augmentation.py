@@ -22,6 +22,13 @@ class ImageAug3D(BaseTransform):
     ``(x + 0.5) * s - 0.5``; the flip is ``x -> fw - 1 - x`` (``canvas[:, ::-1]``); the rotation
     is the affine map the image is warped with.
 
+    The pixels are resampled by ``backend``: ``'cv2'`` resizes and rotates with OpenCV's bilinear
+    interpolation (no antialiasing when shrinking); ``'pillow'`` is BEVFusion's resampling exactly
+    (its ``img_transform`` on PIL images: ``resize`` with PIL's default bicubic filter, whose
+    support widens with the shrink factor, so it antialiases; ``crop``; ``transpose``; ``rotate``
+    with PIL's default nearest neighbour), on the image as uint8 RGB as BEVFusion loads it. Both
+    move every pixel by the same ``img_aug_matrix``.
+
     Args:
         final_dim: output (H, W).
         resize_lim: (min, max) resize factor.
@@ -29,10 +36,17 @@ class ImageAug3D(BaseTransform):
         rand_flip: flip horizontally with probability 0.5 in training.
         rot_lim: (min, max) rotation in degrees in training (BEVFusion: (-5.4, 5.4)).
         is_train: random (train) or deterministic (test) parameters.
+        backend: ``'cv2'`` or ``'pillow'`` (BEVFusion's), the resampling of the pixels.
     """
 
+    BACKENDS = ('cv2', 'pillow')
+
     def __init__(self, final_dim: tuple, resize_lim: tuple, bot_pct_lim: tuple = (0.0, 0.0),
-                 rand_flip: bool = False, rot_lim: tuple = (0.0, 0.0), is_train: bool = False) -> None:
+                 rand_flip: bool = False, rot_lim: tuple = (0.0, 0.0), is_train: bool = False,
+                 backend: str = 'cv2') -> None:
+        if backend not in self.BACKENDS:
+            raise ValueError(f'ImageAug3D.backend must be one of {self.BACKENDS}, got {backend!r}')
+        self.backend = backend
         self.final_dim = tuple(final_dim)
         self.resize_lim = tuple(resize_lim)
         self.bot_pct_lim = tuple(bot_pct_lim)
@@ -93,6 +107,22 @@ class ImageAug3D(BaseTransform):
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
         return canvas
 
+    def warp_pillow(self, image: np.ndarray, params) -> np.ndarray:
+        """``image`` ([H, W, 3], RGB 0-255, cast to uint8 as BEVFusion's images are) through the
+        same operations as :meth:`warp`, resampled as BEVFusion's ``ImageAug3D.img_transform`` does
+        with PIL. Returns float32."""
+        from PIL import Image
+
+        fh, fw = self.final_dim
+        (nw, nh), (left, top), flip, angle = params
+        im = Image.fromarray(image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8))
+        im = im.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + fw, top + fh))
+        if flip:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if angle:
+            im = im.rotate(angle, resample=Image.Resampling.NEAREST)
+        return np.asarray(im, dtype=np.float32)
+
     def transform(self, results: dict) -> dict:
         out, mats = [], []
         for img, prev in zip(results['imgs'], results['img_aug_matrix']):
@@ -102,7 +132,7 @@ class ImageAug3D(BaseTransform):
             m3 = self._matrix(h, w, nw, nh, left, top, flip, angle)[0]
             m = np.eye(4)
             m[:2, :2], m[:2, 3] = m3[:2, :2], m3[:2, 2]
-            out.append(self.warp(img, params))
+            out.append(self.warp_pillow(img, params) if self.backend == 'pillow' else self.warp(img, params))
             mats.append(m @ prev)
         results['imgs'] = out
         results['img_aug_matrix'] = np.stack(mats).astype(np.float32)
