@@ -113,6 +113,47 @@ def test_cyclic_schedule_steps_like_mmcv(cfg):
     assert opt.param_groups[0]['betas'][1] == 0.999  # beta2 is not scheduled
 
 
+def _run_schedulers(schedulers: list, optimizer, epoch_len: int, epochs: int) -> tuple[list, list]:
+    """lr and beta1 at every iteration, the schedulers stepped as mmengine's ParamSchedulerHook
+    steps them: iteration-based ones after every iteration, epoch-based ones after every epoch."""
+    lrs, beta1 = [], []
+    for _ in range(epochs):
+        for _ in range(epoch_len):
+            lrs.append(optimizer.param_groups[0]['lr'])
+            beta1.append(optimizer.param_groups[0]['betas'][0])
+            for s in schedulers:
+                if not s.by_epoch:
+                    s.step()
+        for s in schedulers:
+            if s.by_epoch:
+                s.step()
+    return lrs, beta1
+
+
+def test_six_epoch_cosine_steps_by_epoch_like_mmcv():
+    """The camera+LiDAR detection fine-tuning (det/transfusion/secfpn/camera+lidar/default.yaml: lr
+    2e-4, max_epochs 6; .../swint_v0p075/default.yaml lr_config: CosineAnnealing, warmup linear,
+    warmup_iters 500, warmup_ratio 0.33333333, min_lr_ratio 1e-3): mmcv 1.x's LrUpdaterHook
+    defaults to by_epoch=True, so the lr is annealing_cos(lr, 1e-3 lr, epoch / 6), constant within
+    an epoch, and the linear warm-up scales epoch 0's lr by iteration. Momentum: the cyclic policy,
+    by iteration."""
+    cfg = read_config(osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_lc_swint_8x4-6e_nuscenes.py'))
+    epoch_len, epochs = 1000, 6
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
+    scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=opt, epoch_length=epoch_len))
+              for s in cfg.param_scheduler]
+    lrs, beta1 = _run_schedulers(scheds, opt, epoch_len, epochs)
+    want = []
+    for i in range(epoch_len * epochs):
+        regular = _annealing_cos(2e-4, 2e-4 * 1e-3, (i // epoch_len) / epochs)
+        want.append(regular * (1 - (1 - i / 500) * (1 - 0.33333333)) if i < 500 else regular)
+    np.testing.assert_allclose(lrs, want, rtol=1e-6)
+    assert lrs[999] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(2e-4 * 0.0679, rel=1e-2)
+    want_b1 = [_mmcv_cyclic(0.9, (0.85 / 0.95, 1), 0.4, epoch_len * epochs, i) for i in range(epoch_len * epochs)]
+    np.testing.assert_allclose(beta1, want_b1, rtol=1e-6)
+
+
 def test_augmentation_is_bevfusions(cfg):
     img = _step('ImageAug3D', cfg)
     # configs/nuscenes/default.yaml: image_size [256, 704]; augment2d.resize [[0.38, 0.55], [0.48, 0.48]];
