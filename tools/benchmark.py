@@ -91,7 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument('--points', type=points_arg, default=250_000,
                    help="random points per sample (nuScenes, 10 sweeps: ~250k), or 'real': the samples' own points "
                         'and images')
-    t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    t.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16', 'fp16'],
+                   help='fp16 (CUDA only): autocast float16 with the dynamic loss scale')
     t.add_argument('--pool-impls', nargs='+', help='view-transform pooling paths to compare, e.g. csr indexed '
                                                    '(each in its own process)')
     t.add_argument('--rounds', type=int, default=2, help='with several --pool-impls: fresh processes per path, '

@@ -9,8 +9,8 @@ a short lease still answers the basic questions):
 2. ``tests``: the GPU tests (``tests/test_gpu.py``);
 3. ``demo_train``: the demo model's plain (naive) and calibrated (FULLER) training steps in fp32
    and bf16 (``benchmark.py train``: samples/s, ratio, FLOP utilisation);
-4. ``nuscenes_train``: the nuScenes config's step at BEVFusion's batch of 4 per GPU (samples/s,
-   peak memory);
+4. ``nuscenes_train``: the nuScenes config's step at BEVFusion's batch of 4 per GPU in fp32, bf16
+   and its own float16 (samples/s, peak memory);
 5. ``vtransform``: the frustum-free pooling against the materialising path;
 6. ``ddp_global``: a 1-GPU DDP training run (NCCL) with ``sync='global'``.
 
@@ -103,7 +103,9 @@ def _stages(py: str, out: str, root: str, dry: bool, cfg_dir: str) -> list[tuple
     stages += [
         ('nuscenes_train', [*bench, 'train', '--config', osp.join(REPO_ROOT, NUSCENES_FULLER), '--data-root', root, *nus,
                             *(['--warmup', '0', '--iters', '1'] if dry else ['--warmup', '2', '--iters', '5']),
-                            '--dtypes', *dtypes, *dev, '--out', out, '--name', 'gpu_nuscenes_train'], 240),
+                            # and fp16: the config's own precision (BEVFusion's recipe)
+                            '--dtypes', *dtypes, *([] if dry else ['fp16']), *dev, '--out', out,
+                            '--name', 'gpu_nuscenes_train'], 240),
         ('vtransform', [*bench, 'vtransform', *vt, *small, *dev, '--out', out, '--name', 'gpu_vtransform'], 120),
         ('ddp_global', [py, '-m', 'torch.distributed.run', '--nproc_per_node', '1', '--master_port', '29517',
                         osp.join(REPO_ROOT, 'tools', 'train.py'), ddp_cfg, '--launcher', 'pytorch',

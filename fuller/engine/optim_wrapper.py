@@ -1,6 +1,7 @@
 """The optimizer wrappers own the training step: summed losses behind the non-finite guard (with
 AMP), and the calibrated step, on one page (:meth:`CalibratedOptimWrapper.train_step`)."""
 
+import logging
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -50,7 +51,10 @@ class GuardedOptimWrapper(OptimWrapper):
     counted and bounded by ``max_consecutive_skips``. bfloat16 needs no loss scale.
     ``amp='auto'`` picks bfloat16 where the device has native bf16 units (CUDA devices with
     bf16; CPUs with AVX-512 BF16 or AMX) and full precision elsewhere, and logs what it chose
-    and why (:func:`fuller.utils.auto_precision`); the demo schedules use it.
+    and why (:func:`fuller.utils.auto_precision`). ``amp='float16'`` (BEVFusion's recipe, in
+    the nuScenes schedules) trains in full precision, logged, where there is no CUDA device and
+    ``device_type`` is not given: PyTorch's float16 CPU kernels made one demo step 212 s with a
+    NaN gradient. ``device_type='cpu'`` runs float16 on the CPU all the same (the tests do).
 
     Args:
         max_consecutive_skips: stop after this many skipped steps in a row (0: stop at the first).
@@ -79,6 +83,11 @@ class GuardedOptimWrapper(OptimWrapper):
         if amp == 'auto':
             amp, why = auto_precision(device_type=self.device_type)
             print_log(f"optim_wrapper.amp='auto': {amp or 'fp32'}, since {why}", logger='current')
+        elif amp == 'float16' and device_type is None and self.device_type == 'cpu':
+            amp = None
+            print_log("optim_wrapper.amp='float16' (the config's CUDA recipe): training in fp32, since there "
+                      'is no CUDA device and float16 on a CPU is slow and unstable; --amp auto picks bf16 where '
+                      'the CPU has bf16 units', logger='current', level=logging.WARNING)
         self.amp = amp
         self.cast_dtype = dtypes[amp]
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,

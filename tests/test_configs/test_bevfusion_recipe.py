@@ -59,12 +59,16 @@ def test_optimizer_is_bevfusions(cfg):
     assert ow.paramwise_cfg.custom_keys == dict(absolute_pos_embed=dict(decay_mult=0.0),
                                                 relative_position_bias_table=dict(decay_mult=0.0))
     assert cfg.train_cfg.max_epochs == 20  # configs/default.yaml max_epochs: 20
+    # configs/default.yaml fp16: {loss_scale: {growth_interval: 2000}}: mmdet3d/apis/train.py then
+    # trains with mmcv's Fp16OptimizerHook (autocast float16, GradScaler(growth_interval=2000) from
+    # torch's initial scale 2^16).
+    assert ow.amp == 'float16' and ow.growth_interval == 2000 and ow.get('init_scale', 2.0**16) == 2.0**16
 
 
 @pytest.mark.parametrize('path', NUSCENES[1:])
 def test_calibrated_configs_keep_the_recipe(cfg, path):
     other = read_config(path)
-    for key in ('optimizer', 'clip_grad', 'paramwise_cfg'):
+    for key in ('optimizer', 'clip_grad', 'paramwise_cfg', 'amp', 'growth_interval'):
         assert other.optim_wrapper[key] == cfg.optim_wrapper[key], key
     assert other.param_scheduler == cfg.param_scheduler
 
@@ -78,7 +82,8 @@ def test_swin_position_tables_get_no_weight_decay(cfg):
     register_all_modules(init_default_scope=False)
     swin = MODELS.build(cfg.model.encoders.camera.backbone)
     ow = dict(cfg.optim_wrapper, type='OptimWrapper')
-    ow.pop('clip_grad')
+    for key in ('clip_grad', 'amp', 'growth_interval'):  # GuardedOptimWrapper's, not the groups'
+        ow.pop(key)
     built = DefaultOptimWrapperConstructor(ow, ow.pop('paramwise_cfg'))(swin)
     names = {id(p): n for n, p in swin.named_parameters()}
     no_decay = sorted(names[id(p)] for g in built.optimizer.param_groups if g['weight_decay'] == 0 for p in g['params'])
@@ -138,6 +143,7 @@ def test_six_epoch_cosine_steps_by_epoch_like_mmcv():
     an epoch, and the linear warm-up scales epoch 0's lr by iteration. Momentum: the cyclic policy,
     by iteration."""
     cfg = read_config(osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_lc_swint_8x4-6e_nuscenes.py'))
+    assert cfg.optim_wrapper.amp == 'float16' and cfg.optim_wrapper.growth_interval == 2000  # default.yaml fp16
     epoch_len, epochs = 1000, 6
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
@@ -240,6 +246,7 @@ def test_lidar_only_stage_is_bevfusions():
     # lidar/default.yaml: model.encoders.camera null; det/default.yaml: model.fuser null, heads.map null
     assert cfg.model.encoders.camera is None and cfg.model.fuser is None and cfg.model.heads.map is None
     assert cfg.model.heads.det.type == 'TransFusionHead'
+    assert cfg.optim_wrapper.amp == 'float16' and cfg.optim_wrapper.growth_interval == 2000  # default.yaml fp16
     # voxelnet_0p075.yaml: voxel_size [0.075, 0.075, 0.2], point_cloud_range +-54 / -5..3, max_num_points 10,
     # max_voxels [120000, 160000], SparseEncoder in_channels 5, output_channels 128, basicblock
     assert list(cfg.geometry.voxel_size) == [0.075, 0.075, 0.2]

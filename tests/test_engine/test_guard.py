@@ -120,6 +120,37 @@ def test_amp_calibrated_step_matches_fp32(dtype):
     assert d.norm() / d32.norm() == pytest.approx(1.0, abs=0.05 if dtype == 'bfloat16' else 0.01)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the fallback is for machines without CUDA')
+def test_a_configs_float16_trains_in_fp32_without_cuda_and_says_so():
+    """The nuScenes schedules state BEVFusion's float16; without CUDA the wrapper trains in fp32 and
+    logs why (float16 on a CPU: 212 s per demo step and a NaN gradient), unless device_type is given."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    def wrapper(**kw):
+        return GuardedOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1), **kw)
+
+    logger, records = MMLogger.get_current_instance(), Records()
+    logger.addHandler(records)
+    try:
+        ow = wrapper(amp='float16')
+    finally:
+        logger.removeHandler(records)
+    assert ow.amp is None and ow.cast_dtype is None and not ow.scaler.is_enabled()
+    assert any("amp='float16' (the config's CUDA recipe): training in fp32" in m for m in records.messages)
+    forced = wrapper(amp='float16', device_type='cpu')
+    assert forced.amp == 'float16' and forced.scaler.is_enabled()
+
+
 def test_fp16_overflow_lowers_the_scale_without_counting_a_skip():
     mods, params, ow = _toy(amp='float16', device_type='cpu', init_scale=2.0**40)
     before = [p.detach().clone() for p in params]

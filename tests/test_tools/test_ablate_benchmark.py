@@ -145,6 +145,15 @@ def test_points_argument_is_a_count_or_real():
             points_arg(bad)
 
 
+def test_train_benchmark_refuses_fp16_without_cuda():
+    import argparse
+
+    from fuller.analysis.benchmarks.train import bench_train
+
+    with pytest.raises(SystemExit, match='--dtypes fp16 needs a CUDA device'):
+        bench_train(argparse.Namespace(device='cpu', dtypes=['fp32', 'fp16'], pool_impls=None))
+
+
 def test_modules_benchmark_names_a_part_it_cannot_time(demo_root, tmp_path):
     """A container (the decoder's ModuleDict) or a name not in the model stops before any timing,
     with one line naming it and the model's parts (decoder.backbone, ...)."""

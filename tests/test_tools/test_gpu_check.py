@@ -25,6 +25,7 @@ def test_gpu_stages_measure_what_the_issue_asks(tmp_path):
         cmd = stages[name][0]
         assert cmd[cmd.index('--dtypes') + 1:cmd.index('--dtypes') + 3] == ['fp32', 'bf16'], name
         assert cmd[cmd.index('--device') + 1] == 'cuda', name
+    assert nus[nus.index('--dtypes') + 3] == 'fp16'  # the nuScenes schedules' own precision (BEVFusion's)
     ddp = stages['ddp_global'][0]
     assert ddp[ddp.index('--nproc_per_node') + 1] == '1' and '--launcher' in ddp
 

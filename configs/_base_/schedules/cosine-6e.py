@@ -13,7 +13,11 @@
 optim_wrapper = dict(
     type='GuardedOptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.01),
-    clip_grad=dict(max_norm=35, norm_type=2))
+    clip_grad=dict(max_norm=35, norm_type=2),
+    # BEVFusion trains in mixed precision: default.yaml fp16.loss_scale.growth_interval 2000 makes
+    # mmcv's Fp16OptimizerHook (autocast float16, a dynamic GradScaler from 2^16, doubled after
+    # 2000 steps without overflow). On a machine without CUDA this trains in fp32 (logged).
+    amp='float16', growth_interval=2000)
 param_scheduler = [
     # mmcv's warm-up: lr x (1 - (1 - i / 500) (1 - 1/3)) for iterations i < 500; mmengine's LinearLR
     # reaches its end factor at step end - begin - 1, so end=501 puts it at iteration 500 too

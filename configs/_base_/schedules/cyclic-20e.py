@@ -13,7 +13,11 @@ optim_wrapper = dict(
     # Matches only the Swin-T camera backbone's parameters (mmdet's SwinTransformer names).
     paramwise_cfg=dict(custom_keys=dict(absolute_pos_embed=dict(decay_mult=0.0),
                                         relative_position_bias_table=dict(decay_mult=0.0))),
-    clip_grad=dict(max_norm=35, norm_type=2))
+    clip_grad=dict(max_norm=35, norm_type=2),
+    # BEVFusion trains in mixed precision: default.yaml fp16.loss_scale.growth_interval 2000 makes
+    # mmcv's Fp16OptimizerHook (autocast float16, a dynamic GradScaler from 2^16, doubled after
+    # 2000 steps without overflow). On a machine without CUDA this trains in fp32 (logged).
+    amp='float16', growth_interval=2000)
 param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=8, eta_min_ratio=10.0, begin=0, end=8, by_epoch=True,
          convert_to_iter_based=True),

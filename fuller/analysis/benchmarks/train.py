@@ -13,6 +13,7 @@ import torch
 from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, precision_peak, utilisation
 from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, voxels_per_sample, write_results
 
+HALF = {'bf16': 'bfloat16', 'fp16': 'float16'}  # --dtypes -> optim_wrapper.amp (fp32: None)
 
 def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
@@ -22,6 +23,9 @@ def bench_train(args) -> None:
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
+    if 'fp16' in args.dtypes and device.type != 'cuda':
+        raise SystemExit('benchmark train: --dtypes fp16 needs a CUDA device (float16 on a CPU is slow and unstable: '
+                         'docs/benchmarks/README.md)')
     if args.pool_impls and len(args.pool_impls) > 1:
         return _train_per_pool_impl(args, device)
     from mmengine.config import Config
@@ -40,8 +44,9 @@ def bench_train(args) -> None:
     for dtype in args.dtypes:
         torch.manual_seed(0)
         per = copy.deepcopy(raw)
-        if 'amp' in per.optim_wrapper or dtype == 'bf16':
-            per.optim_wrapper.amp = 'bfloat16' if dtype == 'bf16' else None
+        amp = HALF.get(dtype)
+        if 'amp' in per.optim_wrapper or amp:
+            per.optim_wrapper.amp = amp
         model_cfg = resolve_config(per).model
         if args.pool_impls:
             model_cfg.encoders.camera.vtransform.pool_impl = args.pool_impls[0]
@@ -50,12 +55,12 @@ def bench_train(args) -> None:
         model.init_weights()
         model.train()
         ow_cfg = dict(cfg.optim_wrapper)
-        if dtype == 'bf16':  # as tools/train.py --amp --amp-dtype bfloat16 does
+        if amp:  # as tools/train.py --amp --amp-dtype D does
             if ow_cfg.get('type', 'OptimWrapper') in ('OptimWrapper', 'AmpOptimWrapper'):
                 ow_cfg['type'] = 'GuardedOptimWrapper'
-            ow_cfg['amp'] = 'bfloat16'
+            ow_cfg['amp'] = amp
             ow_cfg['device_type'] = device.type
-        elif 'amp' in ow_cfg:  # fp32 whatever the config's amp (the demo schedule's is 'auto')
+        elif 'amp' in ow_cfg:  # fp32 whatever the config's amp (the nuScenes schedules' is 'float16')
             ow_cfg['amp'] = None
         ow = build_optim_wrapper(model, ow_cfg)
         if voxels is None:
