@@ -15,6 +15,7 @@ from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, syntheti
 
 HALF = {'bf16': 'bfloat16', 'fp16': 'float16'}  # --dtypes -> optim_wrapper.amp (fp32: None)
 
+
 def bench_train(args) -> None:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
