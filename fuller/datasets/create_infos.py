@@ -82,12 +82,11 @@ def sample_info(nusc: NuScenes, sample: dict, max_sweeps: int) -> dict:
         sd = nusc.get('sample_data', sd['prev'])
         s_l2e, s_e2g = _sensor_poses(nusc, sd['token'])
         sweep2lidar = global2lidar @ s_e2g @ s_l2e
-        # mmdet3d's LoadPointsFromMultiSweeps applies p @ R - t with (R, t) = lidar2sensor.
-        lidar2sensor = np.eye(4)
-        lidar2sensor[:3, :3] = sweep2lidar[:3, :3].T
-        lidar2sensor[:3, 3] = -sweep2lidar[:3, 3]
         info['lidar_sweeps'].append({
-            'lidar_points': {'lidar_path': sd['filename'], 'lidar2sensor': lidar2sensor.tolist()},
+            # mmdet3d's layout (tools/dataset_converters/update_infos_to_v2.py): the sweep's lidar2ego
+            # and lidar2sensor, the keyframe's LiDAR frame -> the sweep's (the inverse of sweep2lidar)
+            'lidar_points': {'lidar_path': sd['filename'], 'lidar2ego': s_l2e.tolist(),
+                             'lidar2sensor': np.linalg.inv(sweep2lidar).tolist()},
             'ego2global': s_e2g.tolist(),
             'timestamp': sd['timestamp'] / 1e6,
             'sample_data_token': sd['token'],

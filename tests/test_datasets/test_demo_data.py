@@ -420,3 +420,80 @@ def test_sweep_loading_follows_mmdet3d_s_options(tmp_path):
     assert len(lags(LoadMultiSweepPoints(sweeps=9), [])[0]) == 4
     with pytest.raises(ValueError, match="close_region must be 'disc' or 'square'"):
         LoadMultiSweepPoints(close_region='circle')
+
+
+def _rigid(yaw: float, t: tuple) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    m = np.eye(4)
+    m[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+    m[:3, 3] = t
+    return m
+
+
+def test_sweeps_reach_the_keyframe_frame_exactly_while_the_ego_turns(tmp_path):
+    """A sweep's points land where its pose puts them (p_key = R p + t, BEVFusion's sensor2lidar
+    transform), from mmdet3d's info layout (``lidar2sensor`` the inverse of sweep2lidar, with
+    ``lidar2ego``): at a 20 degree turn 6 m back, mmdet3d 1.x's ``p @ R - u``
+    (open-mmlab/mmdetection3d#3054) would be off by about 2 m. FULLER's info files written before
+    2026-12-05 (``[R | -t]``, no ``lidar2ego``) load as before, exactly too."""
+    from fuller.datasets.transforms import LoadMultiSweepPoints
+
+    rng = np.random.default_rng(0)
+    pts = np.zeros((50, 5), np.float32)
+    pts[:, :3] = rng.uniform(-30, 30, (50, 3))
+    pts.tofile(tmp_path / 's.bin')
+    np.zeros((1, 5), np.float32).tofile(tmp_path / 'key.bin')
+    sweep2lidar = _rigid(np.deg2rad(20.0), (-6.0, 1.5, 0.05))
+    want = pts[:, :3].astype(np.float64) @ sweep2lidar[:3, :3].T + sweep2lidar[:3, 3]
+    inverse = np.linalg.inv(sweep2lidar)
+    old = np.eye(4)
+    old[:3, :3], old[:3, 3] = sweep2lidar[:3, :3].T, -sweep2lidar[:3, 3]
+    for lidar_points in ({'lidar2sensor': inverse.tolist(), 'lidar2ego': np.eye(4).tolist()},
+                         {'lidar2sensor': old.tolist()}):
+        info = {'lidar_points': {'lidar_path': str(tmp_path / 'key.bin')}, 'timestamp': 1.0,
+                'lidar_sweeps': [{'lidar_points': {'lidar_path': str(tmp_path / 's.bin'), **lidar_points},
+                                  'timestamp': 0.95}]}
+        got = LoadMultiSweepPoints(sweeps=1, remove_close=0.0).transform(info)['points'].tensor.numpy()
+        np.testing.assert_allclose(got[1:, :3], want, atol=1e-4)
+    mmdet3d_1x = pts[:, :3] @ inverse[:3, :3] - inverse[:3, 3]
+    assert np.abs(mmdet3d_1x - want).max() > 1.5
+
+
+def test_sweep_transforms_of_created_infos_match_the_devkit_poses(demo_root):
+    """Each sweep of the created infos: mmdet3d's layout (``lidar2ego``, ``lidar2sensor`` the
+    inverse of the sweep-to-keyframe transform), and its points through the loader where the
+    devkit's calibration and ego poses put them (sweep LiDAR -> ego -> global -> keyframe ego ->
+    keyframe LiDAR)."""
+    from nuscenes import NuScenes
+    from pyquaternion import Quaternion
+
+    from fuller.datasets.transforms.loading import sweep_to_keyframe
+
+    def pose(rec):
+        m = np.eye(4)
+        m[:3, :3], m[:3, 3] = Quaternion(rec['rotation']).rotation_matrix, rec['translation']
+        return m
+
+    nusc = NuScenes('v1.0-mini', demo_root, verbose=False)
+
+    def sensor2global(sd_token):
+        sd = nusc.get('sample_data', sd_token)
+        return pose(nusc.get('ego_pose', sd['ego_pose_token'])) @ pose(nusc.get('calibrated_sensor',
+                                                                                 sd['calibrated_sensor_token']))
+
+    with open(osp.join(demo_root, 'nuscenes_infos_train.pkl'), 'rb') as f:
+        infos = pickle.load(f)['data_list']
+    checked = 0
+    for info in infos[:6]:
+        key = sensor2global(nusc.get('sample', info['token'])['data']['LIDAR_TOP'])
+        for sweep in info['lidar_sweeps']:
+            s2k = np.linalg.inv(key) @ sensor2global(sweep['sample_data_token'])
+            lp = sweep['lidar_points']
+            sd = nusc.get('sample_data', sweep['sample_data_token'])
+            np.testing.assert_allclose(lp['lidar2ego'], pose(nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])),
+                                       atol=1e-9)
+            np.testing.assert_allclose(np.asarray(lp['lidar2sensor']) @ s2k, np.eye(4), atol=1e-6)
+            xyz = np.random.default_rng(checked).uniform(-40, 40, (20, 3)).astype(np.float32)
+            np.testing.assert_allclose(sweep_to_keyframe(xyz, lp), xyz @ s2k[:3, :3].T + s2k[:3, 3], atol=1e-3)
+            checked += 1
+    assert checked >= 6

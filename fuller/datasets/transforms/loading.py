@@ -127,13 +127,25 @@ class LoadMultiSweepPoints(BaseTransform):
             clouds += [self._far(pts)] * self.sweeps
         for sweep in sweeps:
             sp = self._far(load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim).copy())
-            l2s = np.asarray(sweep['lidar_points']['lidar2sensor'], dtype=np.float32)
-            sp[:, :3] = sp[:, :3] @ l2s[:3, :3] - l2s[:3, 3]
+            sp[:, :3] = sweep_to_keyframe(sp[:, :3], sweep['lidar_points'])
             sp[:, 4] = ts - sweep['timestamp']
             clouds.append(sp)
         pts = np.concatenate(clouds)[:, self.use_dim]
         results['points'] = LiDARPoints(pts, points_dim=pts.shape[1], attribute_dims=dict(intensity=3))
         return results
+
+
+def sweep_to_keyframe(xyz: np.ndarray, lidar_points: dict) -> np.ndarray:
+    """A sweep's points ([N, 3], its LiDAR frame) in the keyframe's LiDAR frame, from the sweep's
+    ``lidar2sensor`` ``[R | u]`` (keyframe frame -> sweep frame): ``(p - u) @ R``, the exact inverse,
+    as BEVFusion's ``sensor2lidar`` transform gives. mmdet3d 1.x applies ``p @ R - u``
+    (open-mmlab/mmdetection3d#3054), off by ``(R^T - I)`` times the sweep's offset when the ego turns.
+    Sweeps without ``lidar2ego`` come from FULLER's info files before 2026-12-05, whose
+    ``lidar2sensor`` held ``[R | -t]`` for exactly that formula: it stays exact for them."""
+    m = np.asarray(lidar_points['lidar2sensor'], dtype=np.float32)
+    if 'lidar2ego' in lidar_points:
+        return (xyz - m[:3, 3]) @ m[:3, :3]
+    return xyz @ m[:3, :3] - m[:3, 3]
 
 
 @TRANSFORMS.register_module()
