@@ -92,22 +92,36 @@ def test_swin_position_tables_get_no_weight_decay(cfg):
                if not any(names[id(p)].endswith('relative_position_bias_table') for p in g['params']))
 
 
+def _run_schedulers(cfg, epoch_len: int, epochs: int) -> tuple[list, list]:
+    """lr and beta1 at every iteration of ``cfg``'s optimizer and schedulers, stepped as mmengine's
+    ParamSchedulerHook steps them: iteration-based ones (and those converted to iterations) after
+    every iteration, epoch-based ones after every epoch."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
+    scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=opt, epoch_length=epoch_len))
+              for s in cfg.param_scheduler]
+    lrs, beta1 = [], []
+    for _ in range(epochs):
+        for _ in range(epoch_len):
+            lrs.append(opt.param_groups[0]['lr'])
+            beta1.append(opt.param_groups[0]['betas'][0])
+            for s in scheds:
+                if not s.by_epoch:
+                    s.step()
+        for s in scheds:
+            if s.by_epoch:
+                s.step()
+    assert opt.param_groups[0]['betas'][1] == 0.999  # beta2 is not scheduled
+    return lrs, beta1
+
+
 def test_cyclic_schedule_steps_like_mmcv(cfg):
     """Learning rate and beta1 at every iteration of a 20-epoch run (100 iterations an epoch)
     equal mmcv's cyclic policies with their defaults (target_ratio (10, 1e-4) and
     (0.85 / 0.95, 1), step_ratio_up 0.4): lr 1e-4 -> 1e-3 (epoch 8) -> 1e-8, beta1
     0.9 -> 0.805 -> 0.9, never 1."""
     epoch_len, max_iters = 100, 2000
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
-    scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=opt, epoch_length=epoch_len))
-              for s in cfg.param_scheduler]
-    lrs, beta1 = [], []
-    for _ in range(max_iters):
-        lrs.append(opt.param_groups[0]['lr'])
-        beta1.append(opt.param_groups[0]['betas'][0])
-        for s in scheds:
-            s.step()
+    lrs, beta1 = _run_schedulers(cfg, epoch_len, max_iters // epoch_len)
     want_lr = [_mmcv_cyclic(1e-4, (10, 1e-4), 0.4, max_iters, i) for i in range(max_iters)]
     want_b1 = [_mmcv_cyclic(0.9, (0.85 / 0.95, 1), 0.4, max_iters, i) for i in range(max_iters)]
     np.testing.assert_allclose(lrs, want_lr, rtol=1e-5, atol=1e-12)  # mmengine's recursive cosine: 3e-6
@@ -115,24 +129,6 @@ def test_cyclic_schedule_steps_like_mmcv(cfg):
     assert lrs[0] == pytest.approx(1e-4) and lrs[800] == pytest.approx(1e-3, rel=1e-5) and lrs[-1] < 1e-7
     assert beta1[0] == pytest.approx(0.9) and beta1[800] == pytest.approx(0.9 * 0.85 / 0.95)
     assert beta1[-1] == pytest.approx(0.9, abs=1e-6) and max(beta1) <= 0.9 + 1e-9
-    assert opt.param_groups[0]['betas'][1] == 0.999  # beta2 is not scheduled
-
-
-def _run_schedulers(schedulers: list, optimizer, epoch_len: int, epochs: int) -> tuple[list, list]:
-    """lr and beta1 at every iteration, the schedulers stepped as mmengine's ParamSchedulerHook
-    steps them: iteration-based ones after every iteration, epoch-based ones after every epoch."""
-    lrs, beta1 = [], []
-    for _ in range(epochs):
-        for _ in range(epoch_len):
-            lrs.append(optimizer.param_groups[0]['lr'])
-            beta1.append(optimizer.param_groups[0]['betas'][0])
-            for s in schedulers:
-                if not s.by_epoch:
-                    s.step()
-        for s in schedulers:
-            if s.by_epoch:
-                s.step()
-    return lrs, beta1
 
 
 def test_six_epoch_cosine_steps_by_epoch_like_mmcv():
@@ -145,11 +141,7 @@ def test_six_epoch_cosine_steps_by_epoch_like_mmcv():
     cfg = read_config(osp.join(REPO_ROOT, 'configs', 'bevfusion', 'bevfusion-det_lc_swint_8x4-6e_nuscenes.py'))
     assert cfg.optim_wrapper.amp == 'float16' and cfg.optim_wrapper.growth_interval == 2000  # default.yaml fp16
     epoch_len, epochs = 1000, 6
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([param], **{k: v for k, v in cfg.optim_wrapper.optimizer.items() if k != 'type'})
-    scheds = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=opt, epoch_length=epoch_len))
-              for s in cfg.param_scheduler]
-    lrs, beta1 = _run_schedulers(scheds, opt, epoch_len, epochs)
+    lrs, beta1 = _run_schedulers(cfg, epoch_len, epochs)
     want = []
     for i in range(epoch_len * epochs):
         regular = _annealing_cos(2e-4, 2e-4 * 1e-3, (i // epoch_len) / epochs)
