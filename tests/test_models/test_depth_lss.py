@@ -256,3 +256,42 @@ def test_depth_loss_only_in_training_with_points_and_a_weight(kind):
     assert aux == {}
     with pytest.raises(ValueError, match='depth_loss_weight'):
         _lss(depth_loss_weight=-1.0)
+
+
+@pytest.mark.parametrize('kind', ['LSSViewTransform', 'DepthLSSViewTransform'])
+def test_lift_and_pool_run_in_fp32_under_autocast(kind):
+    """BEVFusion-MIT's view transforms under mixed precision: ``@force_fp32()`` on
+    ``BaseTransform.forward``, ``BaseDepthTransform.forward`` and ``bev_pool``
+    (``mmdet3d/models/vtransforms/base.py``) and on ``get_cam_feats`` (``lss.py``,
+    ``depth_lss.py``), whose ``forward`` calls ``self.downsample`` after ``super().forward``, outside
+    it. mmcv's ``force_fp32`` casts half inputs to fp32 and turns autocast off once fp16 is
+    enabled. So under autocast the depth image's convs, the depth net and the pooled grid are fp32,
+    the downsample convs autocast, and the pooled grid equals the fp32 transform's of the same
+    (rounded) image features to the bit."""
+    torch.manual_seed(0)
+    vt = _vt(type=kind).train()
+    cams = _rig(np.eye(4), np.eye(4))
+    feats = torch.randn(1, 1, 16, 8, 12).bfloat16()  # as an autocast neck gives them
+    xyz = torch.rand(2000, 3) * torch.tensor([30.0, 20.0, 2.0]) + torch.tensor([2.0, -10.0, -1.0])
+    pts = torch.cat([xyz, torch.zeros(2000, 2)], 1)
+    seen, pooled = {}, []
+    mods = {'depthnet': vt.depthnet, 'downsample.0': vt.downsample[0]}
+    if kind == 'DepthLSSViewTransform':
+        mods['dtransform'] = vt.dtransform
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, (i[0].dtype, o.dtype)))
+             for k, m in mods.items()]
+    hooks.append(vt.downsample.register_forward_pre_hook(lambda m, a: pooled.append(a[0].detach().clone())))
+    try:
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = vt(feats, cams, [pts])
+        assert seen['depthnet'] == (torch.float32, torch.float32)
+        if kind == 'DepthLSSViewTransform':
+            assert seen['dtransform'] == (torch.float32, torch.float32)
+        assert seen['downsample.0'] == (torch.float32, torch.bfloat16)  # the pooled grid in, autocast out
+        assert out.dtype == torch.bfloat16
+        vt(feats.float(), cams, [pts])  # fp32, no autocast
+    finally:
+        for h in hooks:
+            h.remove()
+    assert pooled[0].dtype == torch.float32 and pooled[0].abs().sum() > 0
+    assert torch.equal(pooled[0], pooled[1])

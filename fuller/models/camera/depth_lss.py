@@ -15,7 +15,8 @@ As BEVFusion-MIT's ``DepthLSSTransform`` (``mmdet3d/models/vtransforms/depth_lss
 * **The depth net** (``depthnet``): the 64 depth channels concatenated *before* the image
   features, two 3x3 conv-BN-ReLU at the image-feature width, a 1x1 conv to depth bins + context.
 
-The lift, the pooling and BEVFusion's 3-conv downsample are :class:`LSSViewTransform`'s.
+The lift, the pooling, BEVFusion's 3-conv downsample and the precision (the depth image, its convs,
+the depth net and the pooling in fp32 under mixed precision) are :class:`LSSViewTransform`'s.
 Parameter names are BEVFusion's (``dtransform.{0,1,3,4,6,7}``, ``depthnet.{0,1,3,4,6}``).
 Without points (the LiDAR input dropped at inference) the depth image is empty.
 """
@@ -61,8 +62,9 @@ class DepthLSSViewTransform(LSSViewTransform):
 
     def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
                 aux: dict[str, Tensor] | None = None) -> Tensor:
-        b, n = feats.shape[:2]
-        d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).to(feats.dtype))
-        x = self.depthnet(torch.cat([d, feats.flatten(0, 1)], 1))
-        self.supervise_depth(x, cams, points, aux)
-        return self.splat(x, cams, b, n)
+        with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (LSSViewTransform)
+            d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).float())
+            x = self.depthnet(torch.cat([d, feats.float().flatten(0, 1)], 1))
+            self.supervise_depth(x, cams, points, aux)
+            bev = self.pool(x, cams, *feats.shape[:2])
+        return self.downsample(bev)

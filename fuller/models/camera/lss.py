@@ -40,6 +40,14 @@ class LSSViewTransform(nn.Module):
             return, times this weight; :meth:`depth_loss`). The model then reads the camera
             alone at inference. 0 (default, BEVFusion's): the depth is learned from the task
             losses only.
+
+    Precision: under mixed precision the lift and the pooling run in fp32 with autocast off (the
+    depth net on fp32 copies of the image features, the depth softmax, the pooled BEV grid), and
+    only the downsample convs after them autocast: BEVFusion's ``@force_fp32()`` on
+    ``BaseTransform.forward``, ``BaseDepthTransform.forward``, ``get_cam_feats`` and ``bev_pool``
+    (``mmdet3d/models/vtransforms/base.py``, ``lss.py``, ``depth_lss.py``; mmcv turns autocast off
+    inside it once ``Fp16OptimizerHook`` enables fp16), whose ``forward`` calls ``downsample``
+    outside that region. In fp32 training nothing changes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: tuple, feature_size: tuple,
@@ -136,10 +144,11 @@ class LSSViewTransform(nn.Module):
         supervision's (and a depth-guided subclass's) input; ``aux``: a dict that receives the
         depth loss (``'loss_depth'``) when it is on, in training, with points. Returns: BEV
         features [B, C, ny', nx']."""
-        b, n = feats.shape[:2]
-        x = self.depthnet(feats.flatten(0, 1))
-        self.supervise_depth(x, cams, points, aux)
-        return self.splat(x, cams, b, n)
+        with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (class docstring)
+            x = self.depthnet(feats.float().flatten(0, 1))
+            self.supervise_depth(x, cams, points, aux)
+            bev = self.pool(x, cams, *feats.shape[:2])
+        return self.downsample(bev)
 
     def supervise_depth(self, x: Tensor, cams: CameraRig, points: list[Tensor] | None,
                         aux: dict[str, Tensor] | None) -> None:
@@ -223,6 +232,11 @@ class LSSViewTransform(nn.Module):
     def splat(self, x: Tensor, cams: CameraRig, b: int, n: int) -> Tensor:
         """The depth net's output ``[B * N, D + C, fH, fW]`` (depth logits, then context) lifted
         by the depth softmax, pooled into the BEV grid and downsampled: ``[B, C, ny', nx']``."""
+        return self.downsample(self.pool(x, cams, b, n))
+
+    def pool(self, x: Tensor, cams: CameraRig, b: int, n: int) -> Tensor:
+        """The depth net's output ``[B * N, D + C, fH, fW]`` lifted by the depth softmax and pooled
+        into the BEV grid: ``[B, C, ny, nx]`` (before the downsample convs)."""
         fh, fw = x.shape[-2:]
         depth = x[:, : self.num_depth].softmax(1)
         ctx = x[:, self.num_depth:]
@@ -237,4 +251,4 @@ class LSSViewTransform(nn.Module):
             batch_ix = torch.arange(b, device=x.device).view(b, 1, 1, 1, 1, 1).expand(*cell.shape[:-1], 1)
             coords = torch.cat([cell, batch_ix], -1).view(-1, 4)
             bev = bev_pool(vol.reshape(-1, self.out_channels), coords, b, self.nx, self.ny, self.nz, self.pool_impl)
-        return self.downsample(bev)
+        return bev
