@@ -1,3 +1,4 @@
+from .amp import AmpTestLoop, AmpValLoop, resolve_amp
 from .checkpoint_hook import SafeCheckpointHook
 from .checkpoint_io import (
                             AtomicLocalBackend,
@@ -30,10 +31,10 @@ from .runner import FullerRunner, reported_as_exit
 
 __all__ = ['apply_variant', 'base_dataset', 'check_cfg_options', 'drop_pretrained', 'explain_registry_error',
            'keep_submission_files', 'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root',
-           'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
+           'AmpTestLoop', 'AmpValLoop', 'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CheckpointSaveError', 'CurvesHook',
            'FullerDistributedDataParallel',
            'FullerRunner', 'GuardedOptimWrapper', 'PipelineEpochHook', 'ProgressBarHook', 'SafeCheckpointHook',
            'extract_state_dict',
-           'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit',
+           'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit', 'resolve_amp',
            'WorkDirInUseError', 'work_dir_lock']

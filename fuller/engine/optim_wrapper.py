@@ -1,12 +1,11 @@
 """The optimizer wrappers own the training step: summed losses behind the non-finite guard (with
 AMP), and the calibrated step, on one page (:meth:`CalibratedOptimWrapper.train_step`)."""
 
-import logging
 from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
-from mmengine.logging import MessageHub, MMLogger, print_log
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor
@@ -15,7 +14,8 @@ from fuller.calibration import ModalityStage, TaskOutputs, build_inter_rule, bui
 from fuller.calibration.contract import task_parameters
 from fuller.calibration.step import gram_diagnostics, gram_matrix, surrogate_loss, task_gradients
 from fuller.registry import OPTIM_WRAPPERS
-from fuller.utils import auto_precision
+
+from .amp import AMP_DTYPES, resolve_amp
 
 
 def _unwrap(model):
@@ -72,24 +72,12 @@ class GuardedOptimWrapper(OptimWrapper):
         super().__init__(**kwargs)
         if max_consecutive_skips < 0:
             raise ValueError(f'optim_wrapper.max_consecutive_skips must be >= 0, got {max_consecutive_skips}')
-        dtypes = {None: None, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
-        if amp not in (*dtypes, 'auto'):
-            raise ValueError(f"optim_wrapper.amp must be None, 'float16', 'bfloat16' or 'auto', got {amp!r}")
         self.max_consecutive_skips = max_consecutive_skips
         self.check_grads = check_grads
         self.skipped_steps = 0
         self._consecutive_skips = 0
-        self.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
-        if amp == 'auto':
-            amp, why = auto_precision(device_type=self.device_type)
-            print_log(f"optim_wrapper.amp='auto': {amp or 'fp32'}, since {why}", logger='current')
-        elif amp == 'float16' and device_type is None and self.device_type == 'cpu':
-            amp = None
-            print_log("optim_wrapper.amp='float16' (the config's CUDA recipe): training in fp32, since there "
-                      'is no CUDA device and float16 on a CPU is slow and unstable; --amp auto picks bf16 where '
-                      'the CPU has bf16 units', logger='current', level=logging.WARNING)
-        self.amp = amp
-        self.cast_dtype = dtypes[amp]
+        self.device_type, self.amp = resolve_amp(amp, device_type, 'optim_wrapper.amp', 'training')
+        self.cast_dtype = AMP_DTYPES[self.amp]
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=init_scale, growth_interval=growth_interval,
                                            enabled=self.cast_dtype == torch.float16)
         if self.scaler.is_enabled():

@@ -28,8 +28,8 @@ def make_tiny_demo(root: str, keyframes: int = 2, sweeps: int = 1) -> str:
 
 
 def tiny_config(data_root: str, work_dir: str, config: str = DEMO_CONFIG) -> Config:
-    """The demo config at a smaller image size, 2 iterations, no workers, in fp32 (the demo
-    schedule's ``amp='auto'`` removed: a test computes the same on every CPU), rooted at
+    """The demo config at a smaller image size, 2 iterations, no workers, in fp32 (any
+    ``optim_wrapper.amp`` removed: a test computes the same on every CPU), rooted at
     ``data_root`` (resolved: the geometry and metainfo handed to the datasets and the model)."""
     cfg = Config.fromfile(config)
     cfg.optim_wrapper.pop('amp', None)

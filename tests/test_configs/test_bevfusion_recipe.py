@@ -63,6 +63,10 @@ def test_optimizer_is_bevfusions(cfg):
     # trains with mmcv's Fp16OptimizerHook (autocast float16, GradScaler(growth_interval=2000) from
     # torch's initial scale 2^16).
     assert ow.amp == 'float16' and ow.growth_interval == 2000 and ow.get('init_scale', 2.0**16) == 2.0**16
+    # ... and evaluates in float16: tools/test.py calls wrap_fp16_model when the config has fp16, and
+    # the EvalHook validates the model Fp16OptimizerHook.before_run wrapped.
+    assert cfg.test_cfg == dict(type='AmpTestLoop', amp='float16')
+    assert cfg.val_cfg == dict(type='AmpValLoop', amp='float16')
 
 
 @pytest.mark.parametrize('path', NUSCENES[1:])
@@ -71,6 +75,7 @@ def test_calibrated_configs_keep_the_recipe(cfg, path):
     for key in ('optimizer', 'clip_grad', 'paramwise_cfg', 'amp', 'growth_interval'):
         assert other.optim_wrapper[key] == cfg.optim_wrapper[key], key
     assert other.param_scheduler == cfg.param_scheduler
+    assert other.test_cfg == cfg.test_cfg and other.val_cfg == cfg.val_cfg
 
 
 def test_swin_position_tables_get_no_weight_decay(cfg):

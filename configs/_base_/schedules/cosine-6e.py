@@ -29,6 +29,8 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=6, val_interval=6)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# BEVFusion evaluates in float16 too: its tools/test.py calls wrap_fp16_model when the config has fp16,
+# and its EvalHook validates the model Fp16OptimizerHook wrapped. Without CUDA: fp32 (logged).
+val_cfg = dict(type='AmpValLoop', amp='float16')
+test_cfg = dict(type='AmpTestLoop', amp='float16')
 auto_scale_lr = dict(enable=False, base_batch_size=32)
