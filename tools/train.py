@@ -37,8 +37,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
     p.add_argument('--amp', nargs='?', const='on', choices=['on', 'auto', 'off'],
                    help="automatic mixed precision; '--amp auto': bf16 where the hardware has native bf16 units "
-                        '(CUDA with bf16, AVX-512 BF16 or AMX CPUs), fp32 elsewhere, said in the log (in a '
-                        "config: optim_wrapper.amp='auto'); '--amp off': fp32 whatever the config says")
+                        '(CUDA with bf16, AVX-512 BF16 or AMX CPUs), fp32 elsewhere, said in the log (the demo '
+                        "configs' default: optim_wrapper.amp='auto'); '--amp off': fp32 whatever the config says")
     p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
                    help='half-precision type under --amp (default: float16 with a dynamic loss scale on CUDA, '
                         'bfloat16 on CPU; float16 is refused on CPU)')
