@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from fuller.registry import MODELS
 
-from .lss import LSSViewTransform
+from .lss import LSSViewTransform, full_precision
 from .rig import CameraRig
 
 
@@ -63,8 +63,9 @@ class DepthLSSViewTransform(LSSViewTransform):
     def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
                 aux: dict[str, Tensor] | None = None) -> Tensor:
         with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (LSSViewTransform)
-            d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).float())
-            x = self.depthnet(torch.cat([d, feats.float().flatten(0, 1)], 1))
+            feats = full_precision(feats)
+            d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).to(feats.dtype))
+            x = self.depthnet(torch.cat([d, feats.flatten(0, 1)], 1))
             self.supervise_depth(x, cams, points, aux)
             bev = self.pool(x, cams, *feats.shape[:2])
         return self.downsample(bev)

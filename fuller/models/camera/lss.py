@@ -12,6 +12,11 @@ from .depth_pool import FrustumMapping, depth_weighted_pool
 from .rig import CameraRig
 
 
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in fp32 where it is in a half type (an autocast output), else as it is (fp32, fp64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 @MODELS.register_module()
 class LSSViewTransform(nn.Module):
     """Lift image features with a categorical depth distribution and splat them to BEV.
@@ -145,7 +150,7 @@ class LSSViewTransform(nn.Module):
         depth loss (``'loss_depth'``) when it is on, in training, with points. Returns: BEV
         features [B, C, ny', nx']."""
         with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (class docstring)
-            x = self.depthnet(feats.float().flatten(0, 1))
+            x = self.depthnet(full_precision(feats).flatten(0, 1))
             self.supervise_depth(x, cams, points, aux)
             bev = self.pool(x, cams, *feats.shape[:2])
         return self.downsample(bev)
