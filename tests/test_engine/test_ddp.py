@@ -47,25 +47,29 @@ def _record_steps(model, ow, store: list) -> None:
     ow.optimizer.step = recording_step
 
 
-def _worker(rank: int, world: int, port: int, tmp: str) -> None:
+def _train(rank: int, world: int, tmp: str) -> None:
     from fuller.engine import FullerDistributedDataParallel
 
+    samples = torch.load(os.path.join(tmp, 'samples.pth'), weights_only=False)
+    model, ow_cfg = _build(os.path.join(tmp, 'cfg.py'))
+    ddp = FullerDistributedDataParallel(module=model, broadcast_buffers=False, find_unused_parameters=True)
+    ow = build_optim_wrapper(model, ow_cfg)
+    steps: list = []
+    _record_steps(model, ow, steps)
+    logs = []
+    for step in range(STEPS):
+        logs.append(ddp.train_step(pseudo_collate([samples[world * step + rank]]), ow))
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.save({'params': params, 'steps': steps, 'cos': [float(x['calib/cos']) for x in logs]},
+               os.path.join(tmp, f'rank{rank}.pth'))
+
+
+def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world, timeout=timedelta(seconds=240))
     try:
-        samples = torch.load(os.path.join(tmp, 'samples.pth'), weights_only=False)
-        model, ow_cfg = _build(os.path.join(tmp, 'cfg.py'))
-        ddp = FullerDistributedDataParallel(module=model, broadcast_buffers=False, find_unused_parameters=True)
-        ow = build_optim_wrapper(model, ow_cfg)
-        steps: list = []
-        _record_steps(model, ow, steps)
-        logs = []
-        for step in range(STEPS):
-            logs.append(ddp.train_step(pseudo_collate([samples[world * step + rank]]), ow))
-        params = {k: v.detach().clone() for k, v in model.named_parameters()}
-        torch.save({'params': params, 'steps': steps, 'cos': [float(x['calib/cos']) for x in logs]},
-                   os.path.join(tmp, f'rank{rank}.pth'))
+        _train(rank, world, tmp)  # the DDP wrapper released while its process group lives (test_ddp_global)
     finally:
         dist.destroy_process_group()
 

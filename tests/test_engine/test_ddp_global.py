@@ -70,23 +70,29 @@ def _recorded(model, ow) -> list:
     return store
 
 
-def _worker(rank: int, world: int, port: int, tmp: str, sync: str) -> None:
+def _train(rank: int, tmp: str, sync: str) -> None:
     from fuller.engine import FullerDistributedDataParallel
 
+    model = ToyFusion()
+    ddp = FullerDistributedDataParallel(module=model)
+    ow = _wrapper(model, sync)
+    steps = _recorded(model, ow)
+    logs = []
+    for step in range(STEPS):
+        x, y = _data(step)
+        sl = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        logs.append(ddp.train_step(dict(inputs=x[sl], data_samples=y[sl]), ow))
+    torch.save({'steps': steps, 'logs': logs}, os.path.join(tmp, f'{sync}{rank}.pth'))
+
+
+def _worker(rank: int, world: int, port: int, tmp: str, sync: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world, timeout=timedelta(seconds=240))
     try:
-        model = ToyFusion()
-        ddp = FullerDistributedDataParallel(module=model)
-        ow = _wrapper(model, sync)
-        steps = _recorded(model, ow)
-        logs = []
-        for step in range(STEPS):
-            x, y = _data(step)
-            sl = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-            logs.append(ddp.train_step(dict(inputs=x[sl], data_samples=y[sl]), ow))
-        torch.save({'steps': steps, 'logs': logs}, os.path.join(tmp, f'{sync}{rank}.pth'))
+        # The DDP wrapper dies with _train's frame, while its process group lives: released after
+        # destroy_process_group (when _worker returned), gloo hung in its destructor now and then.
+        _train(rank, tmp, sync)
     finally:
         dist.destroy_process_group()
 
