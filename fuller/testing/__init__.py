@@ -1,7 +1,10 @@
 """Fixtures for tests and tutorials: a tiny demo dataset and a tiny model config."""
 
+import logging
 import os.path as osp
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from mmengine.config import Config
@@ -12,6 +15,23 @@ from fuller.utils.cli import REPO_ROOT
 from .faults import KillAtIterHook
 from .processes import run, spawn
 from .toy import ContractModel, two_head_linear
+
+
+@contextmanager
+def logged_messages(level: int = logging.INFO) -> Iterator[list[str]]:
+    """The messages mmengine's current logger takes at ``level`` or above inside the block, as a
+    list that fills while it runs."""
+    from mmengine.logging import MMLogger
+
+    messages: list[str] = []
+    handler = logging.Handler(level)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def free_port() -> int:

@@ -3,32 +3,16 @@
 ``wrap_fp16_model`` when the config has ``fp16``; ``configs/default.yaml`` has), so the nuScenes
 schedules do; without CUDA they evaluate in fp32 and say so."""
 
-import logging
-
 import pytest
 import torch
-from mmengine.logging import MMLogger
 
 from fuller.engine import FullerRunner, resolve_amp
-from fuller.testing import tiny_config
-
-
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
+from fuller.testing import logged_messages, tiny_config
 
 
 def _resolve(*args):
-    logger, records = MMLogger.get_current_instance(), _Records()
-    logger.addHandler(records)
-    try:
-        return resolve_amp(*args), records.messages
-    finally:
-        logger.removeHandler(records)
+    with logged_messages() as lines:
+        return resolve_amp(*args), lines
 
 
 def test_resolve_amp_names_the_key_and_logs_what_changed():

@@ -126,27 +126,15 @@ def test_a_configs_float16_trains_in_fp32_without_cuda_and_says_so():
     logs why (float16 on a CPU: 212 s per demo step and a NaN gradient), unless device_type is given."""
     import logging
 
-    from mmengine.logging import MMLogger
-
-    class Records(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.WARNING)
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage())
+    from fuller.testing import logged_messages
 
     def wrapper(**kw):
         return GuardedOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1), **kw)
 
-    logger, records = MMLogger.get_current_instance(), Records()
-    logger.addHandler(records)
-    try:
+    with logged_messages(logging.WARNING) as messages:
         ow = wrapper(amp='float16')
-    finally:
-        logger.removeHandler(records)
     assert ow.amp is None and ow.cast_dtype is None and not ow.scaler.is_enabled()
-    assert any("amp='float16' (the config's CUDA recipe): training in fp32" in m for m in records.messages)
+    assert any("amp='float16' (the config's CUDA recipe): training in fp32" in m for m in messages)
     forced = wrapper(amp='float16', device_type='cpu')
     assert forced.amp == 'float16' and forced.scaler.is_enabled()
 
