@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from fuller.registry import MODELS
 
-from .lss import LSSViewTransform, full_precision
+from .lss import LSSViewTransform
 from .rig import CameraRig
 
 
@@ -60,12 +60,6 @@ class DepthLSSViewTransform(LSSViewTransform):
             nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.BatchNorm2d(in_channels), nn.ReLU(True),
             nn.Conv2d(in_channels, self.num_depth + out_channels, 1))
 
-    def forward(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None = None,
-                aux: dict[str, Tensor] | None = None) -> Tensor:
-        with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (LSSViewTransform)
-            feats = full_precision(feats)
-            d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).to(feats.dtype))
-            x = self.depthnet(torch.cat([d, feats.flatten(0, 1)], 1))
-            self.supervise_depth(x, cams, points, aux)
-            bev = self.pool(x, cams, *feats.shape[:2])
-        return self.downsample(bev)
+    def depth_and_context(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None) -> Tensor:
+        d = self.dtransform(self.depth_image(points, cams).flatten(0, 1).to(feats.dtype))
+        return self.depthnet(torch.cat([d, feats.flatten(0, 1)], 1))

@@ -150,10 +150,15 @@ class LSSViewTransform(nn.Module):
         depth loss (``'loss_depth'``) when it is on, in training, with points. Returns: BEV
         features [B, C, ny', nx']."""
         with torch.autocast(feats.device.type, enabled=False):  # BEVFusion's @force_fp32 (class docstring)
-            x = self.depthnet(full_precision(feats).flatten(0, 1))
+            x = self.depth_and_context(full_precision(feats), cams, points)
             self.supervise_depth(x, cams, points, aux)
             bev = self.pool(x, cams, *feats.shape[:2])
         return self.downsample(bev)
+
+    def depth_and_context(self, feats: Tensor, cams: CameraRig, points: list[Tensor] | None) -> Tensor:
+        """The depth net's output ``[B * N, D + C, fH, fW]`` (depth logits, then context) for the
+        image features ``[B, N, C_in, fH, fW]``; a depth-guided subclass adds the points."""
+        return self.depthnet(feats.flatten(0, 1))
 
     def supervise_depth(self, x: Tensor, cams: CameraRig, points: list[Tensor] | None,
                         aux: dict[str, Tensor] | None) -> None:
