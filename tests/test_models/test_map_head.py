@@ -60,6 +60,14 @@ def test_grid_transform_equals_grid_sample(scopes):
     # the weights are stored in float32 (the model's dtype): equal to its rounding
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
     g = torch.randn_like(ref)
-    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=0, atol=1e-6)
-    xc = x.detach().float().contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(t.float()(xc), ref.detach().float(), rtol=1e-5, atol=1e-5)
+    g_ref = torch.autograd.grad(ref, x, g)[0]
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], g_ref, rtol=0, atol=1e-6)
+    # a channels-last input (the demo's bf16 model) takes the NHWC path: channels-last out, same
+    # values and gradients
+    xc = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out_c = t(xc)
+    assert out_c.is_contiguous(memory_format=torch.channels_last) and not out_c.is_contiguous()
+    torch.testing.assert_close(out_c, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.autograd.grad(out_c, xc, g)[0], g_ref, rtol=0, atol=1e-6)
+    xf = x.detach().float().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(t.float()(xf), ref.detach().float(), rtol=1e-5, atol=1e-5)
