@@ -103,3 +103,31 @@ def test_channels_last_batchnorm_statistics_are_less_exact_in_fp32():
         y = nn.BatchNorm2d(32)(x.float().contiguous(memory_format=fmt))
         errs.append(float((y.double() - ref).norm() / ref.norm()))
     assert errs[0] < 1e-6 and errs[1] < 3.9e-3  # both far below bf16's rounding
+
+
+def test_conv_fuser_under_autocast_casts_each_map_first():
+    """Under autocast the fuser casts each BEV map to the autocast dtype (in its conv's memory
+    format) before concatenating: the same output and input gradients, to the bit, as
+    concatenating first (the LiDAR map in fp32, the camera map in bf16) and letting the conv cast."""
+    from fuller.models.fusers.conv_fuser import ConvFuser
+
+    torch.manual_seed(0)
+    for channels_last in (False, True):
+        fuser = ConvFuser([8, 24], 16)
+        if channels_last:
+            fuser.fuse[0].weight.data = fuser.fuse[0].weight.data.contiguous(memory_format=torch.channels_last)
+        cam = torch.randn(2, 8, 12, 12).to(torch.bfloat16)
+        lidar = torch.randn(2, 24, 12, 12)
+        outs, grads = [], []
+        for forward in (fuser.forward, lambda feats: fuser.fuse(torch.cat(feats, 1))):
+            a, b = cam.clone().requires_grad_(True), lidar.clone().requires_grad_(True)
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                y = forward([a, b])
+            y.float().square().sum().backward()
+            outs.append(y)
+            grads.append((a.grad, b.grad))
+        assert outs[0].dtype == torch.bfloat16 and torch.equal(outs[0], outs[1])
+        assert grads[0][1].dtype == torch.float32
+        assert all(torch.equal(g0, g1) for g0, g1 in zip(*grads))
+        if channels_last:
+            assert outs[0].is_contiguous(memory_format=torch.channels_last)

@@ -29,4 +29,14 @@ class ConvFuser(BaseModule):
                                   nn.BatchNorm2d(out_channels), nn.ReLU(True))
 
     def forward(self, feats: list[Tensor]) -> Tensor:
+        device = feats[0].device.type
+        if torch.is_autocast_enabled(device):
+            # The conv casts its input to the autocast dtype anyway: cast each map before the
+            # concatenation (the same values), in the conv's memory format, instead of
+            # concatenating in fp32 (the LiDAR map) and reordering the result (2 ms of the
+            # demo's bf16 step on 2 cores).
+            dtype = torch.get_autocast_dtype(device)
+            fmt = (torch.channels_last if self.fuse[0].weight.is_contiguous(memory_format=torch.channels_last)
+                   else torch.contiguous_format)
+            feats = [f.to(dtype).contiguous(memory_format=fmt) for f in feats]
         return self.fuse(torch.cat(feats, 1))
