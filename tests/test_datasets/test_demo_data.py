@@ -116,6 +116,32 @@ def test_map_mask_matches_polygons(demo_root):
             assert truth.mean() > 0.05
 
 
+def test_map_culling_by_cached_bounds_draws_what_uncached_culling_draws(demo_root):
+    """rasterize_map culls far geometry by the bounds LocationMapLayers computes once; an object
+    with only ``polygons`` and ``lines`` has them computed per call: the same masks, near the
+    map and far from it (nothing drawn)."""
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        info = pickle.load(f)['data_list'][0]
+    geom = LocationMapLayers(demo_root, info['location'])
+    for cls in MAP_CLASSES:
+        b = geom.polygon_bounds[cls]
+        assert b.shape == (len(geom.polygons[cls]), 4)
+        if len(b):
+            np.testing.assert_array_equal(b[0], np.r_[geom.polygons[cls][0][0].min(0), geom.polygons[cls][0][0].max(0)])
+
+    class Plain:
+        polygons, lines = geom.polygons, geom.lines
+
+    to_lidar = np.linalg.inv(np.asarray(info['ego2global']) @ np.asarray(info['lidar_points']['lidar2ego']))
+    for yaw, shift in ((0.0, 0.0), (0.7, 12.0), (2.5, -30.0), (0.0, 5000.0)):
+        m = np.eye(3)
+        m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+        m = m @ np.r_[np.c_[to_lidar[:2, :2], to_lidar[:2, 3] + shift], [[0, 0, 1]]]
+        cached = rasterize_map(geom, m, (-50, 50, 0.5), (-50, 50, 0.5))
+        np.testing.assert_array_equal(cached, rasterize_map(Plain, m, (-50, 50, 0.5), (-50, 50, 0.5)))
+        assert cached.any() == (shift < 1000)
+
+
 def test_map_raster_follows_bev_flip(demo_root):
     with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
         info = pickle.load(f)['data_list'][0]

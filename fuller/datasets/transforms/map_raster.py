@@ -72,6 +72,15 @@ class LocationMapLayers:
                                               [np.asarray(h.coords) for h in poly.interiors]))
             self.polygons[cls] = polys
             self.lines[cls] = lines
+        # per class, [n, 4] (x min, y min, x max, y max) of each exterior and line: the culling
+        # of rasterize_map, once per location instead of once per polygon and sample
+        self.polygon_bounds = {c: xy_bounds([ext for ext, _ in p]) for c, p in self.polygons.items()}
+        self.line_bounds = {c: xy_bounds(lines) for c, lines in self.lines.items()}
+
+
+def xy_bounds(items: list[np.ndarray]) -> np.ndarray:
+    """[len(items), 4] (x min, y min, x max, y max) of each point array [n, >= 2]."""
+    return np.array([np.r_[xy[:, :2].min(0), xy[:, :2].max(0)] for xy in items]).reshape(-1, 4)
 
 
 def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0,
@@ -106,9 +115,9 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
     radius = np.hypot(xbound[1] - xbound[0], ybound[1] - ybound[0]) / 2 / np.sqrt(abs(np.linalg.det(global2bev[:2, :2])))
     center = np.linalg.solve(global2bev, np.array([(xbound[0] + xbound[1]) / 2, (ybound[0] + ybound[1]) / 2, 1.0]))
 
-    def far(xy: np.ndarray) -> bool:
-        lo, hi = xy[:, :2].min(0), xy[:, :2].max(0)
-        return bool(((lo > center[:2] + radius) | (hi < center[:2] - radius)).any())
+    def near(bounds: np.ndarray) -> np.ndarray:
+        """Which of the [n, 4] bounds reach into the square."""
+        return ~((bounds[:, :2] > center[:2] + radius) | (bounds[:, 2:] < center[:2] - radius)).any(1)
     def fill(canvas: np.ndarray, ring: np.ndarray, value: int) -> None:
         # Exact: a cell is set when its centre lies inside the ring (cell-centre pixel coords).
         uv = to_uv(ring)
@@ -122,16 +131,19 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
 
     for c, cls in enumerate(classes):
         canvas = out[c]
-        for ext, holes in geom.polygons[cls]:
-            if far(ext):
-                continue
+        polys, lines = geom.polygons[cls], geom.lines[cls]
+        poly_bounds = getattr(geom, 'polygon_bounds', {}).get(cls)
+        line_bounds = getattr(geom, 'line_bounds', {}).get(cls)
+        poly_near = near(xy_bounds([ext for ext, _ in polys]) if poly_bounds is None else poly_bounds)
+        line_near = near(xy_bounds(lines) if line_bounds is None else line_bounds)
+        for i in np.flatnonzero(poly_near):
+            ext, holes = polys[i]
             fill(canvas, ext, 1)
             for h in holes:
                 fill(canvas, h, 0)
         thick = max(1, int(round(line_width / xbound[2])))
-        for line in geom.lines[cls]:
-            if far(line):
-                continue
+        for i in np.flatnonzero(line_near):
+            line = lines[i]
             cv2.polylines(canvas, [to_px(line)], False, 1, thickness=thick, lineType=cv2.LINE_8, shift=shift)
     return out
 
