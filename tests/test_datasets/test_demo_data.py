@@ -523,3 +523,19 @@ def test_sweep_transforms_of_created_infos_match_the_devkit_poses(demo_root):
             np.testing.assert_allclose(sweep_to_keyframe(xyz, lp), xyz @ s2k[:3, :3].T + s2k[:3, 3], atol=1e-3)
             checked += 1
     assert checked >= 6
+
+
+def test_disc_close_filter_keeps_what_the_norm_keeps():
+    """The disc filter's root of x * x + y * y is np.linalg.norm's: the same points kept, also
+    at the radius (points a float32 ulp either side of it)."""
+    from fuller.datasets.transforms import LoadMultiSweepPoints
+
+    rng = np.random.default_rng(0)
+    pts = np.zeros((200_000, 5), np.float32)
+    pts[:100_000, :2] = rng.normal(0, 2, (100_000, 2))
+    angle = rng.uniform(0, 2 * np.pi, 100_000)
+    radius = np.float32(1.0) + rng.integers(-3, 4, 100_000).astype(np.float32) * np.finfo(np.float32).eps
+    pts[100_000:, 0], pts[100_000:, 1] = radius * np.cos(angle), radius * np.sin(angle)
+    got = LoadMultiSweepPoints(remove_close=1.0)._far(pts)
+    np.testing.assert_array_equal(got, pts[np.linalg.norm(pts[:, :2], axis=1) >= 1.0])
+    assert 0 < len(got) < len(pts)
