@@ -96,6 +96,25 @@ def test_mapping_is_compact_and_checks_its_inputs():
         depth_weighted_pool(depth[:1], ctx[:1], m)
 
 
+@pytest.mark.parametrize('seed', [0, 1])
+def test_mapping_is_the_stable_sorts_by_cell_and_by_pixel(seed):
+    """The CSR orders are the kept points stably sorted by cell and by pixel (the by-pixel order
+    is built without sorting: points in (image, pixel, depth) order)."""
+    depth, ctx, coords, (b, nx, ny, nz) = _case(d=7, seed=seed)
+    cells = _cells(coords, b, nx, ny, nz).reshape(-1)
+    d, hw = depth.shape[1], depth.shape[2] * depth.shape[3]
+    m = FrustumMapping.from_cells(cells, b * nz * ny * nx, d, hw)
+    pt = torch.nonzero(cells >= 0).squeeze(1)
+    pix = (pt // (d * hw)) * hw + pt % hw
+    by_cell, by_pix = torch.sort(cells[pt], stable=True).indices, torch.sort(pix, stable=True).indices
+    assert torch.equal(m.pt_by_cell.long(), pt[by_cell]) and torch.equal(m.pix_by_cell.long(), pix[by_cell])
+    assert torch.equal(m.pt_by_pix.long(), pt[by_pix]) and torch.equal(m.cell_by_pix.long(), cells[pt][by_pix])
+    assert torch.equal(m.crow.long(), torch.cat([torch.zeros(1, dtype=torch.long),
+                                                 torch.bincount(cells[pt], minlength=b * nz * ny * nx).cumsum(0)]))
+    assert torch.equal(m.crow_t.long(), torch.cat([torch.zeros(1, dtype=torch.long),
+                                                   torch.bincount(pix, minlength=m.num_pixels).cumsum(0)]))
+
+
 def _cams(b=2, n=2):
     from fuller.models.camera import CameraRig
 

@@ -71,24 +71,32 @@ class FrustumMapping:
         num_pixels = images * pixels_per_image
         big = max(num_cells, num_pixels, num_points) >= 2 ** 31 - 1
         itype = torch.int64 if big else torch.int32
-        inside = (cell >= 0) & (cell < num_cells)
-        pt = torch.nonzero(inside).squeeze(1)
-        cell = cell[pt]
-        # point p = (image * D + d) * HW + hw  ->  pixel = image * HW + hw
-        pix = (pt // (depth_bins * pixels_per_image)) * pixels_per_image + pt % pixels_per_image
-        by_cell = torch.argsort(cell, stable=True)
-        by_pix = torch.argsort(pix, stable=True)
         dev = cell.device
+        inside = (cell >= 0) & (cell < num_cells)
+        # by cell: the kept points in frustum order, stably sorted by cell (int32 keys sort faster)
+        pt = torch.nonzero(inside).squeeze(1)
+        kept_cell = cell[pt]
+        by_cell = torch.argsort(kept_cell.to(itype), stable=True)
+        pt_by_cell = pt[by_cell]
+        # by pixel: point p = (image * D + d) * HW + hw, so walking the points in (image, hw, d)
+        # order is the stable sort by pixel = image * HW + hw, without sorting
+        order = torch.arange(num_points, device=dev).view(images, depth_bins, pixels_per_image).transpose(1, 2)
+        order = order.reshape(-1)
+        pt_by_pix = order[inside[order]]
+        per_pixel = inside.view(images, depth_bins, pixels_per_image).sum(1).reshape(-1)
 
-        def crow_of(rows: Tensor, n: int) -> Tensor:
-            crow = torch.zeros(n + 1, dtype=torch.int64, device=dev)
-            crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
+        def crow_of(counts: Tensor) -> Tensor:
+            crow = torch.zeros(len(counts) + 1, dtype=torch.int64, device=dev)
+            crow[1:] = counts.cumsum(0)
             return crow.to(itype)
 
-        return cls(crow=crow_of(cell, num_cells), pix_by_cell=pix[by_cell].to(itype), pt_by_cell=pt[by_cell].to(itype),
-                   crow_t=crow_of(pix, num_pixels), cell_by_pix=cell[by_pix].to(itype),
-                   pt_by_pix=pt[by_pix].to(itype), num_cells=num_cells, num_pixels=num_pixels,
-                   num_points=num_points)
+        def pixel(p: Tensor) -> Tensor:
+            return (p // (depth_bins * pixels_per_image)) * pixels_per_image + p % pixels_per_image
+
+        return cls(crow=crow_of(torch.bincount(kept_cell, minlength=num_cells)),
+                   pix_by_cell=pixel(pt_by_cell).to(itype), pt_by_cell=pt_by_cell.to(itype),
+                   crow_t=crow_of(per_pixel), cell_by_pix=cell[pt_by_pix].to(itype), pt_by_pix=pt_by_pix.to(itype),
+                   num_cells=num_cells, num_pixels=num_pixels, num_points=num_points)
 
     @property
     def nnz(self) -> int:
