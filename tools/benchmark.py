@@ -109,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="random points per sample (nuScenes, 10 sweeps: ~250k), or 'real': the sample's own points "
                         'and images')
     m.add_argument('--data-root', help='calibration and boxes from this nuScenes-format tree (e.g. data/nuscenes-demo/)')
+    m.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'],
+                   help='precision: the forward under autocast in bf16/fp16 (fp16: CUDA only), as in training')
     m.add_argument('--only', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

@@ -95,6 +95,10 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
                   '--dtypes', 'fp32'],
         'modules': ['modules', '--config', cfg, '--modules', 'encoders.lidar.backbone', 'heads.det', '--points', '2000',
                     '--warmup', '0', '--iters', '1'],
+        # bf16 as training runs it: the forward under autocast, the backward outside (the view
+        # transform's CSR backward fails under autocast)
+        'modules_bf16': ['modules', '--config', cfg, '--modules', 'encoders.camera.vtransform', 'heads.map', '--points',
+                         '2000', '--warmup', '0', '--iters', '1', '--dtype', 'bf16', '--name', 'modules_bf16'],
     }
     for name, args in runs.items():
         proc = subprocess.run([*bench, *args, '--out', str(tmp_path / 'bench')], capture_output=True, text=True,
@@ -120,8 +124,14 @@ def test_benchmark_subcommands_write_tables(demo_root, tmp_path):
                                              ['heads.det', 'CenterPointDetHead']]
     assert all(r[2] > 0 and r[4] > 0 and r[5] >= 0 for r in mods['rows'])
     assert mods['params']['points_per_sample'] == 2000 and 100 < mods['params']['voxels_per_sample'] <= 2000
+    mods16 = json.loads((tmp_path / 'bench' / 'modules_bf16.json').read_text())
+    assert mods16['params']['precision'] == 'bf16' and mods['params']['precision'] == 'fp32'
+    assert [r[0] for r in mods16['rows']] == ['encoders.camera.vtransform', 'heads.map']
+    if mods16['rows'][0][-2] != 'n/a':  # the bf16 peak (2x the fp32 one where the CPU has bf16 units)
+        assert mods16['rows'][0][-2] >= mods['rows'][0][-2]
+    assert 'bf16: the forward under autocast' in (tmp_path / 'bench' / 'modules_bf16.md').read_text()
     # every compute table says how far it is from the device's limit (issue 28, item 3)
-    for name in ('step', 'bevpool', 'vtransform', 'train', 'modules'):
+    for name in ('step', 'bevpool', 'vtransform', 'train', 'modules', 'modules_bf16'):
         res = json.loads((tmp_path / 'bench' / f'{name}.json').read_text())
         assert res['header'][-4:] == ['GFLOP/step', 'GFLOP/s', 'peak GFLOP/s', '% of peak'], name
         for r in res['rows']:

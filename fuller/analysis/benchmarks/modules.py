@@ -8,9 +8,11 @@ batch (:func:`synthetic_batch`: random points and images, real calibration and b
 module is then timed alone, in a process of its own, so that the peak memory of one does not
 hide another's."""
 
+import contextlib
 import dataclasses
 import gc
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -18,11 +20,34 @@ import time
 
 import torch
 
-from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, utilisation
+from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, precision_peak, utilisation
 from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, voxels_per_sample, write_results
 
 BEVFUSION_DET_CONFIG = 'configs/bevfusion/bevfusion-det_lc_swint_8x4-6e_nuscenes.py'
 DEFAULT_MODULES = ('encoders.camera.neck', 'encoders.camera.vtransform', 'encoders.lidar.backbone', 'heads.det')
+AMP = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}  # --dtype -> optim_wrapper.amp
+
+
+def config_for(path: str, dtype: str):
+    """The config resolved as training in ``dtype`` resolves it (``optim_wrapper.amp`` set, so
+    that a model's ``channels_last='bf16'`` follows the precision timed)."""
+    from mmengine.config import Config
+
+    from fuller.engine import resolve_config
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    raw = Config.fromfile(path)
+    if isinstance(raw.get('optim_wrapper'), dict):
+        raw.optim_wrapper.amp = AMP[dtype]
+    return resolve_config(raw)
+
+
+def autocast_for(device: torch.device, dtype: str):
+    """A context that runs the forward pass in ``dtype`` (autocast; none for fp32)."""
+    if AMP[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, AMP[dtype]))
 
 
 def _leaf(x):
@@ -77,15 +102,19 @@ def capture(model, data: dict, names: tuple[str, ...]) -> dict:
     return got
 
 
-def _step_fn(model, name: str, args, kwargs):
+def _step_fn(model, name: str, args, kwargs, amp=contextlib.nullcontext):
+    """One forward (under ``amp()``, as a training step's) and backward (outside it, as a
+    training step's: a backward under autocast would cast inside custom backward functions)."""
     mod = dict(model.named_modules())[name]
-    if name.startswith('heads.'):
-        def step():
-            losses = mod.loss(*args, **kwargs)
-            sum(v for k, v in losses.items() if 'loss' in k).backward()
-    else:
-        def step():
-            _total(mod(*args, **kwargs)).backward()
+
+    def step():
+        with amp():
+            if name.startswith('heads.'):
+                losses = mod.loss(*args, **kwargs)
+                total = sum(v for k, v in losses.items() if 'loss' in k)
+            else:
+                total = _total(mod(*args, **kwargs))
+        total.backward()
     return step
 
 
@@ -93,19 +122,19 @@ def _run_one(args) -> None:
     """Child process: time one module, print ``MODULE <ms median> <ms mean> <peak MiB>``."""
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import read_config
     from fuller.registry import MODELS
 
     device = torch.device(args.device)
-    cfg = read_config(args.config)
+    cfg = config_for(args.config, args.dtype)
     init_default_scope('fuller')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device).train()
     batch = synthetic_batch(cfg, 1, args.points, args.data_root)
     data = model.data_preprocessor(batch, True)
     voxels = voxels_per_sample(model, data)
-    inputs = capture(model, data, (args.only,))[args.only]
-    step = _step_fn(model, args.only, *inputs)
+    with autocast_for(device, args.dtype):  # the inputs in the dtypes the module gets in training
+        inputs = capture(model, data, (args.only,))[args.only]
+    step = _step_fn(model, args.only, *inputs, amp=lambda: autocast_for(device, args.dtype))
     del batch
     gc.collect()
     if device.type == 'cuda':
@@ -133,14 +162,16 @@ def _run_one(args) -> None:
 
 
 def bench_modules(args) -> None:
+    if args.dtype == 'fp16' and not args.device.startswith('cuda'):
+        raise SystemExit('benchmark modules: --dtype fp16 needs a CUDA device (float16 on a CPU is slow and unstable: '
+                         'docs/benchmarks/README.md)')
     if args.only:
         return _run_one(args)
     from mmengine.registry import init_default_scope
 
-    from fuller.engine import read_config
     from fuller.registry import MODELS
 
-    cfg = read_config(args.config)
+    cfg = config_for(args.config, args.dtype)
     init_default_scope('fuller')
     model = MODELS.build(cfg.model)
     mods = dict(model.named_modules())
@@ -153,7 +184,7 @@ def bench_modules(args) -> None:
     for name in args.modules:
         argv = [sys.executable, BENCHMARK_SCRIPT, 'modules', '--config', args.config, '--only', name,
                 '--points', str(args.points), '--warmup', str(args.warmup), '--iters', str(args.iters),
-                '--device', args.device] + (['--data-root', args.data_root] if args.data_root else [])
+                '--device', args.device, '--dtype', args.dtype] + (['--data-root', args.data_root] if args.data_root else [])
         r = subprocess.run(argv, capture_output=True, text=True)
         line = next((x for x in r.stdout.splitlines() if x.startswith('MODULE ')), None)
         if r.returncode or line is None:
@@ -162,14 +193,14 @@ def bench_modules(args) -> None:
         voxels = vox if math.isnan(voxels) else voxels
         params = sum(p.numel() for p in mods[name].parameters()) / 1e6
         rows.append([name, type(mods[name]).__name__, round(params, 3), mean, med, peak,
-                     *utilisation(flops, med / 1000, device_peak(torch.device(args.device))['fp32'])])
+                     *utilisation(flops, med / 1000, precision_peak(device_peak(torch.device(args.device)), args.dtype))])
         print(rows[-1], flush=True)
     mem = 'peak MiB (CUDA allocator)' if args.device.startswith('cuda') else 'peak MiB (RSS above the inputs)'
     write_results(args.out, args.name or 'modules', 'Forward+backward cost per module',
                   machine_info(torch.device(args.device)),
                   {'config': args.config, 'data_root': args.data_root, 'points_per_sample': args.points,
                    'voxels_per_sample': None if math.isnan(voxels) else round(voxels),
-                   'batch_size': 1, 'warmup': args.warmup, 'iters': args.iters},
+                   'batch_size': 1, 'warmup': args.warmup, 'iters': args.iters, 'precision': args.dtype},
                   ['module', 'type', 'M params', 'mean ms', 'median ms', mem, *UTIL_HEADER], rows,
                   "Each module is timed alone (forward, then backward of the mean of its outputs; the detection "
                   "head through its training loss, target assignment included) on the inputs it receives in one "
@@ -181,4 +212,9 @@ def bench_modules(args) -> None:
                      "so the sparse encoder costs more than on a scan: --points real times the sample's own")
                   + "), in a process of its own. Input tensors require grad, as inside a training step. CPU memory: "
                   "the process's peak resident set above what it held before the first repetition (VmHWM reset through "
-                  "/proc/self/clear_refs). fp32. " + peak_note(device_peak(torch.device(args.device))))
+                  "/proc/self/clear_refs). "
+                  + ('fp32' if AMP[args.dtype] is None else
+                     f'{args.dtype}: the forward under autocast, the backward outside it, as in training; the '
+                     'inputs as a forward pass under autocast makes them')
+                  + ' (the model built as training in this precision builds it: channels-last convolutions where '
+                  "the config's channels_last follows bf16). " + peak_note(device_peak(torch.device(args.device))))
