@@ -212,6 +212,8 @@ def _draw_camera_panels(fig, grid, s: SampleView, cam_names: tuple | None) -> No
             ax.add_collection(LineCollection(uv[shown][:, edges].reshape(-1, 2, 2), colors=color, linewidths=0.6))
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
+        ax.set_xticks([])  # hidden with the axis, but tight_layout would still make its ticks
+        ax.set_yticks([])
         ax.axis('off')
 
 
