@@ -79,7 +79,12 @@ def _interleaved(fns: dict, timer, warmup: int, iters: int) -> dict[str, list]:
 # ---------------------------------------------------------------------------- step
 def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     """``batch_size`` training samples of the config's pipeline; ``data_root`` reads them from
-    another nuScenes-format tree (e.g. the demo data for the nuScenes config)."""
+    another nuScenes-format tree (e.g. the demo data for the nuScenes config). The pipeline's
+    random augmentation is seeded: every process (``modules`` times each module in its own) gets
+    the same samples."""
+    import random
+
+    import numpy as np
     from mmengine.dataset import pseudo_collate
 
     from fuller.engine import set_data_root
@@ -89,6 +94,9 @@ def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     if data_root is not None:
         set_data_root(ds_cfg, data_root)
     dataset = DATASETS.build(ds_cfg)
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
     return pseudo_collate([dataset[i % len(dataset)] for i in range(batch_size)])
 
 
