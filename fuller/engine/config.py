@@ -77,12 +77,16 @@ def stale_demo_data(cfg: Config) -> list[str]:
             if demo_world_version(root) not in (None, WORLD_VERSION)]
 
 
-def read_config(path: str) -> Config:
+def read_config(path: str, edit=None) -> Config:
     """``Config.fromfile(path)`` resolved (:func:`resolve_config`): what to build a model or a
-    dataset from outside the tools."""
+    dataset from outside the tools. ``edit``: a function applied to the config before it is
+    resolved (as :func:`load_config`'s)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
-    return resolve_config(Config.fromfile(path))
+    cfg = Config.fromfile(path)
+    if edit is not None:
+        edit(cfg)
+    return resolve_config(cfg)
 
 
 def _strip_delete(node):

@@ -82,10 +82,8 @@ def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     another nuScenes-format tree (e.g. the demo data for the nuScenes config). The pipeline's
     random augmentation is seeded: every process (``modules`` times each module in its own) gets
     the same samples."""
-    import random
-
-    import numpy as np
     from mmengine.dataset import pseudo_collate
+    from mmengine.runner import set_random_seed
 
     from fuller.engine import set_data_root
     from fuller.registry import DATASETS
@@ -94,9 +92,7 @@ def load_batch(cfg, batch_size: int, data_root: str | None = None) -> dict:
     if data_root is not None:
         set_data_root(ds_cfg, data_root)
     dataset = DATASETS.build(ds_cfg)
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    set_random_seed(0)  # random, numpy and torch
     return pseudo_collate([dataset[i % len(dataset)] for i in range(batch_size)])
 
 

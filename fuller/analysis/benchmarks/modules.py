@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import gc
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -22,32 +21,29 @@ import torch
 
 from ..flops import UTIL_HEADER, count_flops, device_peak, peak_note, precision_peak, utilisation
 from .common import BENCHMARK_SCRIPT, _status_kib, _sync, machine_info, synthetic_batch, voxels_per_sample, write_results
+from .train import HALF
 
 BEVFUSION_DET_CONFIG = 'configs/bevfusion/bevfusion-det_lc_swint_8x4-6e_nuscenes.py'
 DEFAULT_MODULES = ('encoders.camera.neck', 'encoders.camera.vtransform', 'encoders.lidar.backbone', 'heads.det')
-AMP = {'fp32': None, 'bf16': 'bfloat16', 'fp16': 'float16'}  # --dtype -> optim_wrapper.amp
 
 
 def config_for(path: str, dtype: str):
     """The config resolved as training in ``dtype`` resolves it (``optim_wrapper.amp`` set, so
     that a model's ``channels_last='bf16'`` follows the precision timed)."""
-    from mmengine.config import Config
+    from fuller.engine import read_config
 
-    from fuller.engine import resolve_config
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'config file not found: {path}')
-    raw = Config.fromfile(path)
-    if isinstance(raw.get('optim_wrapper'), dict):
-        raw.optim_wrapper.amp = AMP[dtype]
-    return resolve_config(raw)
+    def set_amp(cfg) -> None:
+        if isinstance(cfg.get('optim_wrapper'), dict):
+            cfg.optim_wrapper.amp = HALF.get(dtype)
+    return read_config(path, edit=set_amp)
 
 
 def autocast_for(device: torch.device, dtype: str):
     """A context that runs the forward pass in ``dtype`` (autocast; none for fp32)."""
-    if AMP[dtype] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=getattr(torch, AMP[dtype]))
+    from fuller.engine.amp import AMP_DTYPES
+
+    cast = AMP_DTYPES[HALF.get(dtype)]
+    return contextlib.nullcontext() if cast is None else torch.autocast(device.type, dtype=cast)
 
 
 def _leaf(x):
@@ -213,7 +209,7 @@ def bench_modules(args) -> None:
                   + "), in a process of its own. Input tensors require grad, as inside a training step. CPU memory: "
                   "the process's peak resident set above what it held before the first repetition (VmHWM reset through "
                   "/proc/self/clear_refs). "
-                  + ('fp32' if AMP[args.dtype] is None else
+                  + ('fp32' if args.dtype == 'fp32' else
                      f'{args.dtype}: the forward under autocast, the backward outside it, as in training; the '
                      'inputs as a forward pass under autocast makes them')
                   + ' (the model built as training in this precision builds it: channels-last convolutions where '
