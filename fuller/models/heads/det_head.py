@@ -93,12 +93,12 @@ class VectorTargetsCenterHead(CenterHead):
                 radius = radius.to(torch.int64).clamp(min=cfg['min_radius'])
                 cells, values = [], []
                 for r in radius.unique().tolist():
-                    dy, dx = self._kernel(r)[:2]
+                    dy, dx, g = (t.to(device) for t in self._kernel(r))
                     sel = k[radius == r]
-                    yy, xx = cy[sel, None] + dy.to(device), cx[sel, None] + dx.to(device)
+                    yy, xx = cy[sel, None] + dy, cx[sel, None] + dx
                     inside = (yy >= 0) & (yy < fy) & (xx >= 0) & (xx < fx)
                     cells.append(((cls[sel, None] * fy + yy) * fx + xx)[inside])
-                    values.append(self._kernel(r)[2].to(device).expand_as(yy)[inside])
+                    values.append(g.expand_as(yy)[inside])
                 heatmap.view(-1).scatter_reduce_(0, torch.cat(cells), torch.cat(values), 'amax')
                 ind[k] = cy[k] * fx + cx[k]
                 mask[k] = 1
