@@ -143,6 +143,30 @@ def test_pillow_backend_resamples_as_bevfusion(seed):
     assert np.abs(cv - want).mean() > 1.0
 
 
+@pytest.mark.parametrize('backend', ['pillow', 'cv2'])
+def test_images_loaded_as_uint8_augment_as_float32_ones(tmp_path, backend):
+    """``LoadMultiViewImages(to_float32=False)`` (the nuScenes pipelines: PIL resamples uint8)
+    hands ImageAug3D the decoded uint8 pixels: the augmented float32 images equal those from
+    float32 loading to the bit, with either backend (OpenCV resamples in float32 either way)."""
+    from fuller.datasets.transforms import LoadMultiViewImages
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'cam.png'
+    cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3)).astype(np.uint8), (0, 0), 1.5))
+    info = {'token': 't', 'images': {'CAM_FRONT': {'img_path': str(path), 'cam2img': np.eye(3).tolist(),
+                                                   'lidar2cam': np.eye(4).tolist()}}}
+    aug = ImageAug3D(final_dim=(256, 704), resize_lim=(0.38, 0.55), rot_lim=(-5.4, 5.4), rand_flip=True,
+                     is_train=True, backend=backend)
+    outs = []
+    for to_float32 in (True, False):
+        loaded = LoadMultiViewImages(cameras=('CAM_FRONT',), to_float32=to_float32).transform(dict(info))
+        assert loaded['imgs'][0].dtype == (np.float32 if to_float32 else np.uint8)
+        np.random.seed(3)
+        outs.append(aug.transform(loaded)['imgs'][0])
+    assert outs[1].dtype == np.float32
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize('seed', range(3))
 def test_image_matrix_holds_for_the_pillow_backend(seed):
     """The same matrix moves BEVFusion's pixels: exactly (< 0.05 px) through the bicubic resize,

@@ -142,6 +142,51 @@ def test_map_culling_by_cached_bounds_draws_what_uncached_culling_draws(demo_roo
         assert cached.any() == (shift < 1000)
 
 
+def _reference_raster(geom, g2b, xbound, ybound, line_width=1.0):
+    """rasterize_map's definition without its shortcuts: every ring (exterior 1, then its holes
+    0, in order) tested at every cell centre of the grid, lines drawn as rasterize_map draws them."""
+    import cv2
+    from matplotlib.path import Path
+
+    nx, ny = round((xbound[1] - xbound[0]) / xbound[2]), round((ybound[1] - ybound[0]) / ybound[2])
+    ii, jj = np.meshgrid(np.arange(ny), np.arange(nx), indexing='ij')
+    centres = np.c_[jj.ravel(), ii.ravel()]
+
+    def to_uv(xy):
+        p = xy[:, :2] @ g2b[:2, :2].T + g2b[:2, 2]
+        return np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+
+    out = np.zeros((len(MAP_CLASSES), ny, nx), np.uint8)
+    for c, cls in enumerate(MAP_CLASSES):
+        flat = out[c].reshape(-1)
+        for ext, holes in geom.polygons[cls]:
+            for ring, value in [(ext, 1)] + [(h, 0) for h in holes]:
+                flat[Path(to_uv(ring)).contains_points(centres)] = value
+        for line in geom.lines[cls]:
+            px = np.round(to_uv(line) * 16).astype(np.int32)
+            cv2.polylines(out[c], [px], False, 1, thickness=max(1, round(line_width / xbound[2])),
+                          lineType=cv2.LINE_8, shift=4)
+    return out
+
+
+def test_map_raster_equals_its_definition(demo_root):
+    """Each cell is set exactly when its centre lies in a polygon (holes cut out), whatever the
+    pose: the bounding-window and culling shortcuts change no cell, also where the axis-aligned
+    ego puts whole columns of centres on lane edges."""
+    with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
+        info = pickle.load(f)['data_list'][0]
+    geom = LocationMapLayers(demo_root, info['location'])
+    to_lidar = np.linalg.inv(np.asarray(info['ego2global']) @ np.asarray(info['lidar_points']['lidar2ego']))
+    for yaw, shift, bound in ((0.0, 0.0, (-50, 50, 1.0)), (0.0, 0.25, (-50, 50, 0.5)), (0.7, 12.0, (-30, 30, 0.5)),
+                              (-2.0, -40.0, (-50.0, 50.0, 1.0))):
+        m = np.eye(3)
+        m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+        m = m @ np.r_[np.c_[to_lidar[:2, :2], to_lidar[:2, 3] + shift], [[0, 0, 1]]]
+        got = rasterize_map(geom, m, bound, bound)
+        assert got.any()
+        np.testing.assert_array_equal(got, _reference_raster(geom, m, bound, bound), err_msg=f'{yaw} {shift}')
+
+
 def test_map_raster_follows_bev_flip(demo_root):
     with open(osp.join(demo_root, 'nuscenes_infos_val.pkl'), 'rb') as f:
         info = pickle.load(f)['data_list'][0]
@@ -215,6 +260,21 @@ def test_image_of_another_size_than_its_info_is_refused_or_rescaled(tmp_path):
     np.testing.assert_allclose(k[:3, :3], [[600.0, 0.0, 319.5], [0.0, 600.0, 179.5], [0.0, 0.0, 1.0]])
     same = LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(_one_camera(tmp_path, w=320, h=180))
     assert same['imgs'][0].shape == (180, 320, 3)
+
+
+def test_images_load_as_float_rgb(tmp_path):
+    """The loaded image is the file's pixels as float32 RGB (OpenCV decodes BGR), every value
+    exact: BEVFusion's pipeline and the pretrained weights expect RGB 0-255."""
+    import cv2
+
+    from fuller.datasets.transforms import LoadMultiViewImages
+
+    results = _one_camera(tmp_path, w=320, h=180)
+    bgr = np.random.default_rng(0).integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    cv2.imwrite(results['images']['CAM_FRONT']['img_path'], bgr)  # PNG: lossless
+    img = LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(results)['imgs'][0]
+    assert img.dtype == np.float32 and img.flags.c_contiguous
+    np.testing.assert_array_equal(img, bgr[:, :, ::-1].astype(np.float32))
 
 
 @pytest.mark.parametrize('key', ['cam2img', 'lidar2cam'])

@@ -22,7 +22,8 @@ train_pipeline = [
     # 9 of the info's 10 previous sweeps drawn at random, the keyframe repeated where a scene starts,
     # the car body's points removed in a 2 m square.
     dict(type='LoadMultiSweepPoints', sweeps=sweeps, test_mode=False, pad_empty_sweeps=True, close_region='square'),
-    dict(type='LoadMultiViewImages'),
+    # uint8 as decoded (as BEVFusion loads them): PIL resamples uint8, the float32 copy would be discarded
+    dict(type='LoadMultiViewImages', to_float32=False),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
     # BEVFusion's ImageAug3D, resampled as it does (PIL: bicubic resize, nearest rotation)
     dict(type='ImageAug3D', resize_lim=(0.38, 0.55), bot_pct_lim=(0.0, 0.0), rot_lim=(-5.4, 5.4), rand_flip=True,
@@ -40,7 +41,7 @@ train_pipeline = [
 test_pipeline = [
     # the nearest 9 sweeps (BEVFusion's test pipeline draws them at random as in training; docs/nuscenes.md)
     dict(type='LoadMultiSweepPoints', sweeps=sweeps, pad_empty_sweeps=True, close_region='square'),
-    dict(type='LoadMultiViewImages'),
+    dict(type='LoadMultiViewImages', to_float32=False),
     dict(type='ImageAug3D', resize_lim=(0.48, 0.48), bot_pct_lim=(0.0, 0.0), is_train=False, backend='pillow'),
     dict(type='BEVAugmentation', is_train=False),
     dict(type='LoadBEVMapMask'),

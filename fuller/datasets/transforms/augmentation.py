@@ -132,6 +132,8 @@ class ImageAug3D(BaseTransform):
             m3 = self._matrix(h, w, nw, nh, left, top, flip, angle)[0]
             m = np.eye(4)
             m[:2, :2], m[:2, 3] = m3[:2, :2], m3[:2, 2]
+            if self.backend == 'cv2' and img.dtype != np.float32:  # resampled in float32 whatever was loaded
+                img = img.astype(np.float32)
             out.append(self.warp_pillow(img, params) if self.backend == 'pillow' else self.warp(img, params))
             mats.append(m @ prev)
         results['imgs'] = out

@@ -151,7 +151,7 @@ def sweep_to_keyframe(xyz: np.ndarray, lidar_points: dict) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class LoadMultiViewImages(BaseTransform):
-    """Load the six camera images (RGB, float32) and their geometry.
+    """Load the six camera images (RGB; float32, or uint8 with ``to_float32=False``) and their geometry.
 
     Adds ``imgs`` (list of [H, W, 3] arrays, camera order of ``cameras``), ``cam2img``
     ([N, 4, 4]), ``lidar2cam`` ([N, 4, 4]) and an identity ``img_aug_matrix`` ([N, 4, 4]).
@@ -167,14 +167,19 @@ class LoadMultiViewImages(BaseTransform):
         on_size_mismatch: ``'error'`` (default) or ``'rescale'``: accept an image of another
             size than its info states and scale its intrinsics to it (focal lengths by the size
             ratio, the principal point with pixel centres at integers: ``(c + 0.5) * s - 0.5``).
+        to_float32: images as float32 (0-255) or, with ``False``, as the uint8 pixels decoded
+            (mmdet3d's ``LoadMultiViewImageFromFiles`` option): for a pipeline whose
+            :class:`ImageAug3D` resamples with PIL, which works on uint8, so that a full-size image
+            is not converted to float32 and back (the same output, 3x faster at 1600 x 900).
     """
 
-    def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error') -> None:
+    def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error', to_float32: bool = True) -> None:
         if on_size_mismatch not in ('error', 'rescale'):
             raise ValueError(f"LoadMultiViewImages: on_size_mismatch must be 'error' or 'rescale', "
                              f'got {on_size_mismatch!r}')
         self.cameras = list(cameras)
         self.on_size_mismatch = on_size_mismatch
+        self.to_float32 = to_float32
 
     def _intrinsics(self, info: dict, img: np.ndarray, cam: str, token: str) -> np.ndarray:
         k = np.eye(4, dtype=np.float32)
@@ -204,7 +209,8 @@ class LoadMultiViewImages(BaseTransform):
                     raise DataFileError(f'sample {token}: {cam} {key} in its info is not finite '
                                         f'({np.asarray(info[key]).tolist()}); fix or re-create the info file')
             img = load_image_file(info['img_path'])
-            imgs.append(img[:, :, ::-1].astype(np.float32))
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # img[:, :, ::-1]'s values, 10x faster
+            imgs.append(rgb.astype(np.float32) if self.to_float32 else rgb)
             cam2img.append(self._intrinsics(info, img, cam, token))
             lidar2cam.append(np.asarray(info['lidar2cam'], dtype=np.float32))
         results['imgs'] = imgs

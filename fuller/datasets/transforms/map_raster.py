@@ -6,6 +6,7 @@ Polygons and lines of each class are read once per location through the devkit's
 rotation/scale/flip/translation of the sample is reproduced exactly.
 """
 
+import functools
 import os.path as osp
 
 import cv2
@@ -83,6 +84,16 @@ def xy_bounds(items: list[np.ndarray]) -> np.ndarray:
     return np.array([np.r_[xy[:, :2].min(0), xy[:, :2].max(0)] for xy in items]).reshape(-1, 4)
 
 
+@functools.lru_cache(maxsize=8)
+def cell_centres(ny: int, nx: int) -> np.ndarray:
+    """[ny, nx, 2] float64 (column j, row i) of every cell: the cell centres in pixel
+    coordinates, made once per grid size (read-only)."""
+    ii, jj = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing='ij')
+    out = np.stack([jj, ii], -1)
+    out.flags.writeable = False
+    return out
+
+
 def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, ybound, line_width: float = 1.0,
                   classes: tuple = MAP_CLASSES) -> np.ndarray:
     """Rasterize one location's map classes on a BEV grid.
@@ -102,11 +113,12 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
     nx, ny = bound_cells(xbound), bound_cells(ybound)
     out = np.zeros((len(classes), ny, nx), np.uint8)
     shift = 4  # sub-pixel bits for cv2
+    origin, step = np.array([xbound[0], ybound[0]], np.float64), np.array([xbound[2], ybound[2]], np.float64)
 
     def to_uv(xy: np.ndarray) -> np.ndarray:
         """Global (x, y) -> BEV pixel coordinates with cell centres at integers."""
         p = xy[:, :2] @ global2bev[:2, :2].T + global2bev[:2, 2]
-        return np.stack([(p[:, 0] - xbound[0]) / xbound[2] - 0.5, (p[:, 1] - ybound[0]) / ybound[2] - 0.5], 1)
+        return (p - origin) / step - 0.5
 
     def to_px(xy: np.ndarray) -> np.ndarray:
         return np.round(to_uv(xy) * (1 << shift)).astype(np.int32)
@@ -118,15 +130,19 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
     def near(bounds: np.ndarray) -> np.ndarray:
         """Which of the [n, 4] bounds reach into the square."""
         return ~((bounds[:, :2] > center[:2] + radius) | (bounds[:, 2:] < center[:2] - radius)).any(1)
+    centres = cell_centres(ny, nx)
+
     def fill(canvas: np.ndarray, ring: np.ndarray, value: int) -> None:
-        # Exact: a cell is set when its centre lies inside the ring (cell-centre pixel coords).
+        # Exact: a cell is set when its centre lies inside the ring (cell-centre pixel coords),
+        # tested for the cells of the ring's bounding window only.
         uv = to_uv(ring)
-        j0, i0 = np.maximum(np.floor(uv.min(0)).astype(int), 0)
-        j1, i1 = np.minimum(np.ceil(uv.max(0)).astype(int), [nx - 1, ny - 1])
+        lo, hi = np.floor(uv.min(0)), np.ceil(uv.max(0))
+        j0, i0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+        j1, i1 = min(int(hi[0]), nx - 1), min(int(hi[1]), ny - 1)
         if j0 > j1 or i0 > i1:
             return
-        jj, ii = np.meshgrid(np.arange(j0, j1 + 1), np.arange(i0, i1 + 1))
-        inside = Path(uv).contains_points(np.c_[jj.ravel(), ii.ravel()]).reshape(jj.shape)
+        window = centres[i0: i1 + 1, j0: j1 + 1]
+        inside = Path(uv).contains_points(window.reshape(-1, 2)).reshape(window.shape[:2])
         canvas[i0: i1 + 1, j0: j1 + 1][inside] = value
 
     for c, cls in enumerate(classes):
