@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from shapely.geometry import Point
 
 from fuller.datasets.transforms import MAP_CLASSES, LoadBEVMapMask
@@ -275,6 +276,21 @@ def test_images_load_as_float_rgb(tmp_path):
     img = LoadMultiViewImages(cameras=('CAM_FRONT',)).transform(results)['imgs'][0]
     assert img.dtype == np.float32 and img.flags.c_contiguous
     np.testing.assert_array_equal(img, bgr[:, :, ::-1].astype(np.float32))
+
+
+def test_pack_stacks_images_channels_first():
+    """PackMultiTaskInputs: ``imgs`` [N, 3, H, W], contiguous, image i's channel c at [i, c] (the
+    values of np.stack(imgs).transpose(0, 3, 1, 2)); images of different sizes are refused."""
+    from fuller.datasets.transforms import PackMultiTaskInputs
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.uint8):
+        imgs = [rng.integers(0, 256, (4, 7, 3)).astype(dtype) for _ in range(6)]
+        got = PackMultiTaskInputs().transform({'imgs': imgs})['inputs']['imgs']
+        assert got.is_contiguous() and got.dtype == torch.from_numpy(imgs[0]).dtype
+        np.testing.assert_array_equal(got.numpy(), np.stack(imgs).transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=r'different shapes \(4, 7, 3\) and \(4, 8, 3\) \(image 1\)'):
+        PackMultiTaskInputs().transform({'imgs': [imgs[0], np.zeros((4, 8, 3), np.uint8)]})
 
 
 @pytest.mark.parametrize('key', ['cam2img', 'lidar2cam'])

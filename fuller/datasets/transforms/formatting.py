@@ -27,8 +27,7 @@ class PackMultiTaskInputs(BaseTransform):
         if 'points' in results:
             inputs['points'] = results['points'].tensor
         if 'imgs' in results:
-            imgs = np.stack(results['imgs']).transpose(0, 3, 1, 2)
-            inputs['imgs'] = torch.from_numpy(np.ascontiguousarray(imgs))
+            inputs['imgs'] = torch.from_numpy(_stack_chw(results['imgs']))
         sample = Det3DDataSample()
         gt = InstanceData()
         if 'gt_bboxes_3d' in results:
@@ -44,3 +43,17 @@ class PackMultiTaskInputs(BaseTransform):
             meta['lidar2ego'] = results['lidar_points']['lidar2ego']
         sample.set_metainfo(meta)
         return {'inputs': inputs, 'data_samples': sample}
+
+
+def _stack_chw(imgs: list) -> np.ndarray:
+    """[N, 3, H, W] contiguous from N [H, W, 3] images, written once (a stack then a contiguous
+    transpose would copy every image twice: 13 MB twice for six 256 x 704 float32 images)."""
+    first = np.asarray(imgs[0])
+    out = np.empty((len(imgs), first.shape[2], *first.shape[:2]), first.dtype)
+    for i, img in enumerate(imgs):
+        img = np.asarray(img)
+        if img.shape != first.shape:
+            raise ValueError(f'PackMultiTaskInputs: camera images of different shapes {first.shape} and {img.shape} '
+                             f'(image {i}); the augmentation must bring them to one size')
+        out[i] = img.transpose(2, 0, 1)
+    return out
