@@ -170,7 +170,8 @@ class LoadMultiViewImages(BaseTransform):
         to_float32: images as float32 (0-255) or, with ``False``, as the uint8 pixels decoded
             (mmdet3d's ``LoadMultiViewImageFromFiles`` option): for a pipeline whose
             :class:`ImageAug3D` resamples with PIL, which works on uint8, so that a full-size image
-            is not converted to float32 and back (the same output, 3x faster at 1600 x 900).
+            is not converted to float32 and back (the same output; BEVFusion's camera pipeline on
+            a real nuScenes keyframe 1.5x faster).
     """
 
     def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error', to_float32: bool = True) -> None:

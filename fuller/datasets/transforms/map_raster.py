@@ -130,6 +130,7 @@ def rasterize_map(geom: LocationMapLayers, global2bev: np.ndarray, xbound, yboun
     def near(bounds: np.ndarray) -> np.ndarray:
         """Which of the [n, 4] bounds reach into the square."""
         return ~((bounds[:, :2] > center[:2] + radius) | (bounds[:, 2:] < center[:2] - radius)).any(1)
+
     centres = cell_centres(ny, nx)
 
     def fill(canvas: np.ndarray, ring: np.ndarray, value: int) -> None:
