@@ -21,6 +21,8 @@ driven by top-level config keys (set by ``tools/train.py`` / ``tools/test.py`` f
   that clear and redraw the progress bar instead of being glued onto it.
 - ``tools/test.py`` writes its config copy into its own log folder, not over the training
   config copy in the work dir.
+- An iteration-based training loop whose data loader has no worker processes goes from one
+  epoch to the next without the 2 s pause mmengine makes there (:class:`EpochLoaderIterator`).
 """
 
 import copy
@@ -36,7 +38,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.logging.logger import MMFormatter
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import IterBasedTrainLoop, Runner
 
 from fuller.datasets.info_io import UnsafeInfoFileError
 from fuller.datasets.transforms.loading import DataFileError
@@ -149,6 +151,44 @@ class _TextOnceConfig(Config):
         return text
 
 
+class EpochLoaderIterator:
+    """Endless iteration over an epoch-based data loader for :class:`IterBasedTrainLoop`: at the
+    end of an epoch the sampler is told the next epoch and the loader starts again, as mmengine's
+    ``_InfiniteDataloaderIterator`` does, without its ``time.sleep(2)`` ("prevent possible deadlock
+    during epoch transition", of worker processes) and its warning. :class:`FullerRunner` uses it
+    for loaders without worker processes, which have nothing to deadlock: the demo main job (192
+    samples, batch 2, 900 iterations) crosses 9 epoch ends, 18 s of pauses in its 3.5 minutes.
+    The batches are mmengine's, in the same order.
+
+    Args:
+        dataloader: the epoch-based loader.
+        iterator: its iterator already started (by mmengine's iterator, which the loop builds):
+            taken over, since starting another draws a seed from torch's global generator and
+            would change the run's random numbers.
+    """
+
+    def __init__(self, dataloader, iterator=None) -> None:
+        self._dataloader = dataloader
+        self._iterator = iter(dataloader) if iterator is None else iterator
+        self._epoch = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._epoch += 1
+            batch_sampler = getattr(self._dataloader, 'batch_sampler', None)
+            for sampler in (getattr(self._dataloader, 'sampler', None), getattr(batch_sampler, 'sampler', None)):
+                if hasattr(sampler, 'set_epoch'):
+                    sampler.set_epoch(self._epoch)
+                    break
+            self._iterator = iter(self._dataloader)
+            return next(self._iterator)
+
+
 class FullerRunner(Runner):
     """mmengine ``Runner`` with exact checkpoint loading, CPU launchers and a quiet console
     (see the module docstring). Built with :meth:`from_cfg` like mmengine's."""
@@ -169,6 +209,13 @@ class FullerRunner(Runner):
         """mmengine's ``from_cfg`` after :func:`~fuller.engine.config.resolve_config` (the
         config's geometry and metainfo handed to the datasets and the model)."""
         return super().from_cfg(resolve_config(cfg))
+
+    def build_train_loop(self, loop):
+        loop = super().build_train_loop(loop)
+        if isinstance(loop, IterBasedTrainLoop) and getattr(loop.dataloader, 'num_workers', 1) == 0:
+            mm = loop.dataloader_iterator
+            loop.dataloader_iterator = EpochLoaderIterator(loop.dataloader, getattr(mm, '_iterator', None))
+        return loop
 
     def setup_env(self, env_cfg: dict) -> None:
         if self.distributed and not dist.is_initialized() and not torch.cuda.is_available():
