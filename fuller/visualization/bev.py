@@ -18,6 +18,7 @@ MAP_COLORS = {name: np.array(rgb, np.float32) / 255 for name, rgb in (
     ('drivable_area', (166, 206, 227)), ('ped_crossing', (251, 154, 153)), ('walkway', (227, 26, 28)),
     ('stop_line', (253, 191, 111)), ('carpark_area', (255, 127, 0)), ('divider', (106, 61, 154)))}
 BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+_EDGE_INDEX = np.asarray(BOX_EDGES)  # [12, 2], the corner pairs as an index array
 
 
 def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
@@ -208,8 +209,8 @@ def _draw_camera_panels(fig, grid, s: SampleView, cam_names: tuple | None) -> No
             if boxes is None or not len(boxes) or s.lidar2img is None:
                 continue
             uv, shown = project_boxes(boxes, s.lidar2img[i], None if s.img_aug is None else s.img_aug[i], (h, w))
-            edges = np.asarray(BOX_EDGES)
-            ax.add_collection(LineCollection(uv[shown][:, edges].reshape(-1, 2, 2), colors=color, linewidths=0.6))
+            ax.add_collection(LineCollection(uv[shown][:, _EDGE_INDEX].reshape(-1, 2, 2), colors=color,
+                                             linewidths=0.6))
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_xticks([])  # hidden with the axis, but tight_layout would still make its ticks
