@@ -21,6 +21,7 @@ from fuller.utils import (
     add_info_file_args,
     finish_distributed,
     format_metrics_table,
+    freeze_imports,
     parse_launcher_args,
     quiet_third_party_warnings,
     write_json_atomic,
@@ -75,6 +76,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    freeze_imports()  # the imports' objects out of the cycle collector's walks
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'test: checkpoint file not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, tool='test')

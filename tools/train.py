@@ -14,6 +14,7 @@ from fuller.utils import (
     add_info_file_args,
     auto_precision,
     finish_distributed,
+    freeze_imports,
     parse_launcher_args,
     quiet_third_party_warnings,
 )
@@ -75,6 +76,7 @@ def _apply_amp_flags(cfg, args) -> None:
 
 def main() -> None:
     args = parse_args()
+    freeze_imports()  # the imports' objects out of the cycle collector's walks
     if args.amp in ('auto', 'off') and args.amp_dtype:
         raise SystemExit(f'train: --amp {args.amp} chooses the precision itself; give --amp --amp-dtype D to choose it')
     if args.amp == 'auto':

@@ -216,27 +216,57 @@ class BEVVisualizationHook(Hook):
     def after_test_epoch(self, runner, metrics=None) -> None:
         if not self.show_dir:
             return
-        from fuller.visualization import SampleView, draw_sample
-
         metrics = metrics or {}
         thr = [metrics.get(f'map/thr_{c}', 0.5) for c in self.map_classes] if self.map_classes else 0.5
         files = sorted(f for f in os.listdir(self._pending) if f.endswith('.npz'))
-        for name in files:
-            path = osp.join(self._pending, name)
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
-            pred_map = arrays.pop('pred_map', None)
-            view = SampleView(pred_map=None if pred_map is None else pred_map.astype(np.float32), **arrays)
-            draw_sample(osp.join(self.show_dir, name[:-4] + '.png'), view, map_classes=self.map_classes,
-                        class_names=self.class_names, cam_names=self.cam_names, map_extent=self.map_extent,
-                        bev_range=self.bev_range, map_threshold=thr, title=f'sample {name[6:-4]}')
-            os.remove(path)
+        jobs = [(osp.join(self._pending, name), osp.join(self.show_dir, name[:-4] + '.png'),
+                 dict(map_classes=self.map_classes, class_names=self.class_names, cam_names=self.cam_names,
+                      map_extent=self.map_extent, bev_range=self.bev_range, map_threshold=thr,
+                      title=f'sample {name[6:-4]}')) for name in files]
+        procs = picture_processes(len(jobs), runner.world_size)
+        if procs > 1:
+            import multiprocessing
+
+            import fuller.visualization  # noqa: F401  (imported once, here, for every drawer)
+
+            # Forked drawers share the parent's imports; they use numpy and matplotlib only
+            # (no torch), and leave without the interpreter's teardown.
+            with multiprocessing.get_context('fork').Pool(procs) as pool:
+                pool.starmap(_draw_pending, jobs, chunksize=1)
+        else:
+            for job in jobs:
+                _draw_pending(*job)
         os.rmdir(self._pending)
         try:
             os.rmdir(osp.dirname(self._pending))
         except OSError:
             pass  # another rank's pictures are still pending
         runner.logger.info(f'BEVVisualizationHook: {len(files)} pictures in {self.show_dir}')
+
+
+def picture_processes(n_pictures: int, world_size: int = 1) -> int:
+    """How many processes draw the test pictures: one per CPU this process may use (its share
+    when ``world_size`` ranks draw theirs at once), at most one per picture. Matplotlib draws
+    on one core, 0.45 s for a demo picture on a 2-core Zen 5 EPYC, while the rest of the
+    machine waits: 12 pictures took 5.3 s in one process, 2.8 s in two. One process where
+    ``fork`` is missing or unsafe (Windows; macOS, whose system libraries do not survive it)."""
+    if n_pictures < 2 or not hasattr(os, 'fork') or sys.platform == 'darwin':
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(1, min(n_pictures, cpus // max(1, world_size)))
+
+
+def _draw_pending(path: str, out_path: str, kwargs: dict) -> None:
+    """Draw one picture from the arrays :class:`BEVVisualizationHook` left at ``path``, then
+    remove them."""
+    from fuller.visualization import SampleView, draw_sample
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    pred_map = arrays.pop('pred_map', None)
+    view = SampleView(pred_map=None if pred_map is None else pred_map.astype(np.float32), **arrays)
+    draw_sample(out_path, view, **kwargs)
+    os.remove(path)
 
 
 def _train_pipeline_steps(dataset) -> list:

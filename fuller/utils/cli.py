@@ -72,15 +72,36 @@ def add_info_file_args(parser: argparse.ArgumentParser) -> None:
                              '(default: such a file is refused, naming what it holds)')
 
 
+def freeze_imports() -> None:
+    """Move the objects the imports made so far (torch, mmengine, mmdet, mmdet3d: about 460,000
+    tracked by the cycle collector) out of the collector's walks (``gc.freeze``), for a tool to
+    call once its imports are done. Each full collection walked all of them (0.26 s on a 2-core
+    Zen 5 EPYC), and a demo training run triggers several (4 in 300 iterations, 1.2 s with the
+    final one). They live as long as the process does anyway; a cycle among them that became
+    garbage later would only keep its memory."""
+    import gc
+
+    gc.freeze()
+
+
 def finish_distributed() -> None:
-    """End a launcher's run cleanly: every rank waits for the others (rank 0 may still be
+    """End a tool's run: under a launcher every rank waits for the others (rank 0 may still be
     evaluating or writing files), the group is torn down, and the process ends here.
 
     The last step exits without the interpreter's teardown: under load, a gloo rank that
     finished everything could still abort in C++ destructors at exit ("terminate called without
     an active exception", exit -6), which fails the launcher after all results were written.
-    Logs and standard streams are flushed first. Without a process group this is a no-op.
+    Logs and standard streams are flushed first.
+
+    Without a process group the interpreter exits as usual (``atexit`` handlers, finalizers,
+    flushing), but its cycle collector no longer walks the objects that are alive now: they are
+    moved out of its reach (``gc.freeze``) after one last collection finalizes today's garbage.
+    Python's shutdown collects several times over every object, which took 1.3 s after the
+    imports alone and 1.5-1.9 s after a demo test run, on a 2-core Zen 5 EPYC. Reference
+    counting still frees them at exit; only objects kept alive by reference cycles alone are
+    left to the operating system, which Python's shutdown does not promise to finalize either.
     """
+    import gc
     import logging
     import sys
 
@@ -93,6 +114,8 @@ def finish_distributed() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    gc.collect()  # what is garbage now is still finalized, as the interpreter's exit would
+    gc.freeze()
 
 
 def refuse_docs_without_publish(out: str, publish: bool, tool: str) -> None:
