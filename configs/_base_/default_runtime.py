@@ -8,9 +8,10 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # atomic_local: checkpoints are written to a temp file and renamed, so a kill while saving
-    # never leaves a broken file behind.
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=3, save_last=True,
-                    backend_args=dict(backend='atomic_local')),
+    # never leaves a broken file behind; background: training goes on while the file is written
+    # (FullerCheckpointHook: mmengine's, moving the last_checkpoint pointer once the file is there).
+    checkpoint=dict(type='FullerCheckpointHook', interval=100, by_epoch=False, max_keep_ckpts=3, save_last=True,
+                    backend_args=dict(backend='atomic_local', background=True)),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # Checkpoints are written as plain data so that every load can use torch's weights_only=True.

@@ -1,5 +1,5 @@
 from .amp import AmpTestLoop, AmpValLoop, resolve_amp
-from .checkpoint_hook import SafeCheckpointHook
+from .checkpoint_hook import FullerCheckpointHook, SafeCheckpointHook
 from .checkpoint_io import (
                             AtomicLocalBackend,
                             CheckpointLoadError,
@@ -9,6 +9,7 @@ from .checkpoint_io import (
                             find_latest_good_checkpoint,
                             load_checkpoint_file,
                             match_state_dict,
+                            wait_for_checkpoint_writes,
 )
 from .config import (
                             apply_variant,
@@ -33,8 +34,8 @@ __all__ = ['apply_variant', 'base_dataset', 'check_cfg_options', 'drop_pretraine
            'keep_submission_files', 'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root',
            'AmpTestLoop', 'AmpValLoop', 'AtomicLocalBackend', 'BEVVisualizationHook', 'CalibratedOptimWrapper',
            'CheckpointLoadError', 'CheckpointMismatchError', 'CheckpointSaveError', 'CurvesHook',
-           'FullerDistributedDataParallel',
+           'FullerCheckpointHook', 'FullerDistributedDataParallel',
            'FullerRunner', 'GuardedOptimWrapper', 'PipelineEpochHook', 'ProgressBarHook', 'SafeCheckpointHook',
            'extract_state_dict',
            'find_latest_good_checkpoint', 'load_checkpoint_file', 'match_state_dict', 'reported_as_exit', 'resolve_amp',
-           'WorkDirInUseError', 'work_dir_lock']
+           'wait_for_checkpoint_writes', 'WorkDirInUseError', 'work_dir_lock']

@@ -9,15 +9,20 @@ back after loading. Every checkpoint is then loaded with the safe unpickler, so 
 file from an untrusted source can never execute code.
 """
 
+import os
+import os.path as osp
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 
 from fuller.registry import HOOKS
+
+from .checkpoint_io import _WRITER
 
 _HB_TAG = '__fuller_history_buffer__'
 _ND_TAG = '__fuller_ndarray__'
@@ -93,3 +98,53 @@ class SafeCheckpointHook(Hook):
         for key in ('message_hub', 'meta'):
             if key in checkpoint:
                 checkpoint[key] = from_plain(checkpoint[key])
+
+
+@HOOKS.register_module()
+class FullerCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` whose ``last_checkpoint`` pointer names a checkpoint only
+    once it is on disk, also when its file backend writes in the background
+    (``backend_args=dict(backend='atomic_local', background=True)``, the default runtime's).
+
+    mmengine writes the pointer as soon as the backend has taken the file; with the file still
+    in flight this hook puts the previous pointer back and has the pointer written behind the
+    file, by the same writer (not at all if the file fails: then the pointer keeps naming the
+    previous checkpoint, as with a file written in the foreground). Training ends (``after_train``,
+    after the last checkpoint is handed over) once every file and pointer is on disk, also
+    under mmengine's own ``Runner``.
+    """
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        _WRITER.wait()
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        pointer = osp.join(runner.work_dir, 'last_checkpoint')
+        before = _read_text(pointer) if is_main_process() else None
+        super()._save_checkpoint_with_step(runner, step, meta)
+        if not is_main_process() or not _WRITER.pending():
+            return
+        after = _read_text(pointer)
+        if after == before:
+            return
+        if before is None:
+            os.remove(pointer)
+        else:
+            _write_text(pointer, before)
+        _WRITER.then(_write_text, pointer, after)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_text(path: str, text: str) -> None:
+    """``text`` into ``path`` through a renamed temporary sibling (never a half-written pointer)."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)

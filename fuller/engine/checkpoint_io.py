@@ -4,7 +4,7 @@
 temporary sibling, flushes it to disk and renames it over the target (``os.replace`` is
 atomic on POSIX), so a process killed while saving leaves the previous checkpoint and the
 previous ``last_checkpoint`` pointer intact. The default runtime config selects it for the
-checkpoint hook.
+checkpoint hook, with ``background=True``: training goes on while a checkpoint goes to disk.
 """
 
 import errno
@@ -15,6 +15,7 @@ import re
 import tempfile
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 from mmengine.fileio import LocalBackend, register_backend
@@ -25,9 +26,74 @@ class CheckpointSaveError(OSError):
     says that the previous checkpoint is intact."""
 
 
+class _CheckpointWriter:
+    """One thread that writes checkpoint files, one at a time and in the order they come."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()  # at most one file in flight (and its memory); its error surfaces here
+        if self._pool is None:
+            # Its thread is joined at the interpreter's exit: a write under way is finished.
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix='checkpoint-writer')
+        self._pending = self._pool.submit(fn, *args)
+
+    def then(self, fn, *args) -> None:
+        """Run ``fn`` after the file in flight, once that file is written (not if it failed)."""
+        previous = self._pending
+        if previous is None:
+            fn(*args)
+            return
+
+        def after() -> None:
+            previous.result()  # its error, not fn, then
+            fn(*args)
+
+        self._pending = self._pool.submit(after)
+
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
+_WRITER = _CheckpointWriter()
+
+
+def wait_for_checkpoint_writes() -> None:
+    """Return once every checkpoint file handed to a background :class:`AtomicLocalBackend` is
+    on disk under its name; raises the :class:`CheckpointSaveError` of one that failed."""
+    _WRITER.wait()
+
+
 @register_backend('atomic_local')
 class AtomicLocalBackend(LocalBackend):
-    """Local file backend whose writes are atomic (temp file + fsync + rename)."""
+    """Local file backend whose writes are atomic (temp file + fsync + rename).
+
+    Args:
+        background: write ``put``'s files (the checkpoints) in a background thread, one at a
+            time and in order: the training step goes on meanwhile. A new checkpoint of the
+            demo model (48 MB) took 0.3-0.4 s in ``write`` on a 2-core Zen 5 EPYC's virtual
+            disk, the disk's pace, 9 times a main job. Any other call of the backend (the
+            hook's look-up and removal of old checkpoints, ``put_text``) first waits for the
+            file in flight, a failed write raises at the next call or when training ends
+            (:class:`FullerRunner` waits for the last file), and the file still appears only
+            complete, under its name. With mmengine's own checkpoint hook, which writes the
+            ``last_checkpoint`` pointer while the file is in flight, a process killed within
+            that second leaves a pointer to a missing file, which ``--resume`` reports and
+            passes over for the previous checkpoint (:func:`find_latest_good_checkpoint`).
+            :class:`~fuller.engine.checkpoint_hook.FullerCheckpointHook` (the default runtime's)
+            instead moves its ``last_checkpoint`` pointer only once the file is on disk.
+    """
+
+    def __init__(self, background: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.background = background
 
     @staticmethod
     def _atomic_write(data: bytes, filepath: str) -> None:
@@ -58,10 +124,27 @@ class AtomicLocalBackend(LocalBackend):
             raise
 
     def put(self, obj: bytes, filepath) -> None:
-        self._atomic_write(obj, filepath)
+        if self.background:
+            _WRITER.submit(self._atomic_write, obj, filepath)
+        else:
+            _WRITER.wait()
+            self._atomic_write(obj, filepath)
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        _WRITER.wait()
         self._atomic_write(obj.encode(encoding), filepath)
+
+    def isfile(self, filepath) -> bool:
+        _WRITER.wait()
+        return super().isfile(filepath)
+
+    def exists(self, filepath) -> bool:
+        _WRITER.wait()
+        return super().exists(filepath)
+
+    def remove(self, filepath) -> None:
+        _WRITER.wait()
+        super().remove(filepath)
 
 
 def _iter_of(path: str) -> int:

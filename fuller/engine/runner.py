@@ -51,6 +51,7 @@ from .checkpoint_io import (
     foreign_layout,
     load_checkpoint_file,
     match_state_dict,
+    wait_for_checkpoint_writes,
 )
 from .config import explain_registry_error, resolve_config
 
@@ -209,6 +210,22 @@ class FullerRunner(Runner):
         """mmengine's ``from_cfg`` after :func:`~fuller.engine.config.resolve_config` (the
         config's geometry and metainfo handed to the datasets and the model)."""
         return super().from_cfg(resolve_config(cfg))
+
+    def train(self):
+        """mmengine's training, returning once the last checkpoint is on disk (a background
+        :class:`~fuller.engine.checkpoint_io.AtomicLocalBackend` writes them while training
+        goes on). When training fails, the file in flight is still finished, and the training
+        error is the one raised."""
+        try:
+            model = super().train()
+        except BaseException:
+            try:
+                wait_for_checkpoint_writes()
+            except Exception as e:  # noqa: BLE001 - the training error is the one to report
+                self.logger.error(f'a checkpoint could not be written either: {e}')
+            raise
+        wait_for_checkpoint_writes()
+        return model
 
     def build_train_loop(self, loop):
         loop = super().build_train_loop(loop)
