@@ -7,8 +7,8 @@ _base_ = ['./fuller_lc_r18-tiny_1x2-900it_nuscenes-demo-det-map.py']
 _groups = dict(car=2, truck=3, construction_vehicle=7, bus=4, trailer=6, barrier=2, motorcycle=6, bicycle=6,
                pedestrian=2, traffic_cone=2)
 train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadMultiSweepPoints', sweeps=4),
-    dict(type='LoadMultiViewImages'),
+    dict(type='LoadMultiSweepPoints', sweeps=4, cache_mb=512),
+    dict(type='LoadMultiViewImages', cache_mb=512),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
     dict(type='ObjectPaste', stop_epoch=7, db_sampler=dict(
         info_path='nuscenes_dbinfos_train.pkl', rate=1.0,

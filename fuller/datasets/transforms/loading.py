@@ -20,6 +20,35 @@ class DataFileError(RuntimeError):
     """A data file is missing or corrupt. The message names the file."""
 
 
+class ArrayCache:
+    """Decoded inputs kept in this process's memory, up to ``max_mb`` MiB (each data-loader
+    worker process has its own): what a loading transform read and prepared once, for the
+    epochs after the first. Arrays are stored read-only and handed out as copies; once the
+    budget is full, further arrays are not kept (the first ones stay: with shuffled epochs an
+    evicting cache smaller than the data would only churn)."""
+
+    def __init__(self, max_mb: float) -> None:
+        if max_mb < 0:
+            raise ValueError(f'cache_mb must be >= 0 (0: no cache), got {max_mb}')
+        self.max_bytes = int(max_mb * 2**20)
+        self.nbytes = 0
+        self._arrays: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def get(self, key) -> np.ndarray | None:
+        return self._arrays.get(key)
+
+    def put(self, key, array: np.ndarray) -> np.ndarray:
+        """Keep ``array`` under ``key`` if it fits the budget; returns it."""
+        if self.nbytes + array.nbytes <= self.max_bytes:
+            array.setflags(write=False)
+            self._arrays[key] = array
+            self.nbytes += array.nbytes
+        return array
+
+
 def load_points_file(path: str, load_dim: int) -> np.ndarray:
     """Read a nuScenes ``.pcd.bin`` (float32 records of ``load_dim`` values).
 
@@ -91,11 +120,14 @@ class LoadMultiSweepPoints(BaseTransform):
         pad_empty_sweeps: a keyframe without sweeps (a scene's first) gets ``sweeps`` copies of
             its own points (close points removed, time lag 0), as mmdet3d's and BEVFusion's
             ``pad_empty_sweeps``.
+        cache_mb: keep each file's points, read and moved into the keyframe's frame, in
+            memory up to this many MiB (:class:`ArrayCache`; 0: read every time). The same
+            points either way; for a training set that fits in memory, read over many epochs.
     """
 
     def __init__(self, sweeps: int = 9, load_dim: int = 5, use_dim: tuple = (0, 1, 2, 3, 4),
                  remove_close: float = 1.0, close_region: str = 'disc', test_mode: bool = True,
-                 pad_empty_sweeps: bool = False) -> None:
+                 pad_empty_sweeps: bool = False, cache_mb: float = 0) -> None:
         if close_region not in ('disc', 'square'):
             raise ValueError(f"LoadMultiSweepPoints: close_region must be 'disc' or 'square', not {close_region!r}")
         self.sweeps = sweeps
@@ -105,6 +137,7 @@ class LoadMultiSweepPoints(BaseTransform):
         self.close_region = close_region
         self.test_mode = test_mode
         self.pad_empty_sweeps = pad_empty_sweeps
+        self.cache = ArrayCache(cache_mb) if cache_mb else None
 
     def _far(self, pts: np.ndarray) -> np.ndarray:
         if self.remove_close <= 0:
@@ -114,9 +147,26 @@ class LoadMultiSweepPoints(BaseTransform):
         x, y = pts[:, 0], pts[:, 1]  # np.linalg.norm(pts[:, :2], axis=1)'s sum and root, a third of its time
         return pts[np.sqrt(x * x + y * y) >= self.remove_close]
 
-    def transform(self, results: dict) -> dict:
-        pts = load_points_file(results['lidar_points']['lidar_path'], self.load_dim)  # a fresh array
+    def _keyframe(self, path: str) -> np.ndarray:
+        pts = load_points_file(path, self.load_dim)  # a fresh array
         pts[:, 4] = 0.0
+        return pts
+
+    def _sweep(self, sweep: dict, ts: float) -> np.ndarray:
+        sp = self._far(load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim))
+        sp[:, :3] = sweep_to_keyframe(sp[:, :3], sweep['lidar_points'])
+        sp[:, 4] = ts - sweep['timestamp']
+        return sp
+
+    def _cached(self, key: tuple, make, *args) -> np.ndarray:
+        if self.cache is None:
+            return make(*args)
+        found = self.cache.get(key)
+        return found if found is not None else self.cache.put(key, make(*args))
+
+    def transform(self, results: dict) -> dict:
+        path = results['lidar_points']['lidar_path']
+        pts = self._cached((path,), self._keyframe, path)
         clouds = [pts]
         ts = results['timestamp']
         sweeps = results.get('lidar_sweeps', [])
@@ -126,12 +176,11 @@ class LoadMultiSweepPoints(BaseTransform):
             sweeps = sweeps[: self.sweeps]
         if self.pad_empty_sweeps and not sweeps:
             clouds += [self._far(pts)] * self.sweeps
-        for sweep in sweeps:
-            sp = self._far(load_points_file(sweep['lidar_points']['lidar_path'], self.load_dim))
-            sp[:, :3] = sweep_to_keyframe(sp[:, :3], sweep['lidar_points'])
-            sp[:, 4] = ts - sweep['timestamp']
-            clouds.append(sp)
-        pts = np.concatenate(clouds)[:, self.use_dim]
+        for sweep in sweeps:  # a sweep's points in this keyframe's frame: keyed by both files
+            clouds.append(self._cached((path, sweep['lidar_points']['lidar_path']), self._sweep, sweep, ts))
+        pts = np.concatenate(clouds)  # a fresh array, never a cached one
+        if self.use_dim != list(range(pts.shape[1])):
+            pts = pts[:, self.use_dim]
         results['points'] = LiDARPoints(pts, points_dim=pts.shape[1], attribute_dims=dict(intensity=3))
         return results
 
@@ -147,6 +196,10 @@ def sweep_to_keyframe(xyz: np.ndarray, lidar_points: dict) -> np.ndarray:
     if 'lidar2ego' in lidar_points:
         return (xyz - m[:3, 3]) @ m[:3, :3]
     return xyz @ m[:3, :3] - m[:3, 3]
+
+
+def _load_rgb(path: str) -> np.ndarray:
+    return cv2.cvtColor(load_image_file(path), cv2.COLOR_BGR2RGB)  # img[:, :, ::-1]'s values, 10x faster
 
 
 @TRANSFORMS.register_module()
@@ -172,15 +225,19 @@ class LoadMultiViewImages(BaseTransform):
             :class:`ImageAug3D` resamples with PIL, which works on uint8, so that a full-size image
             is not converted to float32 and back (the same output; BEVFusion's camera pipeline on
             a real nuScenes keyframe 1.5x faster).
+        cache_mb: keep the decoded images in memory up to this many MiB (:class:`ArrayCache`;
+            0: decode every time); the same pixels either way.
     """
 
-    def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error', to_float32: bool = True) -> None:
+    def __init__(self, cameras: tuple = CAMERAS, on_size_mismatch: str = 'error', to_float32: bool = True,
+                 cache_mb: float = 0) -> None:
         if on_size_mismatch not in ('error', 'rescale'):
             raise ValueError(f"LoadMultiViewImages: on_size_mismatch must be 'error' or 'rescale', "
                              f'got {on_size_mismatch!r}')
         self.cameras = list(cameras)
         self.on_size_mismatch = on_size_mismatch
         self.to_float32 = to_float32
+        self.cache = ArrayCache(cache_mb) if cache_mb else None
 
     def _intrinsics(self, info: dict, img: np.ndarray, cam: str, token: str) -> np.ndarray:
         k = np.eye(4, dtype=np.float32)
@@ -209,10 +266,14 @@ class LoadMultiViewImages(BaseTransform):
                 if not np.isfinite(np.asarray(info[key], dtype=np.float64)).all():
                     raise DataFileError(f'sample {token}: {cam} {key} in its info is not finite '
                                         f'({np.asarray(info[key]).tolist()}); fix or re-create the info file')
-            img = load_image_file(info['img_path'])
-            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # img[:, :, ::-1]'s values, 10x faster
-            imgs.append(rgb.astype(np.float32) if self.to_float32 else rgb)
-            cam2img.append(self._intrinsics(info, img, cam, token))
+            rgb = self.cache.get(info['img_path']) if self.cache is not None else None
+            if rgb is None:
+                rgb = _load_rgb(info['img_path'])
+                if self.cache is not None:
+                    self.cache.put(info['img_path'], rgb)
+            # the cache's arrays are read-only: a copy of those, the fresh array otherwise
+            imgs.append(rgb.astype(np.float32) if self.to_float32 else rgb if rgb.flags.writeable else rgb.copy())
+            cam2img.append(self._intrinsics(info, rgb, cam, token))
             lidar2cam.append(np.asarray(info['lidar2cam'], dtype=np.float32))
         results['imgs'] = imgs
         results['cam2img'] = np.stack(cam2img)
