@@ -21,6 +21,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 
 from fuller.registry import HOOKS
+from fuller.utils.io import write_bytes_atomic
 
 from .checkpoint_io import _WRITER
 
@@ -143,8 +144,5 @@ def _read_text(path: str) -> str | None:
 
 
 def _write_text(path: str, text: str) -> None:
-    """``text`` into ``path`` through a renamed temporary sibling (never a half-written pointer)."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """The pointer written whole or not at all, unflushed as mmengine writes it."""
+    write_bytes_atomic(path, text.encode(), fsync=False)

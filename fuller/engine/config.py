@@ -4,7 +4,6 @@ import those packages themselves (their ``locations``), so nothing here imports 
 
 import difflib
 import inspect
-import os
 import os.path as osp
 import re
 import sys
@@ -12,6 +11,7 @@ import sys
 from mmengine.config import Config
 
 from fuller.registry import DATASETS, METRICS, MODELS
+from fuller.utils import usable_cpus
 
 __all__ = ['apply_variant', 'check_cfg_options', 'data_roots', 'drop_pretrained', 'explain_registry_error',
            'keep_submission_files', 'load_config', 'pretrained_files', 'read_config', 'resolve_config', 'set_data_root',
@@ -223,7 +223,7 @@ def auto_num_workers(cpus: int | None = None) -> int:
     1 or 2 workers, whose loading preempts one of the model's two threads), else half the CPUs
     up to 4. ``cpus``: the CPUs this process may run on (default: its affinity mask)."""
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+        cpus = usable_cpus()
     return 0 if cpus <= 2 else min(4, cpus // 2)
 
 

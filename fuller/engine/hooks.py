@@ -10,6 +10,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from fuller.registry import HOOKS
+from fuller.utils import usable_cpus
 
 
 @HOOKS.register_module()
@@ -252,8 +253,7 @@ def picture_processes(n_pictures: int, world_size: int = 1) -> int:
     ``fork`` is missing or unsafe (Windows; macOS, whose system libraries do not survive it)."""
     if n_pictures < 2 or not hasattr(os, 'fork') or sys.platform == 'darwin':
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, min(n_pictures, cpus // max(1, world_size)))
+    return max(1, min(n_pictures, usable_cpus() // max(1, world_size)))
 
 
 def _draw_pending(path: str, out_path: str, kwargs: dict) -> None:

@@ -1,5 +1,6 @@
 """One readable table of all metrics of a test run; the CPU that tables of timings and results name."""
 
+import os
 import platform
 
 DET_KEYS = ('mAP', 'NDS', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE')
@@ -33,6 +34,11 @@ def format_metrics_table(metrics: dict[str, float]) -> str:
         lines.append(f'{k}: {v}')
     width = min(max((len(x) for x in lines), default=0), 100)
     return '\n'.join(['=' * width, *lines, '=' * width])
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one, else all."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
 def cpu_flags() -> set[str]:

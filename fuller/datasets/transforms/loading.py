@@ -49,6 +49,14 @@ class ArrayCache:
         return array
 
 
+def _cached(cache: ArrayCache | None, key, make, *args) -> np.ndarray:
+    """``make(*args)``, kept in ``cache`` under ``key`` (or taken from it); no cache: made."""
+    if cache is None:
+        return make(*args)
+    found = cache.get(key)
+    return found if found is not None else cache.put(key, make(*args))
+
+
 def load_points_file(path: str, load_dim: int) -> np.ndarray:
     """Read a nuScenes ``.pcd.bin`` (float32 records of ``load_dim`` values).
 
@@ -158,15 +166,9 @@ class LoadMultiSweepPoints(BaseTransform):
         sp[:, 4] = ts - sweep['timestamp']
         return sp
 
-    def _cached(self, key: tuple, make, *args) -> np.ndarray:
-        if self.cache is None:
-            return make(*args)
-        found = self.cache.get(key)
-        return found if found is not None else self.cache.put(key, make(*args))
-
     def transform(self, results: dict) -> dict:
         path = results['lidar_points']['lidar_path']
-        pts = self._cached((path,), self._keyframe, path)
+        pts = _cached(self.cache, (path,), self._keyframe, path)
         clouds = [pts]
         ts = results['timestamp']
         sweeps = results.get('lidar_sweeps', [])
@@ -177,7 +179,7 @@ class LoadMultiSweepPoints(BaseTransform):
         if self.pad_empty_sweeps and not sweeps:
             clouds += [self._far(pts)] * self.sweeps
         for sweep in sweeps:  # a sweep's points in this keyframe's frame: keyed by both files
-            clouds.append(self._cached((path, sweep['lidar_points']['lidar_path']), self._sweep, sweep, ts))
+            clouds.append(_cached(self.cache, (path, sweep['lidar_points']['lidar_path']), self._sweep, sweep, ts))
         pts = np.concatenate(clouds)  # a fresh array, never a cached one
         if self.use_dim != list(range(pts.shape[1])):
             pts = pts[:, self.use_dim]
@@ -266,11 +268,7 @@ class LoadMultiViewImages(BaseTransform):
                 if not np.isfinite(np.asarray(info[key], dtype=np.float64)).all():
                     raise DataFileError(f'sample {token}: {cam} {key} in its info is not finite '
                                         f'({np.asarray(info[key]).tolist()}); fix or re-create the info file')
-            rgb = self.cache.get(info['img_path']) if self.cache is not None else None
-            if rgb is None:
-                rgb = _load_rgb(info['img_path'])
-                if self.cache is not None:
-                    self.cache.put(info['img_path'], rgb)
+            rgb = _cached(self.cache, info['img_path'], _load_rgb, info['img_path'])
             # the cache's arrays are read-only: a copy of those, the fresh array otherwise
             imgs.append(rgb.astype(np.float32) if self.to_float32 else rgb if rgb.flags.writeable else rgb.copy())
             cam2img.append(self._intrinsics(info, rgb, cam, token))
